@@ -1,0 +1,254 @@
+package keepalive
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/bits"
+	"time"
+)
+
+// Kernel holds the per-network-namespace sysctls that decide detection
+// times. A zero field means the Linux default, as in [DefaultKernel].
+type Kernel struct {
+	KeepaliveTime   time.Duration `json:"keepalive_time"`   // net.ipv4.tcp_keepalive_time
+	KeepaliveIntvl  time.Duration `json:"keepalive_intvl"`  // net.ipv4.tcp_keepalive_intvl
+	KeepaliveProbes int           `json:"keepalive_probes"` // net.ipv4.tcp_keepalive_probes
+	Retries2        int           `json:"retries2"`         // net.ipv4.tcp_retries2
+	RTOMin          time.Duration `json:"rto_min"`          // TCP_RTO_MIN (or the route's rto_min)
+	RTOMax          time.Duration `json:"rto_max"`          // TCP_RTO_MAX (net.ipv4.tcp_rto_max_ms since Linux 6.15)
+	SynRetries      int           `json:"syn_retries"`      // net.ipv4.tcp_syn_retries
+}
+
+// DefaultKernel returns the Linux defaults: keepalive 7200 s / 75 s / 9,
+// tcp_retries2 15, RTO from 200 ms to 120 s, tcp_syn_retries 6.
+func DefaultKernel() Kernel {
+	return Kernel{
+		KeepaliveTime:   7200 * time.Second,
+		KeepaliveIntvl:  75 * time.Second,
+		KeepaliveProbes: 9,
+		Retries2:        15,
+		RTOMin:          200 * time.Millisecond,
+		RTOMax:          120 * time.Second,
+		SynRetries:      6,
+	}
+}
+
+func (k Kernel) withDefaults() Kernel {
+	d := DefaultKernel()
+	if k.KeepaliveTime <= 0 {
+		k.KeepaliveTime = d.KeepaliveTime
+	}
+	if k.KeepaliveIntvl <= 0 {
+		k.KeepaliveIntvl = d.KeepaliveIntvl
+	}
+	if k.KeepaliveProbes <= 0 {
+		k.KeepaliveProbes = d.KeepaliveProbes
+	}
+	if k.Retries2 <= 0 {
+		k.Retries2 = d.Retries2
+	}
+	if k.RTOMin <= 0 {
+		k.RTOMin = d.RTOMin
+	}
+	if k.RTOMax <= 0 {
+		k.RTOMax = d.RTOMax
+	}
+	if k.RTOMax < k.RTOMin {
+		k.RTOMax = k.RTOMin
+	}
+	if k.SynRetries <= 0 {
+		k.SynRetries = d.SynRetries
+	}
+	return k
+}
+
+// A Situation is what a connection is doing when its peer or path dies.
+// It decides which kernel timer runs, and so which settings matter.
+type Situation string
+
+const (
+	// Idle: nothing unacknowledged, nothing queued. The keepalive timer runs.
+	Idle Situation = "idle"
+	// Sending: data sent and not acknowledged. The retransmission timer runs;
+	// keepalive does nothing.
+	Sending Situation = "sending"
+	// ZeroWindow: the peer is alive but does not read, its receive window is
+	// zero, and then it dies or vanishes. The persist timer runs.
+	ZeroWindow Situation = "zero-window"
+	// Connect: the SYN is not answered. The SYN retransmission timer runs
+	// (tcp_syn_retries, 6 by default).
+	Connect Situation = "connect"
+)
+
+// Situations lists every Situation, in the order explain prints them.
+var Situations = []Situation{Idle, Sending, ZeroWindow, Connect}
+
+// Detection is when the kernel aborts a connection whose peer is gone.
+type Detection struct {
+	// After is the worst-case time to the abort, counted from the last
+	// packet received (Idle), the first unacknowledged transmission
+	// (Sending), the start of zero-window probing (ZeroWindow) or the first
+	// SYN (Connect). For Sending without TCP_USER_TIMEOUT it is a lower
+	// bound: the real first RTO is a little above RTOMin even on a LAN.
+	After time.Duration
+	// Never is true when no timer ever aborts the connection.
+	Never bool
+	// Timer names the timer that aborts: "keepalive", "retransmission",
+	// "persist", "user-timeout", "syn", or "none".
+	Timer string
+	// Rule is the formula with the numbers filled in, e.g. "I + V×C = 2s + 1s×3".
+	Rule string
+	// Note adds what the formula does not say, if anything.
+	Note string
+}
+
+// String formats d as "4s (keepalive: I + V×C = 2s + 1s×2)" or "never (...)".
+func (d Detection) String() string {
+	when := FormatDuration(d.After)
+	if d.Never {
+		when = "never"
+	}
+	return fmt.Sprintf("%s (%s: %s)", when, d.Timer, d.Rule)
+}
+
+// MarshalJSON writes After both as text and as seconds, for people and programs.
+func (d Detection) MarshalJSON() ([]byte, error) {
+	v := struct {
+		After        string  `json:"after,omitempty"`
+		AfterSeconds float64 `json:"after_seconds,omitempty"`
+		Never        bool    `json:"never,omitempty"`
+		Timer        string  `json:"timer"`
+		Rule         string  `json:"rule"`
+		Note         string  `json:"note,omitempty"`
+	}{Never: d.Never, Timer: d.Timer, Rule: d.Rule, Note: d.Note}
+	if !d.Never {
+		v.After = FormatDuration(d.After)
+		v.AfterSeconds = d.After.Seconds()
+	}
+	return json.Marshal(v)
+}
+
+// Detect returns the worst-case time until the kernel aborts a connection
+// whose peer or path died silently (no RST, no ICMP), in situation sit,
+// with settings s on a host whose sysctls are k.
+//
+// The rules, from net/ipv4/tcp_timer.c:
+//
+//   - Idle: keepalive probes start I after the last packet received and
+//     repeat every V; the connection is aborted when C probes went
+//     unanswered: I + V×C. With TCP_USER_TIMEOUT U set as well, C is
+//     ignored and the abort comes at the first keepalive firing at or after
+//     U (and after at least one probe). Without keepalive nothing is sent,
+//     so nothing fails: U alone never fires on an idle socket.
+//   - Sending: the retransmission timer backs off from RTOmin, doubling up
+//     to RTOmax, and aborts at the first expiry past
+//     T(N) = (2^(N+1)−1)×RTOmin while N ≤ log2(RTOmax/RTOmin), else
+//     (2^(t+1)−1)×RTOmin + (N−t)×RTOmax with t = ⌊log2(RTOmax/RTOmin)⌋
+//     (t = 9 for 200 ms and 120 s), N = tcp_retries2. With U: about U.
+//   - ZeroWindow: a peer that answers zero-window probes is never given
+//     up on; with U (Linux ≥ 5.11) the abort comes U after probing starts.
+//   - Connect: SYNs are retried tcp_syn_retries times from a 1 s timeout,
+//     doubling; with U the abort comes at about U if that is sooner.
+func Detect(sit Situation, s Settings, k Kernel) Detection {
+	k = k.withDefaults()
+	e := s.Effective(k)
+	u := e.UserTimeout
+	switch sit {
+	case Idle:
+		if !e.Enabled() {
+			d := Detection{Never: true, Timer: "none", Rule: "keepalive off: nothing is sent, so nothing times out"}
+			if u > 0 {
+				d.Note = "TCP_USER_TIMEOUT alone does not fire on an idle socket with nothing unacknowledged"
+			}
+			return d
+		}
+		I, V, C := e.Idle, e.Interval, e.Count
+		if u == 0 {
+			return Detection{
+				After: I + V*time.Duration(C),
+				Timer: "keepalive",
+				Rule:  fmt.Sprintf("I + V×C = %s + %s×%d", FormatDuration(I), FormatDuration(V), C),
+			}
+		}
+		// The keepalive timer fires at I, I+V, I+2V, ...; with U set it aborts at
+		// the first firing at or after U once a probe is out (tcp_keepalive_timer).
+		n := int64(1)
+		if u > I {
+			n = max(1, int64((u-I+V-1)/V))
+		}
+		d := Detection{
+			After: I + V*time.Duration(n),
+			Timer: "keepalive",
+			Rule: fmt.Sprintf("first keepalive firing at or after U: I + V×%d = %s + %s×%d (U = %s)",
+				n, FormatDuration(I), FormatDuration(V), n, FormatDuration(u)),
+		}
+		if int64(C) != n {
+			d.Note = fmt.Sprintf("with TCP_USER_TIMEOUT set the probe count (%d) is ignored", C)
+		}
+		return d
+	case Sending:
+		if u > 0 {
+			return Detection{After: u, Timer: "user-timeout", Rule: "U = " + FormatDuration(u),
+				Note: "the retransmission timer runs; the kernel clamps its last RTO to end at U; keepalive does nothing"}
+		}
+		bound, thresh := modelTimeout(k.Retries2, k.RTOMin, k.RTOMax)
+		after := firstExpiry(bound, k.RTOMin, k.RTOMax)
+		var rule string
+		if k.Retries2 <= thresh {
+			rule = fmt.Sprintf("(2^(N+1)−1)×RTOmin = %d×%s (N = tcp_retries2 = %d)",
+				(int64(2)<<k.Retries2)-1, FormatDuration(k.RTOMin), k.Retries2)
+		} else {
+			rule = fmt.Sprintf("(2^%d−1)×RTOmin + (N−%d)×RTOmax = %d×%s + %d×%s (N = tcp_retries2 = %d)",
+				thresh+1, thresh, (int64(2)<<thresh)-1, FormatDuration(k.RTOMin), k.Retries2-thresh, FormatDuration(k.RTOMax), k.Retries2)
+		}
+		if after != bound {
+			rule += fmt.Sprintf(", first RTO expiry past %s", FormatDuration(bound))
+		}
+		return Detection{After: after, Timer: "retransmission", Rule: rule,
+			Note: "a lower bound: the first RTO is RTOmin plus the path's RTT variance; keepalive does nothing"}
+	case ZeroWindow:
+		if u > 0 {
+			return Detection{After: u, Timer: "user-timeout", Rule: "U after zero-window probing starts = " + FormatDuration(u),
+				Note: "needs Linux 5.11 or later; older kernels count only unanswered probes"}
+		}
+		return Detection{Never: true, Timer: "persist",
+			Rule: "the peer answers zero-window probes: never",
+			Note: fmt.Sprintf("once the peer vanishes, the abort comes after tcp_retries2 = %d unanswered probes, backed off up to RTOmax (%s), so up to ~%s",
+				k.Retries2, FormatDuration(k.RTOMax), FormatDuration(time.Duration(k.Retries2)*k.RTOMax))}
+	case Connect:
+		const synRTO = time.Second // TCP_TIMEOUT_INIT
+		bound, _ := modelTimeout(k.SynRetries, synRTO, k.RTOMax)
+		d := Detection{After: bound, Timer: "syn",
+			Rule: fmt.Sprintf("SYN retries from 1s, doubling up to RTOmax = %s (R = tcp_syn_retries = %d)", FormatDuration(bound), k.SynRetries),
+			Note: "a Dialer.Timeout or context deadline usually ends the dial first"}
+		if u > 0 && u < bound {
+			d = Detection{After: u, Timer: "user-timeout", Rule: "U = " + FormatDuration(u),
+				Note: "TCP_USER_TIMEOUT also bounds the SYN retries"}
+		}
+		return d
+	}
+	return Detection{Never: true, Timer: "none", Rule: fmt.Sprintf("unknown situation %q", string(sit))}
+}
+
+// modelTimeout is the kernel's tcp_model_timeout: the time N retransmissions
+// take when the RTO starts at base and doubles up to max. It also returns the
+// linear-backoff threshold ⌊log2(max/base)⌋.
+func modelTimeout(n int, base, maxRTO time.Duration) (time.Duration, int) {
+	thresh := bits.Len64(uint64(maxRTO/base)) - 1
+	if n <= thresh {
+		return time.Duration((int64(2)<<n)-1) * base, thresh
+	}
+	return time.Duration((int64(2)<<thresh)-1)*base + time.Duration(n-thresh)*maxRTO, thresh
+}
+
+// firstExpiry simulates the retransmission timer, RTO starting at base and
+// doubling up to max, and returns the first expiry at or past bound.
+func firstExpiry(bound, base, maxRTO time.Duration) time.Duration {
+	var t time.Duration
+	rto := base
+	for i := 0; i < 10000 && t < bound; i++ { // bounded: n ≤ 10000 expiries
+		t += rto
+		rto = min(2*rto, maxRTO)
+	}
+	return t
+}

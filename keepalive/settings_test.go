@@ -1,0 +1,57 @@
+package keepalive
+
+import (
+	"testing"
+	"time"
+)
+
+func TestParseSettings(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    Settings
+		wantErr bool
+	}{
+		{"off", Off, false},
+		{"os", Settings{}, false},
+		{"default", GoDefault, false},
+		{"go", GoDefault, false},
+		{"2/1/3", Settings{Idle: 2 * sec, Interval: sec, Count: 3}, false},
+		{"2s/1s/3", Settings{Idle: 2 * sec, Interval: sec, Count: 3}, false},
+		{"2s/os/os", Settings{Idle: 2 * sec}, false},
+		{"2s/1s/3 user-timeout=5s", Settings{Idle: 2 * sec, Interval: sec, Count: 3, UserTimeout: 5 * sec}, false},
+		{"off user-timeout=1500ms", Settings{Idle: -1, UserTimeout: 1500 * time.Millisecond}, false},
+		{"", Settings{}, true},
+		{"2/1", Settings{}, true},
+		{"x/1/3", Settings{}, true},
+		{"2/1/0", Settings{}, true},
+		{"2/1/200", Settings{}, true},
+		{"1.5/1/3", Settings{}, true}, // the kernel takes whole seconds
+		{"0/1/3", Settings{}, true},
+		{"2/1/3 bogus", Settings{}, true},
+		{"2/1/3 user-timeout=1.5us", Settings{}, true},
+	}
+	for _, tt := range tests {
+		got, err := ParseSettings(tt.in)
+		if (err != nil) != tt.wantErr || (err == nil && got != tt.want) {
+			t.Errorf("ParseSettings(%q) = %+v, %v; want %+v, err %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+		if err == nil {
+			back, err := ParseSettings(got.String())
+			if err != nil || back != got {
+				t.Errorf("ParseSettings(%q.String() = %q) = %+v, %v", tt.in, got.String(), back, err)
+			}
+		}
+	}
+}
+
+func TestEffective(t *testing.T) {
+	k := Kernel{KeepaliveTime: 10 * sec} // other fields: Linux defaults
+	got := Settings{Interval: -1, UserTimeout: 3 * sec}.Effective(k)
+	want := Settings{Idle: 10 * sec, Interval: 75 * sec, Count: 9, UserTimeout: 3 * sec}
+	if got != want {
+		t.Errorf("Effective = %+v, want %+v", got, want)
+	}
+	if got := Off.Effective(k); got.Enabled() {
+		t.Errorf("Off.Effective = %+v, want disabled", got)
+	}
+}
