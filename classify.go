@@ -1,0 +1,109 @@
+package connscope
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"syscall"
+)
+
+// Error kinds returned by [Classify].
+const (
+	KindEOF         = "eof"         // the peer closed its side (FIN)
+	KindDeadline    = "deadline"    // a deadline set by the program expired
+	KindTimeout     = "timeout"     // the kernel gave up on the peer (ETIMEDOUT): keepalive, retransmission or TCP_USER_TIMEOUT
+	KindReset       = "reset"       // the peer (or a middlebox) sent RST
+	KindRefused     = "refused"     // nothing listened at the address
+	KindBrokenPipe  = "broken-pipe" // writing after the peer reset the connection
+	KindUnreachable = "unreachable" // ICMP unreachable came back, or no route
+	KindClosed      = "closed"      // use of a connection this program already closed
+	KindCanceled    = "canceled"    // a context was canceled
+	KindDNS         = "dns"         // name resolution failed
+	KindTLS         = "tls"         // the TLS handshake or a record failed
+	KindOther       = "other"
+)
+
+var errnoNames = []struct {
+	errno syscall.Errno
+	name  string
+}{
+	{syscall.ECONNRESET, "ECONNRESET"},
+	{syscall.ETIMEDOUT, "ETIMEDOUT"},
+	{syscall.EPIPE, "EPIPE"},
+	{syscall.ECONNREFUSED, "ECONNREFUSED"},
+	{syscall.EHOSTUNREACH, "EHOSTUNREACH"},
+	{syscall.ENETUNREACH, "ENETUNREACH"},
+	{syscall.ECONNABORTED, "ECONNABORTED"},
+	{syscall.EADDRINUSE, "EADDRINUSE"},
+	{syscall.EADDRNOTAVAIL, "EADDRNOTAVAIL"},
+	{syscall.ENETDOWN, "ENETDOWN"},
+	{syscall.ENOBUFS, "ENOBUFS"},
+	{syscall.EMFILE, "EMFILE"},
+	{syscall.ENFILE, "ENFILE"},
+	{syscall.EACCES, "EACCES"},
+	{syscall.EPERM, "EPERM"},
+	{syscall.EINVAL, "EINVAL"},
+}
+
+// Errno returns the symbolic name of the system error inside err
+// ("ECONNRESET", "ETIMEDOUT", ...), or "" if there is none.
+func Errno(err error) string {
+	var en syscall.Errno
+	if !errors.As(err, &en) {
+		return ""
+	}
+	for _, e := range errnoNames {
+		if en == e.errno {
+			return e.name
+		}
+	}
+	return "errno " + itoa(int64(en))
+}
+
+// Classify sorts err into one of the Kind constants and names its errno.
+// It is the one place where connscope decides what an error means; it
+// never changes err. A nil error has kind "".
+func Classify(err error) (kind, errno string) {
+	if err == nil {
+		return "", ""
+	}
+	errno = Errno(err)
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return KindEOF, errno
+	// Both a deadline and a kernel ETIMEDOUT report Timeout() == true:
+	// tell them apart by the sentinel, not by net.Error.
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded):
+		return KindDeadline, errno
+	case errors.Is(err, syscall.ETIMEDOUT):
+		return KindTimeout, errno
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNABORTED):
+		return KindReset, errno
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return KindRefused, errno
+	case errors.Is(err, syscall.EPIPE):
+		return KindBrokenPipe, errno
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return KindUnreachable, errno
+	case errors.Is(err, net.ErrClosed):
+		return KindClosed, errno
+	case errors.Is(err, context.Canceled):
+		return KindCanceled, errno
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return KindDNS, errno
+	}
+	var recErr tls.RecordHeaderError
+	var alert tls.AlertError
+	var certErr *tls.CertificateVerificationError
+	if errors.As(err, &recErr) || errors.As(err, &alert) || errors.As(err, &certErr) {
+		return KindTLS, errno
+	}
+	return KindOther, errno
+}
+
+func itoa(v int64) string { return string(appendInt(nil, v)) }

@@ -1,0 +1,240 @@
+package connscope
+
+import (
+	"errors"
+	"io"
+	"net"
+	"syscall"
+	"time"
+)
+
+//go:generate go run gen_variants.go
+
+// conn is the core of every wrapped connection. The types in
+// conn_variants.go add exactly the optional methods the inner connection
+// has, so that type assertions in the standard library (sendfile, splice,
+// half-close) see the same capabilities as without the spy.
+type conn struct {
+	net.Conn
+	r *Record
+}
+
+func (c *conn) spyConn() *conn { return c }
+
+func (c *conn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.r.bytesRead.Add(int64(n))
+		c.r.lastRead.Store(monoNow())
+	}
+	if err != nil {
+		c.r.readError(err)
+	}
+	return n, err
+}
+
+func (c *conn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	if n > 0 {
+		c.r.bytesWritten.Add(int64(n))
+		c.r.lastWrite.Store(monoNow())
+	}
+	if err != nil {
+		c.r.opError("write", err)
+	}
+	return n, err
+}
+
+// Close closes the inner connection and reports "Socket Close" once,
+// however often it is called.
+func (c *conn) Close() error {
+	first := c.r.setFlag(flagClosed) // before the inner Close: a concurrent Read then sees its net.ErrClosed as ours
+	err := c.Conn.Close()
+	if first {
+		c.r.closed()
+	}
+	return err
+}
+
+func (c *conn) SetDeadline(t time.Time) error {
+	c.r.noteDeadline(t, flagReadInterrupt|flagWriteInterrupt)
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *conn) SetReadDeadline(t time.Time) error {
+	c.r.noteDeadline(t, flagReadInterrupt)
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *conn) SetWriteDeadline(t time.Time) error {
+	c.r.noteDeadline(t, flagWriteInterrupt)
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// NetConn returns the wrapped connection, like (*tls.Conn).NetConn.
+func (c *conn) NetConn() net.Conn { return c.Conn }
+
+// Unwrap returns the wrapped connection.
+func (c *conn) Unwrap() net.Conn { return c.Conn }
+
+// Record returns the connection's record.
+func (c *conn) Record() *Record { return c.r }
+
+// readFrom serves io.ReaderFrom. A source that is itself a wrapped
+// connection is unwrapped first, or the kernel's splice path would not
+// recognise it; both records are credited.
+func (c *conn) readFrom(src io.Reader) (int64, error) {
+	inner, srcRec, restore := unwrapReader(src)
+	n, err := c.Conn.(io.ReaderFrom).ReadFrom(inner)
+	restore()
+	if n > 0 {
+		c.r.bytesWritten.Add(n)
+		c.r.lastWrite.Store(monoNow())
+		if srcRec != nil {
+			srcRec.bytesRead.Add(n)
+			srcRec.lastRead.Store(monoNow())
+		}
+	}
+	if err != nil {
+		c.r.opError("write", err)
+	} else if _, limited := src.(*io.LimitedReader); srcRec != nil && !limited {
+		// A LimitedReader ends at its limit; anything else ended at EOF.
+		srcRec.readError(io.EOF)
+	}
+	return n, err
+}
+
+// writeTo serves io.WriterTo, unwrapping a wrapped destination.
+func (c *conn) writeTo(dst io.Writer) (int64, error) {
+	inner := dst
+	var dstRec *Record
+	if w, ok := dst.(interface{ spyConn() *conn }); ok {
+		inner, dstRec = w.spyConn().Conn, w.spyConn().r
+	}
+	n, err := c.Conn.(io.WriterTo).WriteTo(inner)
+	if n > 0 {
+		c.r.bytesRead.Add(n)
+		c.r.lastRead.Store(monoNow())
+		if dstRec != nil {
+			dstRec.bytesWritten.Add(n)
+			dstRec.lastWrite.Store(monoNow())
+		}
+	}
+	if err != nil {
+		c.r.opError("read", err)
+	} else {
+		c.r.readError(io.EOF) // WriteTo returns nil at EOF
+	}
+	return n, err
+}
+
+func unwrapReader(src io.Reader) (inner io.Reader, rec *Record, restore func()) {
+	switch v := src.(type) {
+	case interface{ spyConn() *conn }:
+		return v.spyConn().Conn, v.spyConn().r, func() {}
+	case *io.LimitedReader:
+		if w, ok := v.R.(interface{ spyConn() *conn }); ok {
+			lr := &io.LimitedReader{R: w.spyConn().Conn, N: v.N}
+			return lr, w.spyConn().r, func() { v.N = lr.N }
+		}
+	}
+	return src, nil, func() {}
+}
+
+func (c *conn) closeWrite() error { return c.Conn.(interface{ CloseWrite() error }).CloseWrite() }
+func (c *conn) closeRead() error  { return c.Conn.(interface{ CloseRead() error }).CloseRead() }
+func (c *conn) syscallConn() (syscall.RawConn, error) {
+	return c.Conn.(syscall.Conn).SyscallConn()
+}
+
+// RecordOf returns the Record of a connection wrapped by a Spy, looking
+// through layers that expose NetConn (such as *tls.Conn), or nil.
+func RecordOf(c net.Conn) *Record {
+	for range 8 {
+		switch v := c.(type) {
+		case nil:
+			return nil
+		case interface{ spyConn() *conn }:
+			return v.spyConn().r
+		case interface{ NetConn() net.Conn }:
+			c = v.NetConn()
+		default:
+			return nil
+		}
+	}
+	return nil
+}
+
+func (r *Record) noteDeadline(t time.Time, f uint32) {
+	// A deadline in the past is how net/http interrupts its own blocked
+	// reads; the error it causes is not a timeout worth reporting.
+	if !t.IsZero() && t.Before(time.Now()) {
+		r.flags.Or(f)
+	} else if r.has(f) {
+		r.clearFlag(f)
+	}
+}
+
+func (r *Record) readError(err error) {
+	if err == io.EOF {
+		if r.setFlag(flagEOF) {
+			r.flags.Or(flagRemoteClosed)
+			r.spy.Emit(&Event{Message: MsgEnd, Conn: r})
+		}
+		return
+	}
+	r.opError("read", err)
+}
+
+func (r *Record) opError(op string, err error) {
+	flags := r.flags.Load()
+	if flags&flagClosed != 0 && errors.Is(err, net.ErrClosed) {
+		return // our own Close interrupted it
+	}
+	kind, _ := Classify(err)
+	msg := MsgError
+	switch kind {
+	case KindEOF:
+		r.readError(io.EOF)
+		return
+	case KindDeadline:
+		interrupt := flagReadInterrupt
+		if op == "write" {
+			interrupt = flagWriteInterrupt
+		}
+		if flags&uint32(interrupt) != 0 {
+			return
+		}
+		msg = MsgTimeout
+	case KindTimeout:
+		msg = MsgTimeout
+		r.flags.Or(flagHadError)
+	case KindReset, KindBrokenPipe:
+		r.flags.Or(flagHadError | flagRemoteClosed)
+	default:
+		r.flags.Or(flagHadError)
+	}
+	r.lastErr.Store(&errorRecord{op: op, err: err, at: time.Now()})
+	r.spy.Emit(&Event{Message: msg, Conn: r, Op: op, Err: err})
+}
+
+func (r *Record) closed() {
+	r.closedNs.Store(monoNow())
+	r.state.Store(int32(StateClosed))
+	s := r.spy
+	s.open.Add(-1)
+	flags := r.flags.Load()
+	by := "local"
+	if flags&flagRemoteClosed != 0 {
+		by = "remote"
+	}
+	e := Event{Message: MsgClose, Conn: r, HadError: flags&flagHadError != 0, ClosedBy: by,
+		Duration: time.Duration(r.closedNs.Load() - r.openNs)}
+	if t := r.target.Load(); t != nil {
+		e.Target = *t
+	}
+	s.Emit(&e)
+	if h := s.Hooks.ConnClosed; h != nil {
+		s.callHook("ConnClosed", func() { h(r) })
+	}
+}

@@ -1,0 +1,379 @@
+package connscope
+
+import (
+	"log/slog"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// AppendJSON appends e as one JSON object in connection-spy's format
+// (its fields first, in its order, then connscope's), without a newline.
+// It does not allocate when b has room, and produces valid JSON whatever
+// bytes the target, headers or error hold.
+func (e *Event) AppendJSON(b []byte) []byte {
+	r := e.Conn
+	b = append(b, `{"id":`...)
+	id := e.ID
+	if r != nil {
+		id = r.id
+	}
+	if id.IsZero() {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '"')
+		b = id.AppendText(b)
+		b = append(b, '"')
+	}
+	b = append(b, `,"producer":`...)
+	b = appendJSONString(b, e.Producer)
+	var local, remote endpoint
+	if r != nil {
+		local, remote = r.local, r.remote
+	}
+	b = appendEndpoint(b, `,"localAddress":`, `,"localPort":`, local)
+	b = appendEndpoint(b, `,"remoteAddress":`, `,"remotePort":`, remote)
+	if e.Target != "" {
+		b = append(b, `,"target":`...)
+		b = appendJSONString(b, e.Target)
+	}
+	if e.Message == MsgClose {
+		b = append(b, `,"hadError":`...)
+		b = strconv.AppendBool(b, e.HadError)
+	}
+	b = append(b, `,"level":"`...)
+	b = append(b, levelName(e.Level)...)
+	b = append(b, `","message":`...)
+	b = appendJSONString(b, e.Message)
+	b = append(b, `,"_timestamp":"`...)
+	b = appendTimestamp(b, e.Time)
+	b = append(b, '"')
+
+	if r != nil {
+		b = append(b, `,"side":"`...)
+		b = append(b, r.side.String()...)
+		b = append(b, `","network":`...)
+		b = appendJSONString(b, r.network)
+	}
+	b = appendUintField(b, `,"request":`, e.Request)
+	b = appendUintField(b, `,"status":`, uint64(max(e.Status, 0)))
+	b = appendStringField(b, `,"protocol":`, e.Protocol)
+	b = appendStringField(b, `,"host":`, e.Host)
+	b = appendStringField(b, `,"addresses":`, e.Addrs)
+	b = appendStringField(b, `,"tls":`, e.TLS)
+	if len(e.Headers) > 0 {
+		b = append(b, `,"headers":{`...)
+		for i, h := range e.Headers {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, h.Name)
+			b = append(b, ':')
+			b = appendJSONString(b, h.Value)
+		}
+		b = append(b, '}')
+	}
+	b = appendMsField(b, `,"dnsMs":`, e.DNS)
+	b = appendMsField(b, `,"connectMs":`, e.Connect)
+	b = appendMsField(b, `,"tlsMs":`, e.TLSTime)
+	b = appendMsField(b, `,"ttfbMs":`, e.TTFB)
+	b = appendMsField(b, `,"idleMs":`, e.Idle)
+	b = appendMsField(b, `,"durationMs":`, e.Duration)
+	if r != nil {
+		b = append(b, `,"bytesRead":`...)
+		b = strconv.AppendInt(b, e.BytesRead, 10)
+		b = append(b, `,"bytesWritten":`...)
+		b = strconv.AppendInt(b, e.BytesWritten, 10)
+	}
+	b = appendStringField(b, `,"closedBy":`, e.ClosedBy)
+	b = appendStringField(b, `,"op":`, e.Op)
+	if e.Err != nil {
+		kind, errno := Classify(e.Err)
+		b = append(b, `,"error":`...)
+		b = appendJSONString(b, e.Err.Error())
+		b = appendStringField(b, `,"errorKind":`, kind)
+		b = appendStringField(b, `,"errno":`, errno)
+	}
+	b = appendUintField(b, `,"dropped":`, e.Dropped)
+	return append(b, '}')
+}
+
+// AppendText appends e as one line for a person: time, short id, side,
+// message, addresses, then the fields that are set, as key=value.
+func (e *Event) AppendText(b []byte) []byte {
+	r := e.Conn
+	b = appendTimestamp(b, e.Time)
+	b = append(b, "  "...)
+	id := e.ID
+	if r != nil {
+		id = r.id
+	}
+	if id.IsZero() {
+		b = append(b, "--------"...)
+	} else {
+		var full [36]byte
+		b = append(b, id.AppendText(full[:0])[:8]...)
+	}
+	b = append(b, "  "...)
+	side := ""
+	if r != nil {
+		side = r.side.String()
+	}
+	b = appendPadded(b, side, 6)
+	b = append(b, "  "...)
+	b = appendPadded(b, e.Message, 16)
+	if r != nil {
+		b = append(b, "  "...)
+		b = r.local.appendHostPort(b)
+		b = append(b, " -> "...)
+		b = r.remote.appendHostPort(b)
+	}
+	if e.Target != "" {
+		b = append(b, "  "...)
+		b = appendTextTarget(b, e.Target)
+	}
+	kv := func(b []byte, k string) []byte { return append(append(b, ' ', ' '), k...) }
+	if e.Request != 0 {
+		b = strconv.AppendUint(kv(b, "req="), e.Request, 10)
+	}
+	if e.Status != 0 {
+		b = strconv.AppendInt(kv(b, "status="), int64(e.Status), 10)
+	}
+	if e.Protocol != "" {
+		b = appendTextValue(kv(b, "proto="), e.Protocol)
+	}
+	if e.Host != "" {
+		b = appendTextValue(kv(b, "host="), e.Host)
+	}
+	if e.Addrs != "" {
+		b = appendTextValue(kv(b, "addrs="), e.Addrs)
+	}
+	if e.TLS != "" {
+		b = appendTextValue(kv(b, "tls="), e.TLS)
+	}
+	for _, h := range e.Headers {
+		b = appendTextValue(append(appendTextValue(append(b, ' ', ' '), h.Name), '='), h.Value)
+	}
+	for _, d := range [...]struct {
+		k string
+		v time.Duration
+	}{{"dns=", e.DNS}, {"connect=", e.Connect}, {"tls=", e.TLSTime}, {"ttfb=", e.TTFB}, {"idle=", e.Idle}, {"dur=", e.Duration}} {
+		if d.v != 0 {
+			b = append(appendMs(kv(b, d.k), d.v), "ms"...)
+		}
+	}
+	if e.Message == MsgClose {
+		b = strconv.AppendBool(kv(b, "hadError="), e.HadError)
+		b = strconv.AppendInt(kv(b, "read="), e.BytesRead, 10)
+		b = strconv.AppendInt(kv(b, "written="), e.BytesWritten, 10)
+	}
+	if e.ClosedBy != "" {
+		b = append(kv(b, "closedBy="), e.ClosedBy...)
+	}
+	if e.Err != nil {
+		kind, errno := Classify(e.Err)
+		if errno != "" {
+			b = append(kv(b, ""), errno...)
+		} else {
+			b = append(kv(b, ""), kind...)
+		}
+		b = appendTextValue(kv(b, "err="), e.Err.Error())
+	}
+	if e.Dropped != 0 {
+		b = strconv.AppendUint(kv(b, "dropped="), e.Dropped, 10)
+	}
+	return b
+}
+
+func levelName(l slog.Level) string {
+	switch {
+	case l >= slog.LevelError:
+		return "error"
+	case l >= slog.LevelWarn:
+		return "warn"
+	case l >= slog.LevelInfo:
+		return "info"
+	}
+	return "debug"
+}
+
+func appendEndpoint(b []byte, addrKey, portKey string, ep endpoint) []byte {
+	b = append(b, addrKey...)
+	if ep.addr == "" {
+		b = append(b, "null"...)
+	} else {
+		b = appendJSONString(b, ep.addr)
+	}
+	b = append(b, portKey...)
+	if ep.port < 0 || ep.addr == "" {
+		return append(b, "null"...)
+	}
+	return strconv.AppendInt(b, int64(ep.port), 10)
+}
+
+func appendStringField(b []byte, key, v string) []byte {
+	if v == "" {
+		return b
+	}
+	return appendJSONString(append(b, key...), v)
+}
+
+func appendUintField(b []byte, key string, v uint64) []byte {
+	if v == 0 {
+		return b
+	}
+	return strconv.AppendUint(append(b, key...), v, 10)
+}
+
+func appendMsField(b []byte, key string, d time.Duration) []byte {
+	if d == 0 {
+		return b
+	}
+	return appendMs(append(b, key...), d)
+}
+
+// appendMs writes d in milliseconds with microsecond precision.
+func appendMs(b []byte, d time.Duration) []byte {
+	return strconv.AppendFloat(b, float64(d.Microseconds())/1e3, 'f', -1, 64)
+}
+
+func appendInt(b []byte, v int64) []byte { return strconv.AppendInt(b, v, 10) }
+
+// appendTimestamp writes t as ISO 8601 UTC with milliseconds, like
+// JavaScript's Date.toISOString: 2021-05-07T17:16:29.743Z.
+func appendTimestamp(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	hour, min, sec := t.Clock()
+	ms := t.Nanosecond() / 1e6
+	b = appendDigits(b, year, 4)
+	b = append(b, '-')
+	b = appendDigits(b, int(month), 2)
+	b = append(b, '-')
+	b = appendDigits(b, day, 2)
+	b = append(b, 'T')
+	b = appendDigits(b, hour, 2)
+	b = append(b, ':')
+	b = appendDigits(b, min, 2)
+	b = append(b, ':')
+	b = appendDigits(b, sec, 2)
+	b = append(b, '.')
+	b = appendDigits(b, ms, 3)
+	return append(b, 'Z')
+}
+
+func appendDigits(b []byte, v, width int) []byte {
+	var buf [8]byte
+	i := len(buf)
+	for v > 0 || width > 0 {
+		i--
+		buf[i] = byte('0' + v%10)
+		v /= 10
+		width--
+	}
+	return append(b, buf[i:]...)
+}
+
+func appendPadded(b []byte, s string, width int) []byte {
+	b = append(b, s...)
+	for n := utf8.RuneCountInString(s); n < width; n++ {
+		b = append(b, ' ')
+	}
+	return b
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string. Invalid UTF-8 becomes
+// U+FFFD, so the output is valid JSON for any input bytes.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		// U+2028 and U+2029 are valid JSON but break JavaScript parsers.
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// appendTextValue writes s for the text format: as is when it has no
+// spaces, quotes, '=' or control bytes, quoted otherwise.
+func appendTextValue(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c == '"' || c == '=' || c == 0x7f {
+			return strconv.AppendQuote(b, s)
+		}
+	}
+	if !utf8.ValidString(s) {
+		return strconv.AppendQuote(b, s)
+	}
+	return append(b, s...)
+}
+
+// appendTextTarget writes a "METHOD url" target unquoted when it is
+// printable, for readability.
+func appendTextTarget(b []byte, s string) []byte {
+	if isTarget(s) && utf8.ValidString(s) {
+		return append(b, s...)
+	}
+	return strconv.AppendQuote(b, s)
+}
+
+// isTarget reports whether s looks like "METHOD url": the one value the
+// text format prints with a space unquoted, for readability.
+func isTarget(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] == ' ' {
+			rest := s[i+1:]
+			for j := 0; j < len(rest); j++ {
+				if rest[j] <= ' ' || rest[j] == '"' {
+					return false
+				}
+			}
+			return i > 0
+		}
+		if s[i] < 'A' || s[i] > 'Z' {
+			return false
+		}
+	}
+	return false
+}

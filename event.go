@@ -1,0 +1,109 @@
+package connscope
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Event messages. The first seven are the Node.js connection-spy's exact
+// strings, so tools written for its logs keep working.
+const (
+	MsgConnect  = "Socket Connect"   // a client connection was established
+	MsgReuse    = "Reuse Socket"     // a pooled connection was taken for a request
+	MsgResponse = "HTTP(S) Response" // response headers arrived (client) or the handler finished (server)
+	MsgError    = "Socket Error"     // a read, write or dial failed
+	MsgTimeout  = "Socket Timeout"   // a deadline expired, or the kernel gave up (ETIMEDOUT)
+	MsgEnd      = "Socket End"       // the peer sent FIN (a read returned io.EOF)
+	MsgClose    = "Socket Close"     // the connection was closed; see HadError and ClosedBy
+
+	MsgDNS          = "DNS Lookup"     // a dial resolved its host name
+	MsgTLS          = "TLS Handshake"  // the TLS handshake on the connection completed or failed
+	MsgAccept       = "Socket Accept"  // a server accepted a connection
+	MsgIdle         = "Socket Idle"    // the connection went back idle (into the client pool, or between server requests)
+	MsgHijack       = "Socket Hijack"  // an HTTP handler took the connection over; it stays tracked until closed
+	MsgRequestError = "HTTP(S) Error"  // a request failed before a response arrived
+	MsgDropped      = "Events Dropped" // a sink lost events (its writer failed or was too slow)
+	MsgHookPanic    = "Hook Panic"     // a user hook panicked; the panic was recovered
+)
+
+// Side says which end of a connection this program is.
+type Side uint8
+
+// Sides.
+const (
+	Client Side = iota + 1 // this program dialed
+	Server                 // this program accepted
+)
+
+func (s Side) String() string {
+	switch s {
+	case Client:
+		return "client"
+	case Server:
+		return "server"
+	}
+	return ""
+}
+
+// Header is one request header copied into an event (see httpscope's
+// Options.LogHeaders). Secret headers are never copied.
+type Header struct {
+	Name, Value string
+}
+
+// An Event is one thing that happened to a connection. A Sink receives a
+// pointer that is valid only during Emit: copy what it keeps.
+//
+// Zero-valued fields are left out of the encoded forms, except those of
+// the connection-spy format (id, producer, addresses, ports), which are
+// written as null when unknown.
+type Event struct {
+	Time     time.Time
+	Level    slog.Level
+	Message  string
+	Producer string
+
+	// Conn is the connection the event is about; nil for events that have
+	// none, such as a failed dial or a dropped-events report.
+	Conn *Record
+	// ID identifies the connection when Conn is nil (a dial that failed).
+	ID ID
+
+	Target  string // "GET https://host:443/path?query", redacted
+	Request uint64 // sequence number of the request on this connection, from 1
+
+	Status   int    // HTTP status
+	Protocol string // "HTTP/1.1", "HTTP/2.0"
+	Host     string // the name looked up (DNS Lookup)
+	Addrs    string // the addresses it resolved to, comma-separated
+	TLS      string // "TLS 1.3 h2" (TLS Handshake)
+	Headers  []Header
+
+	DNS      time.Duration // name resolution
+	Connect  time.Duration // TCP connect
+	TLSTime  time.Duration // TLS handshake
+	TTFB     time.Duration // request written to first response byte
+	Idle     time.Duration // time the connection sat idle before this reuse
+	Duration time.Duration // request duration, or connection age at close
+
+	BytesRead    int64
+	BytesWritten int64
+
+	HadError bool   // Socket Close: a read or write failed before the close
+	ClosedBy string // Socket Close: "local" or "remote"
+	Op       string // "read", "write", "dial", "tls", "request"
+	Err      error  // the error, unchanged
+	Dropped  uint64 // Events Dropped: how many
+}
+
+// levelFor is the level of a message: errors stand out, the rest is debug
+// output like connection-spy's.
+func levelFor(msg string) slog.Level {
+	switch msg {
+	case MsgError, MsgRequestError, MsgHookPanic:
+		return slog.LevelError
+	case MsgTimeout, MsgDropped:
+		return slog.LevelWarn
+	}
+	return slog.LevelDebug
+}

@@ -1,0 +1,280 @@
+package connscope
+
+import (
+	"net"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// epoch anchors the monotonic clock used on the Read/Write path:
+// time.Since on a monotonic time reads one clock, time.Now reads two.
+var epoch = time.Now()
+
+func monoNow() int64 { return int64(time.Since(epoch)) + 1 } // never 0: 0 means "never"
+
+func monoTime(ns int64) time.Time { return epoch.Add(time.Duration(ns - 1)) }
+
+// State is where a connection is in its life.
+type State int32
+
+// States.
+const (
+	StateActive   State = iota // reading or writing, or waiting for a request
+	StateIdle                  // idle in a client pool, or between server requests
+	StateHijacked              // an HTTP handler took it over
+	StateClosed
+)
+
+func (s State) String() string {
+	switch s {
+	case StateActive:
+		return "active"
+	case StateIdle:
+		return "idle"
+	case StateHijacked:
+		return "hijacked"
+	case StateClosed:
+		return "closed"
+	}
+	return "state(" + strconv.Itoa(int(s)) + ")"
+}
+
+const (
+	flagEOF            = 1 << iota // the peer sent FIN
+	flagRemoteClosed               // EOF or reset seen: the peer closed first
+	flagClosed                     // Close was called
+	flagHadError                   // a read or write failed (not EOF, not our own deadline)
+	flagTLS                        // TLS Handshake reported
+	flagReadInterrupt              // read deadline set in the past: the program interrupts its own read
+	flagWriteInterrupt             // same for writes
+)
+
+// endpoint is an address formatted once, when the connection is wrapped,
+// so that events need no formatting of addresses.
+type endpoint struct {
+	addr string
+	port int // -1 when the address has none (unix sockets)
+}
+
+func endpointOf(a net.Addr) endpoint {
+	switch a := a.(type) {
+	case nil:
+		return endpoint{port: -1}
+	case *net.TCPAddr:
+		ap := a.AddrPort()
+		return endpoint{addr: ap.Addr().Unmap().String(), port: int(ap.Port())}
+	case *net.UDPAddr:
+		ap := a.AddrPort()
+		return endpoint{addr: ap.Addr().Unmap().String(), port: int(ap.Port())}
+	case *net.UnixAddr:
+		if a == nil {
+			return endpoint{port: -1}
+		}
+		return endpoint{addr: a.Name, port: -1}
+	}
+	s := a.String()
+	if host, port, err := net.SplitHostPort(s); err == nil {
+		if p, err := strconv.Atoi(port); err == nil {
+			return endpoint{addr: host, port: p}
+		}
+	}
+	return endpoint{addr: s, port: -1}
+}
+
+func (ep endpoint) appendHostPort(b []byte) []byte {
+	if ep.addr == "" {
+		return append(b, '-')
+	}
+	if ep.port < 0 {
+		return append(b, ep.addr...)
+	}
+	for i := 0; i < len(ep.addr); i++ {
+		if ep.addr[i] == ':' {
+			b = append(append(append(b, '['), ep.addr...), ']')
+			return strconv.AppendInt(append(b, ':'), int64(ep.port), 10)
+		}
+	}
+	return strconv.AppendInt(append(append(b, ep.addr...), ':'), int64(ep.port), 10)
+}
+
+func (ep endpoint) String() string { return string(ep.appendHostPort(nil)) }
+
+// A Record is the live state of one connection. Reads and writes update it
+// with atomic operations only, so a registry or a monitor may read it at
+// any moment from any goroutine.
+type Record struct {
+	id      ID
+	spy     *Spy
+	side    Side
+	network string
+	local   endpoint
+	remote  endpoint
+	opened  time.Time
+	openNs  int64
+
+	bytesRead    atomic.Int64
+	bytesWritten atomic.Int64
+	lastRead     atomic.Int64 // monotonic ns; 0: never
+	lastWrite    atomic.Int64
+	requests     atomic.Uint64
+	inFlight     atomic.Int32
+	state        atomic.Int32
+	flags        atomic.Uint32
+	closedNs     atomic.Int64
+	idleNs       atomic.Int64 // when the connection last went idle
+	lastErr      atomic.Pointer[errorRecord]
+	target       atomic.Pointer[string]
+}
+
+type errorRecord struct {
+	op  string
+	err error
+	at  time.Time
+}
+
+func (r *Record) setFlag(f uint32) (first bool) {
+	for {
+		old := r.flags.Load()
+		if old&f != 0 {
+			return false
+		}
+		if r.flags.CompareAndSwap(old, old|f) {
+			return true
+		}
+	}
+}
+
+func (r *Record) clearFlag(f uint32) {
+	for {
+		old := r.flags.Load()
+		if old&f == 0 || r.flags.CompareAndSwap(old, old&^f) {
+			return
+		}
+	}
+}
+
+func (r *Record) has(f uint32) bool { return r.flags.Load()&f != 0 }
+
+// ID returns the connection's id.
+func (r *Record) ID() ID { return r.id }
+
+// Side returns which end of the connection this program is.
+func (r *Record) Side() Side { return r.side }
+
+// Network returns "tcp", "unix", ...
+func (r *Record) Network() string { return r.network }
+
+// Opened returns when the connection was wrapped.
+func (r *Record) Opened() time.Time { return r.opened }
+
+// BytesRead returns the bytes read so far.
+func (r *Record) BytesRead() int64 { return r.bytesRead.Load() }
+
+// BytesWritten returns the bytes written so far.
+func (r *Record) BytesWritten() int64 { return r.bytesWritten.Load() }
+
+// Requests returns how many HTTP requests the connection has carried.
+func (r *Record) Requests() uint64 { return r.requests.Load() }
+
+// State returns the connection's state.
+func (r *Record) State() State { return State(r.state.Load()) }
+
+// BeginRequest counts a request on the connection and returns its sequence
+// number, from 1. Packages that know about requests (httpscope) call it.
+func (r *Record) BeginRequest(target string) uint64 {
+	r.inFlight.Add(1)
+	r.state.CompareAndSwap(int32(StateIdle), int32(StateActive))
+	if target != "" {
+		r.target.Store(&target)
+	}
+	return r.requests.Add(1)
+}
+
+// EndRequest marks a request on the connection as finished and reports
+// whether none is left in flight.
+func (r *Record) EndRequest() (idle bool) {
+	return r.inFlight.Add(-1) <= 0
+}
+
+// SetState records a state change reported by the layer above (an
+// http.Server's ConnState, a client pool).
+func (r *Record) SetState(s State) {
+	if State(r.state.Load()) == StateClosed {
+		return
+	}
+	if s == StateIdle {
+		r.idleNs.Store(monoNow())
+	}
+	r.state.Store(int32(s))
+}
+
+// ConnInfo is a point-in-time copy of a Record, for reports.
+type ConnInfo struct {
+	ID           ID            `json:"id"`
+	Side         string        `json:"side"`
+	Network      string        `json:"network"`
+	Local        string        `json:"local"`
+	Remote       string        `json:"remote"`
+	State        string        `json:"state"`
+	Opened       time.Time     `json:"opened"`
+	Age          time.Duration `json:"age"`
+	SinceRead    time.Duration `json:"sinceRead"`  // since the last read returned data (or since open)
+	SinceWrite   time.Duration `json:"sinceWrite"` // since the last write (or since open)
+	BytesRead    int64         `json:"bytesRead"`
+	BytesWritten int64         `json:"bytesWritten"`
+	Requests     uint64        `json:"requests"`
+	InFlight     int32         `json:"inFlight"`
+	Target       string        `json:"target,omitempty"` // the last request's
+	PeerClosed   bool          `json:"peerClosed"`
+	LastError    string        `json:"lastError,omitempty"`
+	LastErrorOp  string        `json:"lastErrorOp,omitempty"`
+	LastErrorAt  time.Time     `json:"lastErrorAt,omitzero"`
+}
+
+// Snapshot returns a consistent-enough copy of the record: each field is
+// read atomically, the set of them is not.
+func (r *Record) Snapshot() ConnInfo {
+	now := monoNow()
+	if c := r.closedNs.Load(); c != 0 {
+		now = c
+	}
+	since := func(ns int64) time.Duration {
+		if ns == 0 {
+			ns = r.openNs
+		}
+		return time.Duration(now - ns)
+	}
+	ci := ConnInfo{
+		ID:           r.id,
+		Side:         r.side.String(),
+		Network:      r.network,
+		Local:        r.local.String(),
+		Remote:       r.remote.String(),
+		State:        r.State().String(),
+		Opened:       r.opened,
+		Age:          time.Duration(now - r.openNs),
+		SinceRead:    since(r.lastRead.Load()),
+		SinceWrite:   since(r.lastWrite.Load()),
+		BytesRead:    r.bytesRead.Load(),
+		BytesWritten: r.bytesWritten.Load(),
+		Requests:     r.requests.Load(),
+		InFlight:     r.inFlight.Load(),
+		PeerClosed:   r.has(flagRemoteClosed),
+	}
+	if t := r.target.Load(); t != nil {
+		ci.Target = *t
+	}
+	if e := r.lastErr.Load(); e != nil {
+		ci.LastError, ci.LastErrorOp, ci.LastErrorAt = e.err.Error(), e.op, e.at
+	}
+	return ci
+}
+
+// idleFor returns how long the connection has been idle, or 0.
+func (r *Record) idleFor() time.Duration {
+	if ns := r.idleNs.Load(); ns != 0 {
+		return time.Duration(monoNow() - ns)
+	}
+	return 0
+}

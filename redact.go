@@ -1,0 +1,120 @@
+package connscope
+
+import (
+	"net"
+	"net/url"
+	"strings"
+)
+
+// DefaultSecretKeys are the substrings that make a query key (or header
+// name) secret-looking, compared without regard to case.
+var DefaultSecretKeys = []string{
+	"token", "key", "secret", "password", "passwd", "pwd", "signature", "sig",
+	"auth", "credential", "session", "jwt", "code",
+}
+
+// Redacted replaces secret values in events.
+const Redacted = "REDACTED"
+
+// Redaction controls what of a URL may appear in an event. The zero value
+// is safe: userinfo is dropped and the values of secret-looking query keys
+// are replaced by "REDACTED".
+type Redaction struct {
+	// SecretKeys replaces DefaultSecretKeys when not nil.
+	SecretKeys []string
+	// OmitQuery leaves the query out of targets entirely.
+	OmitQuery bool
+}
+
+func (rd Redaction) keys() []string {
+	if rd.SecretKeys != nil {
+		return rd.SecretKeys
+	}
+	return DefaultSecretKeys
+}
+
+// IsSecret reports whether a query key or header name looks secret.
+func (rd Redaction) IsSecret(name string) bool {
+	switch strings.ToLower(name) {
+	case "authorization", "proxy-authorization", "cookie", "set-cookie":
+		return true // always, whatever SecretKeys says
+	}
+	for _, k := range rd.keys() {
+		if len(k) <= len(name) && containsFold(name, k) {
+			return true
+		}
+	}
+	return false
+}
+
+func containsFold(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// Target formats a request as connection-spy does, "GET https://host:443/path?query",
+// with the port always present, without userinfo or fragment, and with
+// secret query values redacted.
+func (rd Redaction) Target(method string, u *url.URL) string {
+	if u == nil {
+		return method
+	}
+	var b strings.Builder
+	b.WriteString(method)
+	b.WriteByte(' ')
+	if u.Scheme != "" {
+		b.WriteString(u.Scheme)
+		b.WriteString("://")
+	}
+	host := u.Host
+	if u.Port() == "" && host != "" {
+		port := ""
+		switch u.Scheme {
+		case "http", "ws":
+			port = "80"
+		case "https", "wss":
+			port = "443"
+		}
+		if port != "" {
+			host = net.JoinHostPort(u.Hostname(), port)
+		}
+	}
+	b.WriteString(host)
+	if u.Opaque != "" {
+		b.WriteString(u.Opaque)
+	} else {
+		b.WriteString(u.EscapedPath())
+	}
+	if u.RawQuery != "" && !rd.OmitQuery {
+		b.WriteByte('?')
+		b.WriteString(rd.Query(u.RawQuery))
+	}
+	return b.String()
+}
+
+// Query returns rawQuery with the values of secret-looking keys replaced
+// by "REDACTED", keeping order and encoding of the rest.
+func (rd Redaction) Query(rawQuery string) string {
+	var b strings.Builder
+	for i, part := range strings.Split(rawQuery, "&") {
+		if i > 0 {
+			b.WriteByte('&')
+		}
+		k, _, hasValue := strings.Cut(part, "=")
+		key, err := url.QueryUnescape(k)
+		if err != nil {
+			key = k
+		}
+		if hasValue && rd.IsSecret(key) {
+			b.WriteString(k)
+			b.WriteString("=" + Redacted)
+			continue
+		}
+		b.WriteString(part)
+	}
+	return b.String()
+}

@@ -1,0 +1,310 @@
+package connscope
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// A Sink receives events. Emit is called from the goroutines that use the
+// connections, so it must be quick and safe for concurrent use; the event
+// is valid only during the call.
+type Sink interface {
+	Emit(e *Event)
+}
+
+// WriterOptions configure a WriterSink. The zero value works.
+type WriterOptions struct {
+	// FlushBytes is the buffer size that triggers a write (default 64 KiB).
+	FlushBytes int
+	// MaxPending bounds the bytes waiting for a slow writer; events that
+	// do not fit are dropped and counted (default 4 MiB).
+	MaxPending int
+	// FlushInterval is the longest an event waits before it is written
+	// (default 100ms).
+	FlushInterval time.Duration
+	// CloseTimeout bounds how long Close waits for a blocked writer
+	// (default 5s).
+	CloseTimeout time.Duration
+}
+
+// A WriterSink encodes events into a buffer and writes them to an
+// io.Writer from its own goroutine: on size, on an interval, on Flush and
+// on Close. A slow or failing writer never blocks the program: events that
+// do not fit, or whose write failed, are dropped, counted (Dropped), and
+// reported by an "Events Dropped" line once the writer works again.
+type WriterSink struct {
+	w      io.Writer
+	encode func([]byte, *Event) []byte
+	opts   WriterOptions
+
+	mu      sync.Mutex // guards buf, events, closed
+	buf     []byte
+	events  uint64 // events in buf
+	closed  bool
+	writeMu sync.Mutex // one write at a time, in order
+	spare   []byte
+
+	kick     chan struct{}
+	stop     chan struct{}
+	done     chan struct{}
+	dropped  atomic.Uint64
+	reported uint64 // dropped count already reported; guarded by writeMu
+	written  atomic.Uint64
+	errMu    sync.Mutex
+	lastErr  error
+}
+
+// NewJSONSink returns a sink that writes one JSON object per line, in
+// connection-spy's format (see Event.AppendJSON). opts may be nil.
+func NewJSONSink(w io.Writer, opts *WriterOptions) *WriterSink {
+	return newWriterSink(w, opts, func(b []byte, e *Event) []byte { return append(e.AppendJSON(b), '\n') })
+}
+
+// NewTextSink returns a sink that writes aligned lines for a person (see
+// Event.AppendText). opts may be nil.
+func NewTextSink(w io.Writer, opts *WriterOptions) *WriterSink {
+	return newWriterSink(w, opts, func(b []byte, e *Event) []byte { return append(e.AppendText(b), '\n') })
+}
+
+func newWriterSink(w io.Writer, opts *WriterOptions, encode func([]byte, *Event) []byte) *WriterSink {
+	s := &WriterSink{w: w, encode: encode, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	if opts != nil {
+		s.opts = *opts
+	}
+	if s.opts.FlushBytes <= 0 {
+		s.opts.FlushBytes = 64 << 10
+	}
+	if s.opts.MaxPending <= 0 {
+		s.opts.MaxPending = 4 << 20
+	}
+	if s.opts.FlushInterval <= 0 {
+		s.opts.FlushInterval = 100 * time.Millisecond
+	}
+	if s.opts.CloseTimeout <= 0 {
+		s.opts.CloseTimeout = 5 * time.Second
+	}
+	s.buf = make([]byte, 0, s.opts.FlushBytes+4096)
+	go s.loop()
+	return s
+}
+
+// Emit encodes e into the buffer; it never waits for the writer.
+func (s *WriterSink) Emit(e *Event) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.dropped.Add(1)
+		return
+	}
+	n := len(s.buf)
+	s.buf = s.encode(s.buf, e)
+	if len(s.buf) > s.opts.MaxPending {
+		s.buf = s.buf[:n]
+		s.mu.Unlock()
+		s.dropped.Add(1)
+		return
+	}
+	s.events++
+	full := len(s.buf) >= s.opts.FlushBytes
+	s.mu.Unlock()
+	if full {
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (s *WriterSink) loop() {
+	defer close(s.done)
+	t := time.NewTicker(s.opts.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.kick:
+		case <-t.C:
+		case <-s.stop:
+			s.flush()
+			return
+		}
+		s.flush()
+	}
+}
+
+// Flush writes what is buffered and returns the writer's error, if any.
+func (s *WriterSink) Flush() error {
+	return s.flush()
+}
+
+func (s *WriterSink) flush() error {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	s.mu.Lock()
+	buf, events := s.buf, s.events
+	s.buf, s.events = s.spare[:0], 0
+	s.mu.Unlock()
+	if drops := s.dropped.Load(); drops > s.reported {
+		// Say what was lost before what follows it.
+		e := Event{Time: time.Now(), Level: levelFor(MsgDropped), Message: MsgDropped, Producer: DefaultProducer, Dropped: drops - s.reported}
+		buf = append(s.encode(nil, &e), buf...)
+		events++
+		s.reported = drops
+	}
+	var err error
+	if len(buf) > 0 {
+		_, err = s.w.Write(buf)
+		if err != nil {
+			s.dropped.Add(events)
+			s.errMu.Lock()
+			s.lastErr = err
+			s.errMu.Unlock()
+		} else {
+			s.written.Add(events)
+		}
+	}
+	if cap(buf) <= 2*(s.opts.FlushBytes+4096) {
+		s.spare = buf[:0]
+	} else {
+		s.spare = nil // do not keep a buffer a burst made huge
+	}
+	return err
+}
+
+// Dropped returns how many events were lost: did not fit while the writer
+// was slow, or were in a write that failed, or came after Close.
+func (s *WriterSink) Dropped() uint64 { return s.dropped.Load() }
+
+// Written returns how many events were written.
+func (s *WriterSink) Written() uint64 { return s.written.Load() }
+
+// Err returns the last error the writer returned, or nil.
+func (s *WriterSink) Err() error {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	return s.lastErr
+}
+
+// Close writes what is buffered and stops the sink's goroutine. It waits
+// at most CloseTimeout for a blocked writer. It reports lost events and
+// the writer's last error.
+func (s *WriterSink) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	close(s.stop)
+	select {
+	case <-s.done:
+	case <-time.After(s.opts.CloseTimeout):
+		return fmt.Errorf("connscope: sink: writer still blocked after %v; %d events dropped", s.opts.CloseTimeout, s.dropped.Load())
+	}
+	var errs []error
+	if err := s.Err(); err != nil {
+		errs = append(errs, fmt.Errorf("connscope: sink: write: %w", err))
+	}
+	if d := s.dropped.Load(); d > 0 {
+		errs = append(errs, fmt.Errorf("connscope: sink: %d events dropped", d))
+	}
+	return errors.Join(errs...)
+}
+
+// NewSlogSink returns a sink that logs each event to l, with the message
+// as the record's message and the JSON format's field names as attributes.
+// Level filtering is the logger's.
+func NewSlogSink(l *slog.Logger) Sink { return slogSink{l} }
+
+type slogSink struct{ l *slog.Logger }
+
+func (s slogSink) Emit(e *Event) {
+	ctx := context.Background()
+	if !s.l.Enabled(ctx, e.Level) {
+		return
+	}
+	attrs := make([]slog.Attr, 0, 16)
+	str := func(k, v string) {
+		if v != "" {
+			attrs = append(attrs, slog.String(k, v))
+		}
+	}
+	dur := func(k string, d time.Duration) {
+		if d != 0 {
+			attrs = append(attrs, slog.Float64(k, float64(d.Microseconds())/1e3))
+		}
+	}
+	id := e.ID
+	if r := e.Conn; r != nil {
+		id = r.id
+	}
+	if !id.IsZero() {
+		attrs = append(attrs, slog.String("id", id.String()))
+	}
+	str("producer", e.Producer)
+	if r := e.Conn; r != nil {
+		str("localAddress", r.local.addr)
+		if r.local.port >= 0 {
+			attrs = append(attrs, slog.Int("localPort", r.local.port))
+		}
+		str("remoteAddress", r.remote.addr)
+		if r.remote.port >= 0 {
+			attrs = append(attrs, slog.Int("remotePort", r.remote.port))
+		}
+		str("side", r.side.String())
+		str("network", r.network)
+		attrs = append(attrs, slog.Int64("bytesRead", e.BytesRead), slog.Int64("bytesWritten", e.BytesWritten))
+	}
+	str("target", e.Target)
+	if e.Message == MsgClose {
+		attrs = append(attrs, slog.Bool("hadError", e.HadError))
+	}
+	if e.Request != 0 {
+		attrs = append(attrs, slog.Uint64("request", e.Request))
+	}
+	if e.Status != 0 {
+		attrs = append(attrs, slog.Int("status", e.Status))
+	}
+	str("protocol", e.Protocol)
+	str("host", e.Host)
+	str("addresses", e.Addrs)
+	str("tls", e.TLS)
+	for _, h := range e.Headers {
+		attrs = append(attrs, slog.String("header."+h.Name, h.Value))
+	}
+	dur("dnsMs", e.DNS)
+	dur("connectMs", e.Connect)
+	dur("tlsMs", e.TLSTime)
+	dur("ttfbMs", e.TTFB)
+	dur("idleMs", e.Idle)
+	dur("durationMs", e.Duration)
+	str("closedBy", e.ClosedBy)
+	str("op", e.Op)
+	if e.Err != nil {
+		kind, errno := Classify(e.Err)
+		str("error", e.Err.Error())
+		str("errorKind", kind)
+		str("errno", errno)
+	}
+	if e.Dropped != 0 {
+		attrs = append(attrs, slog.Uint64("dropped", e.Dropped))
+	}
+	s.l.LogAttrs(ctx, e.Level, e.Message, attrs...)
+}
+
+// MultiSink returns a sink that emits each event to every sink in turn.
+func MultiSink(sinks ...Sink) Sink { return multiSink(sinks) }
+
+type multiSink []Sink
+
+func (m multiSink) Emit(e *Event) {
+	for _, s := range m {
+		s.Emit(e)
+	}
+}

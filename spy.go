@@ -1,0 +1,310 @@
+package connscope
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http/httptrace"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultProducer is the producer field of events when Spy.Producer is empty.
+const DefaultProducer = "connscope"
+
+// A Spy instruments connections. Its zero value works: it keeps a Record
+// per connection and sends events nowhere. Set Sink to see them. A nil
+// *Spy instruments nothing: its wrappers return their argument unchanged.
+//
+// A Spy's fields must not change once it has wrapped a connection.
+type Spy struct {
+	// Sink receives every event. nil: events are not built at all.
+	Sink Sink
+	// Producer is written in each event's producer field (DefaultProducer if empty).
+	Producer string
+	// Hooks are called at points of a connection's life.
+	Hooks Hooks
+	// Redaction controls what of a URL may appear in an event's target.
+	Redaction Redaction
+
+	opened     atomic.Int64
+	open       atomic.Int64
+	hookPanics atomic.Uint64
+}
+
+// Hooks are optional callbacks, in the manner of httptrace.ClientTrace.
+// Each runs on the goroutine that caused it, so it must be quick; a panic
+// in a hook is recovered, counted (Stats.HookPanics) and reported as a
+// "Hook Panic" event.
+type Hooks struct {
+	// ConnOpened is called when a connection is wrapped.
+	ConnOpened func(r *Record)
+	// ConnClosed is called once, after the connection's Close.
+	ConnClosed func(r *Record)
+	// Event is called for every event, before the sink. It must not keep e.
+	Event func(e *Event)
+}
+
+// Stats are a Spy's counters.
+type Stats struct {
+	Opened     int64  // connections wrapped
+	Open       int64  // of which not yet closed
+	HookPanics uint64 // hook calls that panicked
+}
+
+// Stats returns the spy's counters.
+func (s *Spy) Stats() Stats {
+	return Stats{Opened: s.opened.Load(), Open: s.open.Load(), HookPanics: s.hookPanics.Load()}
+}
+
+// Emit completes e (producer, time, level, byte counts) and hands it to the
+// hooks and the sink. Packages that instrument protocols above the
+// connection (httpscope) report through it.
+func (s *Spy) Emit(e *Event) {
+	if s == nil || (s.Sink == nil && s.Hooks.Event == nil) {
+		return
+	}
+	if e.Producer == "" {
+		e.Producer = s.producer()
+	}
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	e.Level = levelFor(e.Message)
+	if r := e.Conn; r != nil {
+		e.BytesRead, e.BytesWritten = r.bytesRead.Load(), r.bytesWritten.Load()
+	}
+	if h := s.Hooks.Event; h != nil {
+		s.callHook("Event", func() { h(e) })
+	}
+	if s.Sink != nil {
+		s.Sink.Emit(e)
+	}
+}
+
+func (s *Spy) producer() string {
+	if s.Producer != "" {
+		return s.Producer
+	}
+	return DefaultProducer
+}
+
+// callHook runs f and turns a panic into a counted event, so that a buggy
+// hook cannot take the instrumented program down.
+func (s *Spy) callHook(name string, f func()) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.hookPanics.Add(1)
+			if s.Sink != nil {
+				s.Sink.Emit(&Event{
+					Time: time.Now(), Level: levelFor(MsgHookPanic), Message: MsgHookPanic,
+					Producer: s.producer(), Op: name, Err: fmt.Errorf("connscope: hook %s panicked: %v", name, v),
+				})
+			}
+		}
+	}()
+	f()
+}
+
+// WrapConn instruments c, a connection this program made on side, and
+// reports it ("Socket Connect" for a client, "Socket Accept" for a server).
+// It is connection-spy's spyNewSocket. A connection that is already
+// wrapped is returned as is.
+//
+// The result has the optional methods of c (io.ReaderFrom, io.WriterTo,
+// CloseWrite, CloseRead, SyscallConn), so sendfile, splice and half-close
+// keep working, plus NetConn and Unwrap, which return c.
+func (s *Spy) WrapConn(c net.Conn, side Side) net.Conn {
+	if s == nil || c == nil || RecordOf(c) != nil {
+		return c
+	}
+	r, w := s.wrap(c, side, NewID())
+	msg := MsgConnect
+	if side == Server {
+		msg = MsgAccept
+	}
+	s.Emit(&Event{Message: msg, Conn: r})
+	return w
+}
+
+func (s *Spy) wrap(c net.Conn, side Side, id ID) (*Record, net.Conn) {
+	r := &Record{
+		id:      id,
+		spy:     s,
+		side:    side,
+		network: networkOf(c),
+		local:   endpointOf(c.LocalAddr()),
+		remote:  endpointOf(c.RemoteAddr()),
+		opened:  time.Now(),
+	}
+	r.openNs = monoNow()
+	s.opened.Add(1)
+	s.open.Add(1)
+	if h := s.Hooks.ConnOpened; h != nil {
+		s.callHook("ConnOpened", func() { h(r) })
+	}
+	return r, newConn(c, r)
+}
+
+func networkOf(c net.Conn) string {
+	if a := c.LocalAddr(); a != nil {
+		return a.Network()
+	}
+	return ""
+}
+
+// DialFunc is the signature of net.Dialer.DialContext and of
+// http.Transport.DialContext.
+type DialFunc = func(ctx context.Context, network, address string) (net.Conn, error)
+
+// WrapDial returns a DialFunc that dials with dial (a zero net.Dialer's
+// DialContext when nil) and instruments what it returns. It reports the
+// name lookup ("DNS Lookup"), the connection ("Socket Connect", with DNS
+// and connect durations and the target of the request that caused the
+// dial, see ContextWithTarget) and a failed dial ("Socket Error", op
+// "dial"). Errors are returned unchanged.
+func (s *Spy) WrapDial(dial DialFunc) DialFunc {
+	if dial == nil {
+		var d net.Dialer
+		dial = d.DialContext
+	}
+	if s == nil {
+		return dial
+	}
+	return func(ctx context.Context, network, address string) (net.Conn, error) {
+		id := NewID()
+		target := TargetFromContext(ctx)
+		var dt dialTiming
+		if s.Sink != nil || s.Hooks.Event != nil {
+			ctx = httptrace.WithClientTrace(ctx, dt.trace(s, id, target))
+		}
+		c, err := dial(ctx, network, address)
+		if err != nil {
+			s.Emit(&Event{Message: MsgError, ID: id, Target: target, Host: address, Op: "dial", Err: err,
+				DNS: dt.dns, Connect: dt.sinceConnect()})
+			return c, err
+		}
+		r, w := s.wrap(c, Client, id)
+		if target != "" {
+			r.target.Store(&target)
+		}
+		s.Emit(&Event{Message: MsgConnect, Conn: r, Target: target, DNS: dt.dns, Connect: dt.sinceConnect()})
+		return w, nil
+	}
+}
+
+// dialTiming collects one dial's name lookup and connect times through the
+// hooks that net.Dialer honours in its context.
+type dialTiming struct {
+	dnsStart     time.Time
+	dns          time.Duration
+	connectStart atomic.Int64 // unix ns of the first attempt: Happy Eyeballs runs several
+}
+
+func (dt *dialTiming) trace(s *Spy, id ID, target string) *httptrace.ClientTrace {
+	return &httptrace.ClientTrace{
+		DNSStart: func(info httptrace.DNSStartInfo) { dt.dnsStart = time.Now() },
+		DNSDone: func(info httptrace.DNSDoneInfo) {
+			dt.dns = time.Since(dt.dnsStart)
+			addrs := make([]string, len(info.Addrs))
+			for i, a := range info.Addrs {
+				addrs[i] = a.String()
+			}
+			s.Emit(&Event{Message: MsgDNS, ID: id, Target: target, Host: hostOf(target), DNS: dt.dns,
+				Addrs: strings.Join(addrs, ","), Op: "dns", Err: info.Err})
+		},
+		ConnectStart: func(network, addr string) {
+			dt.connectStart.CompareAndSwap(0, time.Now().UnixNano())
+		},
+	}
+}
+
+func (dt *dialTiming) sinceConnect() time.Duration {
+	if t := dt.connectStart.Load(); t != 0 {
+		return time.Duration(time.Now().UnixNano() - t)
+	}
+	return 0
+}
+
+// hostOf extracts the host of a "METHOD scheme://host:port/..." target.
+func hostOf(target string) string {
+	_, rest, ok := strings.Cut(target, "://")
+	if !ok {
+		return ""
+	}
+	if i := strings.IndexAny(rest, "/?"); i >= 0 {
+		rest = rest[:i]
+	}
+	if h, _, err := net.SplitHostPort(rest); err == nil {
+		return h
+	}
+	return rest
+}
+
+// WrapListener returns a listener whose accepted connections are
+// instrumented (side Server) and reported as "Socket Accept". Errors from
+// Accept are returned unchanged. Serve HTTP with TLS over it
+// (http.Server.ServeTLS, tls.NewListener): the spy then sits below TLS and
+// HTTP/2 still works.
+func (s *Spy) WrapListener(ln net.Listener) net.Listener {
+	if s == nil || ln == nil {
+		return ln
+	}
+	return &listener{Listener: ln, spy: s}
+}
+
+type listener struct {
+	net.Listener
+	spy *Spy
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return c, err
+	}
+	return l.spy.WrapConn(c, Server), nil
+}
+
+// Unwrap returns the listener that was wrapped.
+func (l *listener) Unwrap() net.Listener { return l.Listener }
+
+// TLSHandshake reports a completed (or failed) TLS handshake on r, once
+// per connection, with its version and negotiated protocol.
+func (s *Spy) TLSHandshake(r *Record, cs *tls.ConnectionState, took time.Duration, err error) {
+	if s == nil || r == nil || !r.setFlag(flagTLS) {
+		return
+	}
+	e := Event{Message: MsgTLS, Conn: r, TLSTime: took, Op: "tls", Err: err}
+	if t := r.target.Load(); t != nil {
+		e.Target = *t
+	}
+	if cs != nil && cs.Version != 0 {
+		e.TLS = tls.VersionName(cs.Version)
+		if cs.NegotiatedProtocol != "" {
+			e.TLS += " " + cs.NegotiatedProtocol
+		}
+		if cs.DidResume {
+			e.TLS += " resumed"
+		}
+	}
+	s.Emit(&e)
+}
+
+type targetKey struct{}
+
+// ContextWithTarget returns a context that carries target, the request a
+// dial is made for ("GET https://host:443/path"), so that WrapDial can
+// name it in "Socket Connect". httpscope sets it; target must already be
+// redacted (see Redaction.Target).
+func ContextWithTarget(ctx context.Context, target string) context.Context {
+	return context.WithValue(ctx, targetKey{}, target)
+}
+
+// TargetFromContext returns the target set by ContextWithTarget, or "".
+func TargetFromContext(ctx context.Context) string {
+	t, _ := ctx.Value(targetKey{}).(string)
+	return t
+}
