@@ -1,7 +1,9 @@
 package keepalive_test
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/connscope/connscope/keepalive"
@@ -31,4 +33,45 @@ func ExampleParseSettings() {
 	// Output:
 	// 2s 1s 3 5s
 	// 2s/1s/3 user-timeout=5s
+}
+
+// Apply sets keepalive and TCP_USER_TIMEOUT on every connection a Dialer makes.
+func ExampleApply() {
+	s := keepalive.Settings{Idle: 10 * time.Second, Interval: 5 * time.Second, Count: 3, UserTimeout: 25 * time.Second}
+	var d net.Dialer
+	if err := keepalive.Apply(&d, s); err != nil {
+		panic(err)
+	}
+	fmt.Printf("%+v\n", d.KeepAliveConfig)
+	fmt.Println(keepalive.Detect(keepalive.Sending, s, keepalive.DefaultKernel()).After)
+	// Output:
+	// {Enable:true Idle:10s Interval:5s Count:3}
+	// 25s
+}
+
+func ExampleApplyListen() {
+	var lc net.ListenConfig
+	if err := keepalive.ApplyListen(&lc, keepalive.Settings{Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 3}); err != nil {
+		panic(err)
+	}
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	fmt.Println("listening; accepted connections probe after 30s idle")
+	// Output: listening; accepted connections probe after 30s idle
+}
+
+// An ALB (60 s idle timeout) in front of a server, settings from the seed.
+func ExampleRecommend() {
+	r := keepalive.Recommend(keepalive.Settings{Idle: 2 * time.Second}, keepalive.DefaultKernel(),
+		keepalive.Path{LoadBalancer: 60 * time.Second})
+	fmt.Println(r.Settings)
+	fmt.Println(keepalive.FormatDuration(r.IdleConnTimeout))
+	fmt.Println(r.Detect[keepalive.Sending].After, r.Detect[keepalive.ZeroWindow].After)
+	// Output:
+	// 2s/2s/9 user-timeout=20s
+	// 54s
+	// 20s 20s
 }

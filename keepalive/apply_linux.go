@@ -1,0 +1,106 @@
+package keepalive
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const userTimeoutSupported = true
+
+var errNoUserTimeout error // unused on Linux
+
+// setUserTimeout sets TCP_USER_TIMEOUT, in milliseconds, on c.
+func setUserTimeout(c syscall.RawConn, u time.Duration) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(u/time.Millisecond))
+	})
+	if err == nil {
+		err = serr
+	}
+	if errors.Is(err, unix.ENOPROTOOPT) {
+		return fmt.Errorf("keepalive: TCP_USER_TIMEOUT: %w (an MPTCP socket?)", err)
+	}
+	if err != nil {
+		return fmt.Errorf("keepalive: TCP_USER_TIMEOUT: %w", err)
+	}
+	return nil
+}
+
+// Read returns the settings in effect on c (zero fields stay zero only if
+// the kernel reports zero) by reading SO_KEEPALIVE, TCP_KEEPIDLE,
+// TCP_KEEPINTVL, TCP_KEEPCNT and TCP_USER_TIMEOUT. TCP_USER_TIMEOUT reads as
+// 0 on an MPTCP socket, which does not support it.
+func Read(c syscall.Conn) (Settings, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return Settings{}, fmt.Errorf("keepalive: %w", err)
+	}
+	var s Settings
+	var serr error
+	err = rc.Control(func(fd uintptr) {
+		get := func(level, opt int) int {
+			v, err := unix.GetsockoptInt(int(fd), level, opt)
+			if err != nil && serr == nil && !errors.Is(err, unix.EOPNOTSUPP) {
+				serr = err
+			}
+			return v
+		}
+		on := get(unix.SOL_SOCKET, unix.SO_KEEPALIVE)
+		s.Idle = time.Duration(get(unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)) * time.Second
+		s.Interval = time.Duration(get(unix.IPPROTO_TCP, unix.TCP_KEEPINTVL)) * time.Second
+		s.Count = get(unix.IPPROTO_TCP, unix.TCP_KEEPCNT)
+		s.UserTimeout = time.Duration(get(unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)) * time.Millisecond
+		if on == 0 {
+			s.Idle = -1
+		}
+	})
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return Settings{}, fmt.Errorf("keepalive: %w", err)
+	}
+	return s, nil
+}
+
+// ReadKernel reads the sysctls of the calling thread's network namespace
+// from /proc/sys/net/ipv4. RTOMin and RTOMax keep their defaults unless
+// tcp_rto_max_ms exists (Linux 6.15+).
+func ReadKernel() (Kernel, error) {
+	k := DefaultKernel()
+	read := func(name string) (int, error) {
+		b, err := os.ReadFile("/proc/sys/net/ipv4/" + name)
+		if err != nil {
+			return 0, err
+		}
+		return strconv.Atoi(strings.TrimSpace(string(b)))
+	}
+	for _, f := range []struct {
+		name string
+		set  func(int)
+	}{
+		{"tcp_keepalive_time", func(v int) { k.KeepaliveTime = time.Duration(v) * time.Second }},
+		{"tcp_keepalive_intvl", func(v int) { k.KeepaliveIntvl = time.Duration(v) * time.Second }},
+		{"tcp_keepalive_probes", func(v int) { k.KeepaliveProbes = v }},
+		{"tcp_retries2", func(v int) { k.Retries2 = v }},
+		{"tcp_syn_retries", func(v int) { k.SynRetries = v }},
+	} {
+		v, err := read(f.name)
+		if err != nil {
+			return DefaultKernel(), fmt.Errorf("keepalive: %w", err)
+		}
+		f.set(v)
+	}
+	if v, err := read("tcp_rto_max_ms"); err == nil && v > 0 {
+		k.RTOMax = time.Duration(v) * time.Millisecond
+	}
+	return k, nil
+}

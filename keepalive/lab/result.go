@@ -1,0 +1,96 @@
+package lab
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/connscope/connscope/keepalive"
+)
+
+// Report is the outcome of a run.
+type Report struct {
+	Mode     string             `json:"mode"` // "namespaces" or "userspace"
+	Notice   string             `json:"notice,omitempty"`
+	Settings keepalive.Settings `json:"settings"`
+	Kernel   keepalive.Kernel   `json:"kernel"`
+	Results  []Result           `json:"results"`
+}
+
+// Result is one scenario's outcome.
+type Result struct {
+	Scenario string `json:"scenario"`
+	Doc      string `json:"doc"`
+	Settings string `json:"settings"`
+	// Skipped says why the scenario did not run (too long, needs root, ...).
+	Skipped string `json:"skipped,omitempty"`
+	Note    string `json:"note,omitempty"`
+	Client  Side   `json:"client"`
+	Server  Side   `json:"server"`
+}
+
+// Side is what one endpoint saw, times counted from the fault.
+type Side struct {
+	Expected keepalive.Detection `json:"expected"`
+	// Detected: the side saw an error (or EOF) before the run's deadline.
+	Detected bool          `json:"detected"`
+	After    time.Duration `json:"after_ns,omitempty"`
+	Error    string        `json:"error,omitempty"` // ETIMEDOUT, ECONNRESET, EHOSTUNREACH, EOF, EPIPE, ...
+	Op       string        `json:"op,omitempty"`    // read or write
+	// Waited is how long the run watched this side after the fault.
+	Waited time.Duration `json:"waited_ns"`
+	// Events lists every error the side's syscalls returned, in order: only the
+	// first one carries the kernel's error, later ones see EOF or EPIPE.
+	Events  []Event  `json:"events,omitempty"`
+	TCPInfo *TCPInfo `json:"tcp_info,omitempty"`
+}
+
+// Event is one failed syscall on a side.
+type Event struct {
+	At     time.Duration `json:"at_ns"`
+	Op     string        `json:"op"`
+	Error  string        `json:"error"`
+	Detail string        `json:"detail"`
+}
+
+// TCPInfo is a subset of the kernel's TCP_INFO, taken when the side saw its first error.
+type TCPInfo struct {
+	State        string `json:"state"`
+	Retransmits  uint8  `json:"retransmits"`   // consecutive unanswered retransmissions
+	Probes       uint8  `json:"probes"`        // unanswered keepalive or zero-window probes
+	Backoff      uint8  `json:"backoff"`       // RTO doublings
+	Unacked      uint32 `json:"unacked"`       // segments in flight
+	TotalRetrans uint32 `json:"total_retrans"` // retransmissions over the connection's life
+	RTOms        uint32 `json:"rto_ms"`
+	LastRecvMs   uint32 `json:"last_data_recv_ms"`
+}
+
+// Classify names an error the way the kernel and the seed do.
+func Classify(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, io.EOF):
+		return "EOF"
+	case errors.Is(err, syscall.ETIMEDOUT):
+		return "ETIMEDOUT"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "ECONNRESET"
+	case errors.Is(err, syscall.EHOSTUNREACH):
+		return "EHOSTUNREACH"
+	case errors.Is(err, syscall.ENETUNREACH):
+		return "ENETUNREACH"
+	case errors.Is(err, syscall.EPIPE):
+		return "EPIPE"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "ECONNREFUSED"
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return "deadline"
+	case errors.Is(err, net.ErrClosed):
+		return "closed"
+	}
+	return err.Error()
+}

@@ -1,0 +1,207 @@
+package lab
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/connscope/connscope/keepalive"
+)
+
+// Scenario is one way a connection dies, and what each side is doing when it does.
+type Scenario struct {
+	Name string `json:"name"`
+	Doc  string `json:"doc"`
+	// Userspace: a userspace proxy can reproduce it (runs without root).
+	Userspace bool `json:"userspace"`
+
+	fault  Fault // router rules (namespaces mode)
+	stream bool  // the server streams data every streamEvery (the seed's server)
+	kind   kind
+}
+
+type kind int
+
+const (
+	kindRouter    kind = iota // nftables fault injected at one instant
+	kindIdleClose             // userspace middlebox closes idle connections with FIN
+	kindExpiry                // conntrack state expires, then the client sends
+)
+
+// streamEvery is how often a streaming server writes (the seed wrote every 500 ms;
+// faster keeps unacked data in flight at the fault).
+const streamEvery = 100 * time.Millisecond
+
+// Scenarios is the catalogue, in the order --list prints it.
+var Scenarios = []Scenario{
+	{Name: "drop-idle", fault: FaultDropBoth,
+		Doc: "both sides idle; the router silently drops everything: only keepalive can notice"},
+	{Name: "drop-sending", fault: FaultDropBoth, stream: true,
+		Doc: "the server streams, the client reads (the seed); silent drop both ways: server on the retransmission timer, client on keepalive"},
+	{Name: "drop-one-way", fault: FaultDropToClient, stream: true,
+		Doc: "as drop-sending, but only server->client is dropped (the seed's first iptables rule)"},
+	{Name: "reset", fault: FaultReset, stream: true, Userspace: true,
+		Doc: "the router answers every segment with a TCP reset: each side learns at its next send (data or keepalive probe)"},
+	{Name: "icmp-unreachable", fault: FaultUnreachable, stream: true,
+		Doc: "the router answers with ICMP host unreachable: a soft error, timers run as for a drop, the error becomes EHOSTUNREACH"},
+	{Name: "idle-close", kind: kindIdleClose, Userspace: true,
+		Doc: "a middlebox (userspace relay in the router) closes connections idle for --idle-close with FIN; keepalive probes carry no payload and do not count"},
+	{Name: "firewall-expiry", fault: FaultStateful, kind: kindExpiry,
+		Doc: "a stateful firewall forgets flows idle longer than --state-timeout (conntrack), then drops their non-SYN packets; the client then sends a request"},
+}
+
+// Lookup returns the scenario called name.
+func Lookup(name string) (Scenario, bool) {
+	for _, s := range Scenarios {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Scenario{}, false
+}
+
+// Names lists the scenario names.
+func Names() []string {
+	out := make([]string, len(Scenarios))
+	for i, s := range Scenarios {
+		out[i] = s.Name
+	}
+	return out
+}
+
+// Options configure a run. The zero value runs with the kernel's defaults.
+type Options struct {
+	// Settings apply to both the client's and the server's socket.
+	Settings keepalive.Settings
+	// Retries2 sets net.ipv4.tcp_retries2 inside the lab's namespaces (0: kernel default 15).
+	Retries2 int
+	// Long allows scenarios whose expected detection exceeds LongThreshold.
+	Long bool
+	// Userspace forces the unprivileged mode (only scenarios a userspace proxy can reproduce).
+	Userspace bool
+	// IdleClose is the middlebox's idle timeout (default 2s).
+	IdleClose time.Duration
+	// StateTimeout is the firewall's conntrack established timeout (default 3s).
+	StateTimeout time.Duration
+	// Status, if set, receives a one-line progress message about once a second.
+	Status func(string)
+}
+
+// LongThreshold: scenarios expected to take longer need Options.Long.
+const LongThreshold = 2 * time.Minute
+
+func (o Options) withDefaults() Options {
+	if o.IdleClose <= 0 {
+		o.IdleClose = 2 * time.Second
+	}
+	if o.StateTimeout <= 0 {
+		o.StateTimeout = 3 * time.Second
+	}
+	return o
+}
+
+// Kernel is the kernel model for the lab's namespaces under o.
+func (o Options) Kernel() keepalive.Kernel {
+	k := keepalive.DefaultKernel()
+	if o.Retries2 > 0 {
+		k.Retries2 = o.Retries2
+	}
+	return k
+}
+
+// Validate rejects options the kernel would refuse.
+func (o Options) Validate() error {
+	if err := o.Settings.Validate(); err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	if o.Retries2 < 0 || o.Retries2 > 255 {
+		return fmt.Errorf("lab: retries2 %d: want 1 to 255", o.Retries2)
+	}
+	if o.IdleClose < 0 || o.StateTimeout < 0 || (o.StateTimeout > 0 && o.StateTimeout%time.Second != 0) {
+		return fmt.Errorf("lab: idle-close and state-timeout must be positive, state-timeout in whole seconds")
+	}
+	return nil
+}
+
+// Expected returns what the kernel model predicts for the client and the server
+// in scenario sc, counted from the fault. For firewall-expiry the fault is the
+// client's first send after the state expired; lastRecv is how long before it the
+// connection last carried a packet (only used there).
+func (sc Scenario) Expected(o Options, lastRecv time.Duration) (client, server keepalive.Detection) {
+	o = o.withDefaults()
+	k := o.Kernel()
+	s := o.Settings
+	idle := keepalive.Detect(keepalive.Idle, s, k)
+	send := keepalive.Detect(keepalive.Sending, s, k)
+	eff := s.Effective(k)
+	switch sc.kind {
+	case kindIdleClose:
+		fin := keepalive.Detection{Timer: "none", Rule: "FIN from the middlebox: the blocked read returns EOF at once"}
+		return fin, fin
+	case kindExpiry:
+		if eff.Enabled() && eff.Idle < o.StateTimeout {
+			kept := keepalive.Detection{Never: true, Timer: "keepalive",
+				Rule: fmt.Sprintf("I = %s < state timeout %s: probes keep the firewall's state alive", keepalive.FormatDuration(eff.Idle), keepalive.FormatDuration(o.StateTimeout))}
+			return kept, kept
+		}
+		server = idle
+		if !idle.Never {
+			server.After = max(0, idle.After-lastRecv)
+			server.Rule += fmt.Sprintf(" - %s already idle", keepalive.FormatDuration(lastRecv))
+		}
+		return send, server
+	}
+	switch sc.fault {
+	case FaultReset:
+		server = keepalive.Detection{After: streamEvery, Timer: "none",
+			Rule: "RST answers the next data segment: within one send period (" + keepalive.FormatDuration(streamEvery) + ")"}
+		client = keepalive.Detection{Never: true, Timer: "none", Rule: "keepalive off: the idle reader never sends, so never gets the RST"}
+		if eff.Enabled() {
+			client = keepalive.Detection{After: eff.Idle, Timer: "keepalive",
+				Rule: "RST answers the first keepalive probe: I = " + keepalive.FormatDuration(eff.Idle)}
+		}
+		return client, server
+	}
+	if sc.stream {
+		return idle, send
+	}
+	return idle, idle
+}
+
+// expectedUserspace is the model for the unprivileged proxy mode: the proxy acts
+// at the fault instant, so both sides learn at once.
+func (sc Scenario) expectedUserspace() (client, server keepalive.Detection) {
+	if sc.kind == kindIdleClose {
+		d := keepalive.Detection{Timer: "none", Rule: "FIN from the proxy: the blocked read returns EOF at once"}
+		return d, d
+	}
+	d := keepalive.Detection{Timer: "none", Rule: "RST from the proxy: the blocked read returns ECONNRESET at once"}
+	return d, d
+}
+
+// ParseNames checks scenario names; empty means the default set.
+func ParseNames(names []string) ([]Scenario, error) {
+	if len(names) == 0 {
+		return append([]Scenario(nil), Scenarios...), nil
+	}
+	seen := map[string]bool{}
+	var out []Scenario
+	for _, n := range names {
+		for _, part := range strings.Split(n, ",") {
+			part = strings.TrimSpace(part)
+			if part == "" || seen[part] {
+				continue
+			}
+			sc, ok := Lookup(part)
+			if !ok {
+				known := Names()
+				sort.Strings(known)
+				return nil, fmt.Errorf("lab: unknown scenario %q (known: %s)", part, strings.Join(known, ", "))
+			}
+			seen[part] = true
+			out = append(out, sc)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,110 @@
+package keepalive
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Path describes what lies between the two ends of a connection.
+type Path struct {
+	// IdleTimeouts are the idle timeouts of the middleboxes on the path:
+	// load balancers (AWS ALB 60 s, NLB 350 s, Azure 4 min), NAT gateways,
+	// conntrack, stateful firewalls.
+	IdleTimeouts []time.Duration
+	// LoadBalancer is the idle timeout of an HTTP load balancer in front of
+	// the server, if any (AWS ALB 60 s). Zero means none.
+	LoadBalancer time.Duration
+}
+
+// Recommendation is a set of settings that detect a dead peer in every
+// situation within about the same time, and keep middleboxes from
+// forgetting idle connections.
+type Recommendation struct {
+	Settings Settings `json:"settings"`
+	// Detect is the worst-case detection per situation with Settings.
+	Detect map[Situation]Detection `json:"detect"`
+	// IdleConnTimeout is for http.Transport: below the load balancer's idle
+	// timeout, so the client closes an idle pooled connection before the
+	// load balancer does (the reuse race). Zero if no load balancer is known.
+	IdleConnTimeout time.Duration `json:"idle_conn_timeout,omitempty"`
+	// HTTP2SendPingTimeout and HTTP2PingTimeout are for http.HTTP2Config
+	// (x/net/http2: ReadIdleTimeout and PingTimeout): an HTTP/2 connection
+	// with nothing read for SendPingTimeout sends a PING and is closed if no
+	// answer comes within PingTimeout.
+	HTTP2SendPingTimeout time.Duration `json:"http2_send_ping_timeout"`
+	HTTP2PingTimeout     time.Duration `json:"http2_ping_timeout"`
+	// Notes explain each choice, one sentence each.
+	Notes []string `json:"notes"`
+}
+
+// Recommend proposes settings starting from current: keepalive idle below
+// every idle timeout on the path, explicit interval and count (the kernel's
+// 75 s × 9 is the seed's 12-minute trap), TCP_USER_TIMEOUT ≈ I + V×C so a
+// connection with unacknowledged data or a zero window is given up as soon
+// as an idle one, an http.Transport IdleConnTimeout below the load
+// balancer's idle timeout, and HTTP/2 ping health checks.
+func Recommend(current Settings, k Kernel, p Path) Recommendation {
+	k = k.withDefaults()
+	var r Recommendation
+	e := current.Effective(k)
+	if !e.Enabled() {
+		e = GoDefault
+		r.Notes = append(r.Notes, "Turn keepalive on: without it an idle connection to a vanished peer is never given up.")
+	}
+	idle, interval, count := e.Idle, e.Interval, e.Count
+
+	shortest := time.Duration(0)
+	all := slices.Clone(p.IdleTimeouts)
+	if p.LoadBalancer > 0 {
+		all = append(all, p.LoadBalancer)
+	}
+	for _, t := range all {
+		if t > 0 && (shortest == 0 || t < shortest) {
+			shortest = t
+		}
+	}
+	if shortest > 0 && idle >= shortest {
+		// Half the timeout leaves room for a lost probe and the interval.
+		idle = max(time.Second, (shortest / 2).Truncate(time.Second))
+		r.Notes = append(r.Notes, fmt.Sprintf("Keepalive idle %s, below the shortest idle timeout on the path (%s), keeps NAT, conntrack and NLB state alive.",
+			FormatDuration(idle), FormatDuration(shortest)))
+	}
+	if current.Idle >= 0 && (current.Interval <= 0 || current.Count <= 0) {
+		r.Notes = append(r.Notes, fmt.Sprintf("Set interval and count explicitly: left to the kernel they are %s × %d, which turned a 2 s idle into 12 minutes in the seed.",
+			FormatDuration(k.KeepaliveIntvl), k.KeepaliveProbes))
+		if current.Interval <= 0 {
+			interval = min(idle, 15*time.Second)
+		}
+		if current.Count <= 0 {
+			count = 9
+		}
+	}
+	if interval > idle {
+		interval = idle
+	}
+	ideal := idle + interval*time.Duration(count)
+	u := current.UserTimeout
+	if u != ideal {
+		u = ideal
+		r.Notes = append(r.Notes, fmt.Sprintf("TCP_USER_TIMEOUT %s = I + V×C: with unacknowledged data keepalive does nothing and retransmissions run %s (tcp_retries2 %d); with a zero window the kernel never gives up.",
+			FormatDuration(u), FormatDuration(Detect(Sending, Settings{}, k).After), k.Retries2))
+	}
+	r.Settings = Settings{Idle: idle, Interval: interval, Count: count, UserTimeout: u}
+	r.Detect = make(map[Situation]Detection, len(Situations))
+	for _, sit := range Situations {
+		r.Detect[sit] = Detect(sit, r.Settings, k)
+	}
+
+	if p.LoadBalancer > 0 {
+		r.IdleConnTimeout = max(time.Second, (p.LoadBalancer * 9 / 10).Truncate(time.Second))
+		r.Notes = append(r.Notes, fmt.Sprintf("http.Transport.IdleConnTimeout %s, below the load balancer's %s (Go's default 90 s is longer than an ALB's 60 s): the client must close idle connections first.",
+			FormatDuration(r.IdleConnTimeout), FormatDuration(p.LoadBalancer)))
+		r.Notes = append(r.Notes, "An ALB or Classic ELB counts only payload bytes: TCP keepalives (and HTTP/2 PINGs for an ALB) do not keep a connection open through it.")
+	}
+	r.HTTP2SendPingTimeout = idle
+	r.HTTP2PingTimeout = interval * time.Duration(count)
+	r.Notes = append(r.Notes, fmt.Sprintf("HTTP/2: http.HTTP2Config{SendPingTimeout: %s, PingTimeout: %s} (x/net/http2 ReadIdleTimeout, PingTimeout) detects a dead connection even with requests in flight.",
+		FormatDuration(r.HTTP2SendPingTimeout), FormatDuration(r.HTTP2PingTimeout)))
+	return r
+}

@@ -1,0 +1,53 @@
+package keepalive
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestRecommend(t *testing.T) {
+	tests := []struct {
+		name    string
+		current Settings
+		path    Path
+		want    Settings
+		idleTO  time.Duration
+		note    string
+	}{
+		{"2/1/3 kept, U added", Settings{Idle: 2 * sec, Interval: sec, Count: 3}, Path{}, Settings{Idle: 2 * sec, Interval: sec, Count: 3, UserTimeout: 5 * sec}, 0, "TCP_USER_TIMEOUT 5s"},
+		{"seed: idle only", Settings{Idle: 2 * sec}, Path{}, Settings{Idle: 2 * sec, Interval: 2 * sec, Count: 9, UserTimeout: 20 * sec}, 0, "12 minutes"},
+		{"off turned on", Off, Path{}, Settings{Idle: 15 * sec, Interval: 15 * sec, Count: 9, UserTimeout: 150 * sec}, 0, "Turn keepalive on"},
+		{"linux default under NLB", Settings{}, Path{IdleTimeouts: []time.Duration{350 * sec}}, Settings{Idle: 175 * sec, Interval: 15 * sec, Count: 9, UserTimeout: 310 * sec}, 0, "below the shortest idle timeout"},
+		{"ALB", GoDefault, Path{LoadBalancer: 60 * sec}, Settings{Idle: 15 * sec, Interval: 15 * sec, Count: 9, UserTimeout: 150 * sec}, 54 * sec, "IdleConnTimeout 54s"},
+		{"conntrack 30s", GoDefault, Path{IdleTimeouts: []time.Duration{30 * sec, 350 * sec}}, Settings{Idle: 15 * sec, Interval: 15 * sec, Count: 9, UserTimeout: 150 * sec}, 0, "HTTP/2"},
+		{"firewall 20s", GoDefault, Path{IdleTimeouts: []time.Duration{20 * sec}}, Settings{Idle: 15 * sec, Interval: 15 * sec, Count: 9, UserTimeout: 150 * sec}, 0, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := Recommend(tt.current, DefaultKernel(), tt.path)
+			if r.Settings != tt.want {
+				t.Errorf("Settings = %v, want %v", r.Settings, tt.want)
+			}
+			if r.IdleConnTimeout != tt.idleTO {
+				t.Errorf("IdleConnTimeout = %v, want %v", r.IdleConnTimeout, tt.idleTO)
+			}
+			notes := strings.Join(r.Notes, "\n")
+			if !strings.Contains(notes, tt.note) {
+				t.Errorf("notes %q do not mention %q", notes, tt.note)
+			}
+			// The point of U ≈ I+V×C: every situation is detected in about the idle time.
+			idle := r.Detect[Idle].After
+			for _, sit := range []Situation{Sending, ZeroWindow} {
+				if d := r.Detect[sit]; d.Never || d.After > idle {
+					t.Errorf("%s detection %v, want at most the idle detection %v", sit, d, idle)
+				}
+			}
+			for _, to := range append(tt.path.IdleTimeouts, tt.path.LoadBalancer) {
+				if to > 0 && r.Settings.Idle >= to {
+					t.Errorf("keepalive idle %v not below idle timeout %v", r.Settings.Idle, to)
+				}
+			}
+		})
+	}
+}
