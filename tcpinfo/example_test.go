@@ -23,5 +23,5 @@ func ExampleGet() {
 		panic(err)
 	}
 	fmt.Println(info.State, info.Keepalive)
-	// Output: ESTAB true
+	// Output: ESTABLISHED true
 }

@@ -8,8 +8,8 @@ import (
 // Info is a snapshot of one TCP connection. Durations are marshalled to JSON
 // as milliseconds (fields ending in _ms).
 type Info struct {
-	// State is the TCP state in ss(8)'s spelling: "ESTAB", "SYN-SENT",
-	// "FIN-WAIT-1", "CLOSE-WAIT", "CLOSE", ...
+	// State is the TCP state as the kernel names it (include/net/tcp_states.h
+	// without TCP_): "ESTABLISHED", "SYN_SENT", "FIN_WAIT1", "CLOSE_WAIT", ...
 	State string
 	// MPTCP is true for a Multipath TCP socket; the other fields then describe
 	// its first subflow, which is what Linux reports for TCP_INFO on MPTCP.
@@ -42,7 +42,7 @@ type Info struct {
 	// fields above (the kernel does not report it in TCP_INFO; ss -o gets it
 	// from sock_diag):
 	//
-	//	"syn"             SYN-SENT or SYN-RECV
+	//	"syn"             SYN_SENT or SYN_RECV
 	//	"retransmission"  Unacked > 0
 	//	"persist"         nothing in flight, data queued: the peer's window is
 	//	                  zero (SndWnd == 0 when known)
@@ -55,7 +55,7 @@ type Info struct {
 // timer infers the governing timer; see Info.Timer.
 func (i *Info) timer() string {
 	switch {
-	case i.State == "SYN-SENT" || i.State == "SYN-RECV":
+	case i.State == "SYN_SENT" || i.State == "SYN_RECV":
 		return "syn"
 	case i.Unacked > 0:
 		return "retransmission"
@@ -63,7 +63,7 @@ func (i *Info) timer() string {
 		return "persist"
 	case i.SndWndKnown && i.SndWnd == 0 && i.Probes > 0:
 		return "persist"
-	case i.Keepalive && i.State == "ESTAB":
+	case i.Keepalive && i.State == "ESTABLISHED":
 		return "keepalive"
 	}
 	return "none"
@@ -71,9 +71,9 @@ func (i *Info) timer() string {
 
 // stateNames are the TCP states in the kernel's order (include/net/tcp_states.h).
 var stateNames = [...]string{
-	1: "ESTAB", 2: "SYN-SENT", 3: "SYN-RECV", 4: "FIN-WAIT-1", 5: "FIN-WAIT-2",
-	6: "TIME-WAIT", 7: "CLOSE", 8: "CLOSE-WAIT", 9: "LAST-ACK", 10: "LISTEN",
-	11: "CLOSING", 12: "NEW-SYN-RECV",
+	1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2",
+	6: "TIME_WAIT", 7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN",
+	11: "CLOSING", 12: "NEW_SYN_RECV",
 }
 
 func stateName(s uint8) string {

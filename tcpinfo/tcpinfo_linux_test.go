@@ -44,8 +44,8 @@ func TestGetIdle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ci.State != "ESTAB" || !ci.Keepalive || ci.MPTCP || ci.RTO <= 0 {
-		t.Errorf("client: %+v; want ESTAB, keepalive on (Go's default), TCP, RTO > 0", ci)
+	if ci.State != "ESTABLISHED" || !ci.Keepalive || ci.MPTCP || ci.RTO <= 0 {
+		t.Errorf("client: %+v; want ESTABLISHED, keepalive on (Go's default), TCP, RTO > 0", ci)
 	}
 	// Nothing in flight once the peer acked: keepalive runs.
 	for i := 0; i < 100 && ci.Unacked > 0; i++ {
@@ -63,14 +63,14 @@ func TestGetIdle(t *testing.T) {
 		t.Errorf("server (keepalive off): timer %q keepalive %v, want none, false", si.Timer, si.Keepalive)
 	}
 
-	// The peer's FIN moves the client to CLOSE-WAIT.
+	// The peer's FIN moves the client to CLOSE_WAIT.
 	s.Close()
-	for i := 0; i < 100 && ci.State != "CLOSE-WAIT"; i++ {
+	for i := 0; i < 100 && ci.State != "CLOSE_WAIT"; i++ {
 		time.Sleep(10 * time.Millisecond)
 		ci, _ = Get(c)
 	}
-	if ci.State != "CLOSE-WAIT" {
-		t.Errorf("after the peer closed: state %q, want CLOSE-WAIT", ci.State)
+	if ci.State != "CLOSE_WAIT" {
+		t.Errorf("after the peer closed: state %q, want CLOSE_WAIT", ci.State)
 	}
 }
 
@@ -113,8 +113,8 @@ func TestGetMPTCP(t *testing.T) {
 	if !info.MPTCP {
 		t.Errorf("MPTCP socket: Info.MPTCP = false (%+v, %v)", info, err)
 	}
-	if err == nil && info.State != "ESTAB" {
-		t.Errorf("MPTCP first subflow state %q, want ESTAB", info.State)
+	if err == nil && info.State != "ESTABLISHED" {
+		t.Errorf("MPTCP first subflow state %q, want ESTABLISHED", info.State)
 	}
 	t.Logf("MPTCP: %+v, %v", info, err)
 }
