@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -109,5 +108,3 @@ func (r *relay) Close() {
 	r.Abort()
 	r.wg.Wait()
 }
-
-var _ = io.EOF

@@ -13,7 +13,8 @@ import (
 
 // Report is the outcome of a run.
 type Report struct {
-	Mode     string             `json:"mode"` // "namespaces" or "userspace"
+	Mode     string             `json:"mode"`          // "namespaces" or "userspace"
+	Lab      string             `json:"lab,omitempty"` // namespace name prefix, e.g. cslab-1234-1
 	Notice   string             `json:"notice,omitempty"`
 	Settings keepalive.Settings `json:"settings"`
 	Kernel   keepalive.Kernel   `json:"kernel"`

@@ -1,0 +1,103 @@
+//go:build linux
+
+package lab
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/connscope/connscope/keepalive"
+)
+
+// runOne runs one scenario for real and returns its result.
+func runOne(t *testing.T, name string, o Options) Result {
+	t.Helper()
+	needLab(t)
+	sc, ok := Lookup(name)
+	if !ok {
+		t.Fatalf("no scenario %q", name)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	rep, err := Run(ctx, []Scenario{sc}, o)
+	if rep != nil && rep.Lab != "" {
+		t.Cleanup(func() { assertGone(t, rep.Lab) })
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rep.Results[0]
+	t.Logf("%s: client %+v", name, r.Client)
+	t.Logf("%s: server %+v", name, r.Server)
+	if r.Skipped != "" {
+		t.Fatalf("skipped: %s", r.Skipped)
+	}
+	return r
+}
+
+// within checks a measured time against the model: keepalive and RTO timers
+// fire on jiffies and a little late, so allow 15% + 700 ms late, 300 ms early.
+func within(t *testing.T, side string, s Side) {
+	t.Helper()
+	if !s.Detected {
+		t.Errorf("%s: not detected within %v (expected %v)", side, s.Waited, s.Expected)
+		return
+	}
+	exp := s.Expected.After
+	if s.After < exp-300*time.Millisecond || s.After > exp+exp*15/100+700*time.Millisecond {
+		t.Errorf("%s: detected after %v, expected %v", side, s.After, s.Expected)
+	}
+}
+
+func TestIdleKeepaliveDetected(t *testing.T) {
+	t.Parallel()
+	r := runOne(t, "drop-idle", Options{Settings: keepalive.Settings{Idle: time.Second, Interval: time.Second, Count: 2}})
+	for side, s := range map[string]Side{"client": r.Client, "server": r.Server} {
+		if s.Expected.After != 3*time.Second || s.Expected.Timer != "keepalive" {
+			t.Errorf("%s: expected %v, want 3s on the keepalive timer", side, s.Expected)
+		}
+		within(t, side, s)
+		if s.Error != "ETIMEDOUT" {
+			t.Errorf("%s: error %q, want ETIMEDOUT", side, s.Error)
+		}
+	}
+}
+
+func TestSendingUserTimeoutDetected(t *testing.T) {
+	t.Parallel()
+	r := runOne(t, "drop-sending", Options{Settings: keepalive.Settings{Idle: -1, UserTimeout: 3 * time.Second}})
+	if r.Server.Expected.After != 3*time.Second || r.Server.Expected.Timer != "user-timeout" {
+		t.Errorf("server expected %v, want 3s user-timeout", r.Server.Expected)
+	}
+	within(t, "server", r.Server)
+	if r.Server.Error != "ETIMEDOUT" {
+		t.Errorf("server error %q, want ETIMEDOUT", r.Server.Error)
+	}
+	// The client reads with keepalive off: nothing tells it.
+	if !r.Client.Expected.Never || r.Client.Detected {
+		t.Errorf("client: expected never, got %+v", r.Client)
+	}
+}
+
+func TestResetSeenAsECONNRESET(t *testing.T) {
+	t.Parallel()
+	r := runOne(t, "reset", Options{Settings: keepalive.Settings{Idle: time.Second, Interval: time.Second, Count: 2}})
+	for side, s := range map[string]Side{"client": r.Client, "server": r.Server} {
+		if s.Error != "ECONNRESET" {
+			t.Errorf("%s: error %q, want ECONNRESET (events %+v)", side, s.Error, s.Events)
+		}
+		within(t, side, s)
+	}
+}
+
+func TestIdleCloseSeenAsEOF(t *testing.T) {
+	t.Parallel()
+	r := runOne(t, "idle-close", Options{Settings: keepalive.Settings{Idle: time.Second, Interval: time.Second, Count: 2}, IdleClose: time.Second})
+	for side, s := range map[string]Side{"client": r.Client, "server": r.Server} {
+		if s.Error != "EOF" {
+			t.Errorf("%s: error %q, want EOF", side, s.Error)
+		}
+		within(t, side, s)
+	}
+}
