@@ -3,14 +3,13 @@
 package lab
 
 import (
-	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/connscope/connscope/keepalive"
-	"golang.org/x/sys/unix"
+	"github.com/connscope/connscope/tcpinfo"
 )
 
 // endpoint is one side of the lab's connection: a reader that records every
@@ -20,7 +19,8 @@ type endpoint struct {
 
 	mu       sync.Mutex
 	events   []timedErr
-	info     *TCPInfo
+	info     *tcpinfo.Info // at the first error
+	before   *tcpinfo.Info // last snapshot before it
 	stopped  bool          // the run ended: later errors are ours (Close), not the kernel's
 	first    chan struct{} // closed at the first error
 	gotData  chan struct{} // closed at the first byte received
@@ -48,7 +48,7 @@ func (e *endpoint) record(op string, err error) {
 	}
 	e.events = append(e.events, timedErr{now, op, err})
 	if len(e.events) == 1 {
-		e.info = getTCPInfo(e.conn) // counters as the kernel left them at the abort
+		e.info = snapshot(e.conn) // counters as the kernel left them at the abort
 		close(e.first)
 	}
 }
@@ -122,7 +122,7 @@ func (e *endpoint) stop() {
 func (e *endpoint) side(fault time.Time, waited time.Duration, exp keepalive.Detection) Side {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	s := Side{Expected: exp, Waited: waited, TCPInfo: e.info}
+	s := Side{Expected: exp, Waited: waited, TCPInfo: e.before, TCPInfoAtError: e.info}
 	for i, ev := range e.events {
 		s.Events = append(s.Events, Event{At: ev.at.Sub(fault), Op: ev.op, Error: Classify(ev.err), Detail: ev.err.Error()})
 		if i == 0 {
@@ -132,39 +132,21 @@ func (e *endpoint) side(fault time.Time, waited time.Duration, exp keepalive.Det
 	return s
 }
 
-// applySettings sets keepalive and TCP_USER_TIMEOUT on one socket. The lab sets
-// them per connection (instead of through Dialer/ListenConfig) so that the
-// client and the accepted server socket get exactly the same options, and Go's
-// own keepalive defaults are switched off (KeepAlive: -1) beforehand.
-func applySettings(c *net.TCPConn, s keepalive.Settings) error {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return err
+// sample keeps the latest TCP_INFO while the side has not failed yet.
+func (e *endpoint) sample() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.events) == 0 && !e.stopped {
+		if in := snapshot(e.conn); in != nil {
+			e.before = in
+		}
 	}
-	var serr error
-	err = rc.Control(func(fd uintptr) {
-		set := func(level, opt, v int) {
-			if serr == nil {
-				serr = unix.SetsockoptInt(int(fd), level, opt, v)
-			}
-		}
-		if s.Idle < 0 {
-			set(unix.SOL_SOCKET, unix.SO_KEEPALIVE, 0)
-		} else {
-			set(unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
-			if s.Idle > 0 {
-				set(unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, int(s.Idle/time.Second))
-			}
-			if s.Interval > 0 {
-				set(unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, int(s.Interval/time.Second))
-			}
-			if s.Count > 0 {
-				set(unix.IPPROTO_TCP, unix.TCP_KEEPCNT, s.Count)
-			}
-		}
-		if s.UserTimeout > 0 {
-			set(unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(s.UserTimeout/time.Millisecond))
-		}
-	})
-	return errors.Join(err, serr)
+}
+
+func snapshot(c *net.TCPConn) *tcpinfo.Info {
+	in, err := tcpinfo.Get(c)
+	if err != nil {
+		return nil
+	}
+	return &in
 }

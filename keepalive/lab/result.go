@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/connscope/connscope/keepalive"
+	"github.com/connscope/connscope/tcpinfo"
 )
 
 // Report is the outcome of a run.
@@ -45,8 +46,12 @@ type Side struct {
 	Waited time.Duration `json:"waited_ns"`
 	// Events lists every error the side's syscalls returned, in order: only the
 	// first one carries the kernel's error, later ones see EOF or EPIPE.
-	Events  []Event  `json:"events,omitempty"`
-	TCPInfo *TCPInfo `json:"tcp_info,omitempty"`
+	Events []Event `json:"events,omitempty"`
+	// TCPInfo is the last TCP_INFO taken before the first error (every 250 ms
+	// while waiting): it names the timer that was running and its counters.
+	TCPInfo *tcpinfo.Info `json:"tcp_info,omitempty"`
+	// TCPInfoAtError is taken right after the first error.
+	TCPInfoAtError *tcpinfo.Info `json:"tcp_info_at_error,omitempty"`
 }
 
 // Event is one failed syscall on a side.
@@ -55,18 +60,6 @@ type Event struct {
 	Op     string        `json:"op"`
 	Error  string        `json:"error"`
 	Detail string        `json:"detail"`
-}
-
-// TCPInfo is a subset of the kernel's TCP_INFO, taken when the side saw its first error.
-type TCPInfo struct {
-	State        string `json:"state"`
-	Retransmits  uint8  `json:"retransmits"`   // consecutive unanswered retransmissions
-	Probes       uint8  `json:"probes"`        // unanswered keepalive or zero-window probes
-	Backoff      uint8  `json:"backoff"`       // RTO doublings
-	Unacked      uint32 `json:"unacked"`       // segments in flight
-	TotalRetrans uint32 `json:"total_retrans"` // retransmissions over the connection's life
-	RTOms        uint32 `json:"rto_ms"`
-	LastRecvMs   uint32 `json:"last_data_recv_ms"`
 }
 
 // Classify names an error the way the kernel and the seed do.

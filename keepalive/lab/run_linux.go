@@ -163,11 +163,6 @@ func connect(ctx context.Context, o Options, listen func() (net.Listener, error)
 	case <-ctx.Done():
 		return c, fmt.Errorf("lab: %w", ctx.Err())
 	}
-	for _, e := range []*endpoint{c.client, c.server} {
-		if err := applySettings(e.conn, o.Settings); err != nil {
-			return c, fmt.Errorf("lab: socket options: %w", err)
-		}
-	}
 	c.server.read(true)
 	c.client.read(false)
 	if _, err := c.client.conn.Write([]byte("hello\n")); err != nil {
@@ -183,17 +178,42 @@ func connect(ctx context.Context, o Options, listen func() (net.Listener, error)
 	return c, nil
 }
 
-var lc = func() net.ListenConfig {
-	var l net.ListenConfig
-	l.KeepAlive = -1 // the lab sets keepalive itself, per socket
-	l.SetMultipathTCP(false)
-	return l
-}()
+// listenConfig and dialer carry the settings through keepalive.ApplyListen and
+// keepalive.Apply, the library API users call; the relay uses Go's plain
+// defaults (a middlebox's own sockets are not under test). MPTCP is off: its
+// TCP_INFO and TCP_USER_TIMEOUT differ from plain TCP.
+func listenConfig(s *keepalive.Settings) (net.ListenConfig, error) {
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	if s == nil {
+		return lc, nil
+	}
+	return lc, keepalive.ApplyListen(&lc, *s)
+}
 
-func labDialer() *net.Dialer {
-	d := &net.Dialer{Timeout: 3 * time.Second, KeepAlive: -1}
+func dialer(s *keepalive.Settings) (*net.Dialer, error) {
+	d := &net.Dialer{Timeout: 3 * time.Second}
 	d.SetMultipathTCP(false)
-	return d
+	if s == nil {
+		return d, nil
+	}
+	return d, keepalive.Apply(d, *s)
+}
+
+func listenTCP(ctx context.Context, s *keepalive.Settings, addr string) (net.Listener, error) {
+	lc, err := listenConfig(s)
+	if err != nil {
+		return nil, err
+	}
+	return lc.Listen(ctx, "tcp4", addr)
+}
+
+func dialTCP(ctx context.Context, s *keepalive.Settings, addr string) (net.Conn, error) {
+	d, err := dialer(s)
+	if err != nil {
+		return nil, err
+	}
+	return d.DialContext(ctx, "tcp4", addr)
 }
 
 func runNamespaced(ctx context.Context, l *Lab, sc Scenario, o Options, r *Result) error {
@@ -212,15 +232,15 @@ func runNamespaced(ctx context.Context, l *Lab, sc Scenario, o Options, r *Resul
 	}
 	listen := func() (ln net.Listener, err error) {
 		err = l.Do(RoleServer, func() error {
-			ln, err = lc.Listen(context.Background(), "tcp4", net.JoinHostPort(ServerAddr.String(), "0"))
+			ln, err = listenTCP(ctx, &o.Settings, net.JoinHostPort(ServerAddr.String(), "0"))
 			return err
 		})
 		return ln, err
 	}
-	dialIn := func(role Role) func(string) (net.Conn, error) {
+	dialIn := func(role Role, s *keepalive.Settings) func(string) (net.Conn, error) {
 		return func(addr string) (c net.Conn, err error) {
 			err = l.Do(role, func() error {
-				c, err = labDialer().DialContext(ctx, "tcp4", addr)
+				c, err = dialTCP(ctx, s, addr)
 				return err
 			})
 			return c, err
@@ -232,17 +252,17 @@ func runNamespaced(ctx context.Context, l *Lab, sc Scenario, o Options, r *Resul
 		via = func(server net.Addr) (string, func(), error) {
 			var ln net.Listener
 			err := l.Do(RoleRouter, func() (err error) {
-				ln, err = lc.Listen(context.Background(), "tcp4", net.JoinHostPort(RouterClientAddr.String(), "0"))
+				ln, err = listenTCP(ctx, nil, net.JoinHostPort(RouterClientAddr.String(), "0"))
 				return err
 			})
 			if err != nil {
 				return "", nil, fmt.Errorf("lab: relay: %w", err)
 			}
-			rl = newRelay(ln, func() (net.Conn, error) { return dialIn(RoleRouter)(server.String()) }, o.IdleClose)
+			rl = newRelay(ln, func() (net.Conn, error) { return dialIn(RoleRouter, nil)(server.String()) }, o.IdleClose)
 			return ln.Addr().String(), rl.Close, nil
 		}
 	}
-	c, err := connect(ctx, o, listen, dialIn(RoleClient), via)
+	c, err := connect(ctx, o, listen, dialIn(RoleClient, &o.Settings), via)
 	if err != nil {
 		return err
 	}
@@ -308,6 +328,8 @@ func watch(ctx context.Context, name string, c *conn, fault time.Time, r *Result
 		case <-ctx.Done():
 			return fmt.Errorf("lab: %w", ctx.Err())
 		case <-tick.C:
+			c.client.sample()
+			c.server.sample()
 		case <-c.client.first:
 		case <-c.server.first:
 		}
@@ -356,14 +378,14 @@ func runUserspace(ctx context.Context, sc Scenario, o Options, r *Result) error 
 		idle = o.IdleClose
 	}
 	var rl *relay
-	listen := func() (net.Listener, error) { return lc.Listen(ctx, "tcp4", "127.0.0.1:0") }
-	dial := func(addr string) (net.Conn, error) { return labDialer().DialContext(ctx, "tcp4", addr) }
+	listen := func() (net.Listener, error) { return listenTCP(ctx, &o.Settings, "127.0.0.1:0") }
+	dial := func(addr string) (net.Conn, error) { return dialTCP(ctx, &o.Settings, addr) }
 	via := func(server net.Addr) (string, func(), error) {
-		ln, err := listen()
+		ln, err := listenTCP(ctx, nil, "127.0.0.1:0")
 		if err != nil {
 			return "", nil, fmt.Errorf("lab: relay: %w", err)
 		}
-		rl = newRelay(ln, func() (net.Conn, error) { return dial(server.String()) }, idle)
+		rl = newRelay(ln, func() (net.Conn, error) { return dialTCP(ctx, nil, server.String()) }, idle)
 		return ln.Addr().String(), rl.Close, nil
 	}
 	c, err := connect(ctx, o, listen, dial, via)
