@@ -179,7 +179,13 @@ func (r *Record) readError(err error) {
 	if err == io.EOF {
 		if r.setFlag(flagEOF) {
 			r.flags.Or(flagRemoteClosed)
-			r.spy.Emit(&Event{Message: MsgEnd, Conn: r})
+			e := Event{Message: MsgEnd, Conn: r}
+			if r.State() == StateIdle {
+				// The peer closed a connection this program kept idle: how
+				// long it sat is the peer's (or a load balancer's) idle timeout.
+				e.Idle = r.idleFor()
+			}
+			r.spy.Emit(&e)
 		}
 		return
 	}

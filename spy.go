@@ -186,6 +186,9 @@ func (s *Spy) WrapDial(dial DialFunc) DialFunc {
 				DNS: dt.dns, Connect: dt.sinceConnect()})
 			return c, err
 		}
+		if RecordOf(c) != nil {
+			return c, nil // dial was already instrumented
+		}
 		r, w := s.wrap(c, Client, id)
 		if target != "" {
 			r.target.Store(&target)

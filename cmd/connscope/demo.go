@@ -1,12 +1,221 @@
 package main
 
 import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/connscope/connscope"
+	"github.com/connscope/connscope/httpscope"
+	"github.com/connscope/connscope/internal/idleproxy"
+	"github.com/connscope/connscope/internal/selfsigned"
 )
 
-func newDemoCmd(stdout io.Writer) *cobra.Command {
-	return &cobra.Command{Use: "demo", Short: "Reproduce the load-balancer idle-close race on loopback", Args: noArgs,
-		RunE: func(cmd *cobra.Command, args []string) error { return nil }}
+type demoOptions struct {
+	IdleTimeout time.Duration // the load balancer's
+	Format      string        // json or text
+	Requests    int
 }
+
+func newDemoCmd(stdout io.Writer) *cobra.Command {
+	var o demoOptions
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Reproduce the load-balancer idle-close race on loopback",
+		Long: `demo runs connection-spy's ELB example on this machine, on loopback only:
+an HTTPS server behind a load balancer that closes connections idle longer
+than --idle-timeout, and a spied client whose second request comes before
+the idle timeout (the pooled socket is reused) and whose third comes after
+it (the balancer closed the socket; a new one is dialed). It prints the
+events, then a diagnosis.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runDemo(cmd.Context(), o, stdout, cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.DurationVar(&o.IdleTimeout, "idle-timeout", 2*time.Second, "the load balancer's idle timeout")
+	f.StringVar(&o.Format, "format", "json", "event format: json (connection-spy's NDJSON) or text")
+	f.IntVar(&o.Requests, "requests", 3, "number of requests, alternately before and after the idle timeout")
+	return cmd
+}
+
+func (o demoOptions) validate() error {
+	switch {
+	case o.IdleTimeout < 50*time.Millisecond || o.IdleTimeout > 5*time.Minute:
+		return usagef("--idle-timeout %v: must be between 50ms and 5m", o.IdleTimeout)
+	case o.Format != "json" && o.Format != "text":
+		return usagef("--format %q: must be json or text", o.Format)
+	case o.Requests < 1 || o.Requests > 100:
+		return usagef("--requests %d: must be between 1 and 100", o.Requests)
+	}
+	return nil
+}
+
+// demoGaps returns the pause before each request after the first: half
+// the idle timeout (the pooled socket is still open), then a quarter more
+// than the idle timeout (the balancer has closed it), alternately.
+func demoGaps(o demoOptions) []time.Duration {
+	gaps := make([]time.Duration, 0, o.Requests)
+	for i := 1; i < o.Requests; i++ {
+		if i%2 == 1 {
+			gaps = append(gaps, o.IdleTimeout/2)
+		} else {
+			gaps = append(gaps, o.IdleTimeout+o.IdleTimeout/4+100*time.Millisecond)
+		}
+	}
+	return gaps
+}
+
+func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error {
+	if err := o.validate(); err != nil {
+		return err
+	}
+	cert, pool, err := selfsigned.New("127.0.0.1")
+	if err != nil {
+		return err
+	}
+
+	// The web service: HTTPS with HTTP/2, on loopback.
+	backendLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	backend := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, "{\"query\":%q,\"proto\":%q}\n", r.URL.RawQuery, r.Proto)
+		}),
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
+		ErrorLog:  nil,
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		backend.ServeTLS(backendLn, "", "")
+	}()
+	defer func() {
+		backend.Close()
+		wg.Wait()
+	}()
+
+	// The load balancer in front of it.
+	lb := &idleproxy.Proxy{Backend: backendLn.Addr().String(), IdleTimeout: o.IdleTimeout}
+	if err := lb.Start("127.0.0.1:0"); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	defer lb.Close()
+
+	// The spied client: a clone of http.DefaultTransport, so it keeps
+	// Go's default IdleConnTimeout, which is what the diagnosis is about.
+	var sink *connscope.WriterSink
+	if o.Format == "text" {
+		sink = connscope.NewTextSink(stdout, nil)
+	} else {
+		sink = connscope.NewJSONSink(stdout, nil)
+	}
+	var diag idleDiagnosis
+	spy := &connscope.Spy{Sink: connscope.MultiSink(sink, &diag)}
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	base.TLSClientConfig = &tls.Config{RootCAs: pool}
+	client := &http.Client{Transport: httpscope.WrapTransport(spy, base, nil), Timeout: 10 * time.Second}
+
+	url := "https://" + lb.Addr() + "/headers?"
+	gaps := demoGaps(o)
+	var reqErr error
+	for i := range o.Requests {
+		if i > 0 {
+			select {
+			case <-time.After(gaps[i-1]):
+			case <-ctx.Done():
+				reqErr = ctx.Err()
+			}
+		}
+		if reqErr != nil {
+			break
+		}
+		q := string(rune('a'+2*(i%13))) + "=" + string(rune('b'+2*(i%13)))
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+q, nil)
+		if err != nil {
+			reqErr = err
+			break
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			reqErr = fmt.Errorf("demo: request %d: %w", i+1, err)
+			break
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	base.CloseIdleConnections()
+	if err := sink.Close(); err != nil {
+		fmt.Fprintf(stderr, "connscope: %v\n", err)
+	}
+	out := stdout
+	if o.Format == "json" {
+		out = stderr // keep stdout pure NDJSON
+	}
+	diag.write(out, o, base.IdleConnTimeout)
+	if errors.Is(reqErr, context.Canceled) {
+		return nil // Ctrl-C: what ran is printed
+	}
+	return reqErr
+}
+
+// idleDiagnosis collects, from the events, how long pooled connections
+// sat idle before the peer closed them.
+type idleDiagnosis struct {
+	mu     sync.Mutex
+	closes []time.Duration
+}
+
+func (d *idleDiagnosis) Emit(e *connscope.Event) {
+	if e.Message == connscope.MsgEnd && e.Idle > 0 && e.Conn != nil && e.Conn.Side() == connscope.Client {
+		d.mu.Lock()
+		d.closes = append(d.closes, e.Idle)
+		d.mu.Unlock()
+	}
+}
+
+func (d *idleDiagnosis) write(w io.Writer, o demoOptions, idleConnTimeout time.Duration) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	fmt.Fprintln(w)
+	if len(d.closes) == 0 {
+		fmt.Fprintf(w, "diagnosis: no pooled connection was closed by the peer while idle.\n")
+		return
+	}
+	lo, hi := d.closes[0], d.closes[0]
+	for _, c := range d.closes[1:] {
+		lo, hi = min(lo, c), max(hi, c)
+	}
+	fmt.Fprintf(w, "diagnosis: the peer closed %d idle pooled connection(s) after %s idle", len(d.closes), roundDur(lo))
+	if hi-lo > 10*time.Millisecond {
+		fmt.Fprintf(w, " (up to %s)", roundDur(hi))
+	}
+	fmt.Fprintf(w, " (load balancer idle timeout: %s),\n", o.IdleTimeout)
+	fmt.Fprintf(w, "while the client's Transport keeps idle connections for IdleConnTimeout = %s.\n", idleConnTimeout)
+	fmt.Fprintf(w, "A request that takes such a connection from the pool as the peer closes it fails (EOF, ECONNRESET) or is retried.\n")
+	fmt.Fprintf(w, "Fix: set http.Transport.IdleConnTimeout below the peer's idle timeout, e.g. IdleConnTimeout: %s.\n", roundDur(lo*3/4))
+}
+
+func roundDur(d time.Duration) time.Duration {
+	switch {
+	case d >= 10*time.Second:
+		return d.Round(time.Second)
+	case d >= time.Second:
+		return d.Round(100 * time.Millisecond)
+	}
+	return d.Round(time.Millisecond)
+}
+

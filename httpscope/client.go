@@ -1,0 +1,275 @@
+package httpscope
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/connscope/connscope"
+)
+
+// Options configure the HTTP instrumentation. The zero value works.
+type Options struct {
+	// LogHeaders names request headers to copy into "HTTP(S) Response"
+	// events, such as X-Request-Id. Secret ones (Authorization, Cookie,
+	// and names that look secret, see connscope.Redaction.IsSecret) are
+	// written as "REDACTED".
+	LogHeaders []string
+}
+
+// Transport is an http.RoundTripper that traces each request made through
+// an instrumented *http.Transport.
+type Transport struct {
+	spy  *connscope.Spy
+	base http.RoundTripper
+	opts Options
+}
+
+// WrapTransport instruments t in place, so that the connections it dials
+// are wrapped below TLS, and returns a RoundTripper over t that traces
+// each request. Use the result as an http.Client's Transport. Call it
+// before t is first used.
+//
+// A Transport with DialTLSContext (or DialTLS) set dials its TLS
+// connections itself: those are traced per request but not wrapped,
+// because wrapping a *tls.Conn would turn HTTP/2 off.
+func WrapTransport(spy *connscope.Spy, t *http.Transport, opts *Options) *Transport {
+	instrumentDial(spy, t)
+	rt := &Transport{spy: spy, base: t}
+	if opts != nil {
+		rt.opts = *opts
+	}
+	return rt
+}
+
+// NewTransport returns a traced clone of http.DefaultTransport.
+func NewTransport(spy *connscope.Spy, opts *Options) *Transport {
+	return WrapTransport(spy, http.DefaultTransport.(*http.Transport).Clone(), opts)
+}
+
+// instrumentDial sets t.DialContext to a spied dialer and returns a
+// function that puts t back as it was.
+func instrumentDial(spy *connscope.Spy, t *http.Transport) (undo func()) {
+	oldDial, oldForce := t.DialContext, t.ForceAttemptHTTP2
+	// Setting DialContext turns off HTTP/2's automatic enabling (see
+	// http.Transport.ForceAttemptHTTP2); force it where it was on, so the
+	// program negotiates what it negotiated before.
+	if t.Protocols == nil && t.TLSNextProto == nil && t.TLSClientConfig == nil &&
+		t.Dial == nil && t.DialContext == nil && t.DialTLS == nil && t.DialTLSContext == nil &&
+		!strings.Contains(os.Getenv("GODEBUG"), "http2client=0") {
+		t.ForceAttemptHTTP2 = true
+	}
+	base := t.DialContext
+	if base == nil && t.Dial != nil {
+		dial := t.Dial
+		base = func(_ context.Context, network, addr string) (net.Conn, error) { return dial(network, addr) }
+	}
+	t.DialContext = spy.WrapDial(base)
+	return func() { t.DialContext, t.ForceAttemptHTTP2 = oldDial, oldForce }
+}
+
+// Unwrap returns the RoundTripper the requests go through.
+func (t *Transport) Unwrap() http.RoundTripper { return t.base }
+
+// CloseIdleConnections closes the base transport's idle connections.
+func (t *Transport) CloseIdleConnections() {
+	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+// RoundTrip sends req through the base transport with a fresh
+// httptrace.ClientTrace (one per request: attaching one twice recurses),
+// composed with any trace already in req's context.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	spy := t.spy
+	if spy == nil {
+		return t.base.RoundTrip(req)
+	}
+	rt := &reqTrace{spy: spy, target: spy.Redaction.Target(req.Method, req.URL), start: time.Now()}
+	if len(t.opts.LogHeaders) > 0 {
+		rt.headers = copyHeaders(spy, req.Header, t.opts.LogHeaders)
+	}
+	ctx := httptrace.WithClientTrace(req.Context(), rt.clientTrace())
+	ctx = connscope.ContextWithTarget(ctx, rt.target)
+	resp, err := t.base.RoundTrip(req.WithContext(ctx))
+	rt.mu.Lock()
+	r, seq, ttfb := rt.rec, rt.seq, rt.ttfb
+	rt.mu.Unlock()
+	if err != nil {
+		spy.Emit(&connscope.Event{Message: connscope.MsgRequestError, Conn: r, Target: rt.target, Request: seq,
+			Headers: rt.headers, Duration: time.Since(rt.start), Op: "request", Err: err})
+		if r != nil {
+			r.EndRequest()
+		}
+		return resp, err
+	}
+	resp.Request = req // as if the trace had not been there
+	spy.Emit(&connscope.Event{Message: connscope.MsgResponse, Conn: r, Target: rt.target, Request: seq,
+		Status: resp.StatusCode, Protocol: resp.Proto, Headers: rt.headers, TTFB: ttfb, Duration: time.Since(rt.start)})
+	// HTTP/1 reports the return to the pool through PutIdleConn; HTTP/2
+	// never does, so there the end of the body marks the end of the request.
+	if r != nil && resp.ProtoMajor == 2 && resp.Body != nil && resp.Body != http.NoBody {
+		resp.Body = &h2Body{ReadCloser: resp.Body, spy: spy, rec: r}
+	} else if r != nil && resp.ProtoMajor == 2 {
+		endRequest(spy, r)
+	}
+	return resp, nil
+}
+
+// reqTrace is one request's view of its connection. Its hooks run on the
+// transport's goroutines, hence the mutex.
+type reqTrace struct {
+	spy     *connscope.Spy
+	target  string
+	headers []connscope.Header
+	start   time.Time
+
+	mu       sync.Mutex
+	rec      *connscope.Record
+	seq      uint64
+	tlsStart time.Time
+	tlsTook  time.Duration
+	wrote    time.Time
+	ttfb     time.Duration
+}
+
+func (rt *reqTrace) clientTrace() *httptrace.ClientTrace {
+	return &httptrace.ClientTrace{
+		TLSHandshakeStart: func() {
+			rt.mu.Lock()
+			rt.tlsStart = time.Now()
+			rt.mu.Unlock()
+		},
+		TLSHandshakeDone: func(tls.ConnectionState, error) {
+			rt.mu.Lock()
+			rt.tlsTook = time.Since(rt.tlsStart)
+			rt.mu.Unlock()
+		},
+		GotConn:              rt.gotConn,
+		WroteRequest:         func(httptrace.WroteRequestInfo) { rt.mu.Lock(); rt.wrote = time.Now(); rt.mu.Unlock() },
+		GotFirstResponseByte: func() { rt.mu.Lock(); rt.ttfb = time.Since(rt.wrote); rt.mu.Unlock() },
+		PutIdleConn: func(err error) {
+			rt.mu.Lock()
+			r := rt.rec
+			rt.mu.Unlock()
+			if r == nil {
+				return
+			}
+			if err != nil {
+				r.EndRequest()
+				return
+			}
+			endRequest(rt.spy, r)
+		},
+	}
+}
+
+func (rt *reqTrace) gotConn(info httptrace.GotConnInfo) {
+	r := connscope.RecordOf(info.Conn)
+	if r == nil {
+		return // dialed by a DialTLSContext we do not wrap
+	}
+	seq := r.BeginRequest(rt.target)
+	rt.mu.Lock()
+	rt.rec, rt.seq = r, seq
+	tlsTook := rt.tlsTook
+	rt.mu.Unlock()
+	if tc, ok := info.Conn.(*tls.Conn); ok && !info.Reused {
+		cs := tc.ConnectionState()
+		rt.spy.TLSHandshake(r, &cs, tlsTook, nil)
+	}
+	if info.Reused {
+		rt.spy.Emit(&connscope.Event{Message: connscope.MsgReuse, Conn: r, Target: rt.target, Request: seq, Idle: info.IdleTime})
+	}
+}
+
+// endRequest ends a request on r and, when it was the last one in flight,
+// reports the connection idle.
+func endRequest(spy *connscope.Spy, r *connscope.Record) {
+	if r.EndRequest() && r.State() != connscope.StateClosed {
+		r.SetState(connscope.StateIdle)
+		spy.Emit(&connscope.Event{Message: connscope.MsgIdle, Conn: r})
+	}
+}
+
+// h2Body ends its request at EOF or Close, whichever comes first.
+type h2Body struct {
+	io.ReadCloser
+	spy  *connscope.Spy
+	rec  *connscope.Record
+	once sync.Once
+}
+
+func (b *h2Body) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil {
+		b.once.Do(func() { endRequest(b.spy, b.rec) })
+	}
+	return n, err
+}
+
+func (b *h2Body) Close() error {
+	err := b.ReadCloser.Close()
+	b.once.Do(func() { endRequest(b.spy, b.rec) })
+	return err
+}
+
+func copyHeaders(spy *connscope.Spy, h http.Header, names []string) []connscope.Header {
+	var out []connscope.Header
+	for _, name := range names {
+		v := h.Values(name)
+		if len(v) == 0 {
+			continue
+		}
+		val := strings.Join(v, ", ")
+		if spy.Redaction.IsSecret(name) {
+			val = connscope.Redacted
+		}
+		out = append(out, connscope.Header{Name: http.CanonicalHeaderKey(name), Value: val})
+	}
+	return out
+}
+
+// InstrumentDefault instruments the process-wide client defaults: the
+// connections of http.DefaultTransport (so every client that uses it,
+// http.Get and http.DefaultClient included, is seen at the connection
+// level) and the requests of http.DefaultClient (so http.Get,
+// http.Post, ... are traced per request). It is connection-spy's
+// monkeyPatch. http.DefaultTransport stays an *http.Transport, so code
+// that type-asserts it keeps working.
+//
+// Call it at start-up, before the defaults are used, and call undo to put
+// them back. Clients built with their own http.Client but a nil Transport
+// are seen at the connection level only; give them NewTransport for
+// request tracing.
+func InstrumentDefault(spy *connscope.Spy, opts *Options) (undo func()) {
+	oldClientTransport := http.DefaultClient.Transport
+	undoDial := func() {}
+	if t, ok := http.DefaultTransport.(*http.Transport); ok {
+		undoDial = instrumentDial(spy, t)
+	}
+	base := oldClientTransport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	rt := &Transport{spy: spy, base: base}
+	if opts != nil {
+		rt.opts = *opts
+	}
+	http.DefaultClient.Transport = rt
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			http.DefaultClient.Transport = oldClientTransport
+			undoDial()
+		})
+	}
+}

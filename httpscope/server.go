@@ -1,0 +1,211 @@
+package httpscope
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/connscope/connscope"
+)
+
+type recordKey struct{}
+
+// InstrumentServer instruments srv in place: its ConnState and
+// ConnContext are chained (the ones already set still run) and its
+// Handler is wrapped to report each request ("HTTP(S) Response", side
+// server, with status and duration) and count it on its connection. Idle
+// connections are reported as "Socket Idle", hijacked ones as "Socket
+// Hijack" (and, since the connection layer still holds them, "Socket
+// Close" when the handler closes them). Call it before srv starts.
+//
+// The connections themselves are seen only if the listener is wrapped:
+//
+//	srv.Serve(spy.WrapListener(ln))   // or srv.ServeTLS(spy.WrapListener(ln), cert, key)
+func InstrumentServer(spy *connscope.Spy, srv *http.Server, opts *Options) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	userConnContext := srv.ConnContext
+	srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		if userConnContext != nil {
+			ctx = userConnContext(ctx, c)
+		}
+		if r := connscope.RecordOf(c); r != nil {
+			ctx = context.WithValue(ctx, recordKey{}, r)
+		}
+		return ctx
+	}
+	userConnState := srv.ConnState
+	srv.ConnState = func(c net.Conn, state http.ConnState) {
+		if r := connscope.RecordOf(c); r != nil {
+			switch state {
+			case http.StateActive:
+				r.SetState(connscope.StateActive)
+			case http.StateIdle:
+				r.SetState(connscope.StateIdle)
+				spy.Emit(&connscope.Event{Message: connscope.MsgIdle, Conn: r})
+			case http.StateHijacked:
+				// ConnState never reports StateClosed after a hijack; the
+				// connection wrapper reports the close.
+				r.SetState(connscope.StateHijacked)
+				spy.Emit(&connscope.Event{Message: connscope.MsgHijack, Conn: r})
+			}
+		}
+		if userConnState != nil {
+			userConnState(c, state)
+		}
+	}
+	h := srv.Handler
+	if h == nil {
+		h = http.DefaultServeMux
+	}
+	srv.Handler = &handler{spy: spy, next: h, opts: o}
+}
+
+type handler struct {
+	spy  *connscope.Spy
+	next http.Handler
+	opts Options
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	spy := h.spy
+	r, _ := req.Context().Value(recordKey{}).(*connscope.Record)
+	u := *req.URL
+	u.Host = req.Host
+	u.Scheme = "http"
+	if req.TLS != nil {
+		u.Scheme = "https"
+	}
+	target := spy.Redaction.Target(req.Method, &u)
+	var seq uint64
+	if r != nil {
+		seq = r.BeginRequest(target)
+	}
+	start := time.Now()
+	rw := &respWriter{ResponseWriter: w}
+	defer func() {
+		if r != nil {
+			r.EndRequest()
+		}
+		e := connscope.Event{Message: connscope.MsgResponse, Conn: r, Target: target, Request: seq,
+			Status: rw.status, Protocol: req.Proto, Duration: time.Since(start)}
+		if len(h.opts.LogHeaders) > 0 {
+			e.Headers = copyHeaders(spy, req.Header, h.opts.LogHeaders)
+		}
+		if e.Status == 0 && !rw.hijacked {
+			e.Status = http.StatusOK // the server writes 200 for a handler that wrote nothing
+		}
+		spy.Emit(&e)
+	}()
+	h.next.ServeHTTP(wrapWriter(rw), req)
+}
+
+// respWriter records the status. The variants below add exactly the
+// optional interfaces of the standard library's writers, so that
+// sendfile (io.ReaderFrom), Flush, Hijack and Push keep working.
+type respWriter struct {
+	http.ResponseWriter
+	status   int
+	hijacked bool
+}
+
+func (w *respWriter) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *respWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the server's writer.
+func (w *respWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *respWriter) flush() {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	w.ResponseWriter.(http.Flusher).Flush()
+}
+
+func (w *respWriter) writeString(s string) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return io.WriteString(w.ResponseWriter, s)
+}
+
+func (w *respWriter) readFrom(src io.Reader) (int64, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.(io.ReaderFrom).ReadFrom(src)
+}
+
+func (w *respWriter) hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, rw, err := w.ResponseWriter.(http.Hijacker).Hijack()
+	if err == nil {
+		w.hijacked = true
+	}
+	return c, rw, err
+}
+
+func (w *respWriter) push(target string, opts *http.PushOptions) error {
+	return w.ResponseWriter.(http.Pusher).Push(target, opts)
+}
+
+// closeNotify: CloseNotifier is deprecated, but handlers that use it must keep working.
+func (w *respWriter) closeNotify() <-chan bool {
+	return w.ResponseWriter.(http.CloseNotifier).CloseNotify()
+}
+
+type (
+	// HTTP/1: Flusher, Hijacker, io.ReaderFrom, io.StringWriter, CloseNotifier.
+	h1Writer struct{ *respWriter }
+	// HTTP/2: Flusher, Pusher, io.StringWriter, CloseNotifier.
+	h2Writer struct{ *respWriter }
+	// Anything else that can flush.
+	flushWriter struct{ *respWriter }
+	// Anything else.
+	plainWriter struct{ *respWriter }
+)
+
+func (w h1Writer) Flush()                                       { w.respWriter.flush() }
+func (w h1Writer) Hijack() (net.Conn, *bufio.ReadWriter, error) { return w.respWriter.hijack() }
+func (w h1Writer) ReadFrom(src io.Reader) (int64, error)        { return w.respWriter.readFrom(src) }
+func (w h1Writer) WriteString(s string) (int, error)            { return w.respWriter.writeString(s) }
+func (w h1Writer) CloseNotify() <-chan bool                     { return w.respWriter.closeNotify() }
+func (w h2Writer) Flush()                                       { w.respWriter.flush() }
+func (w h2Writer) Push(t string, o *http.PushOptions) error     { return w.respWriter.push(t, o) }
+func (w h2Writer) WriteString(s string) (int, error)            { return w.respWriter.writeString(s) }
+func (w h2Writer) CloseNotify() <-chan bool                     { return w.respWriter.closeNotify() }
+func (w flushWriter) Flush()                                    { w.respWriter.flush() }
+
+func wrapWriter(w *respWriter) http.ResponseWriter {
+	inner := w.ResponseWriter
+	_, fl := inner.(http.Flusher)
+	_, hj := inner.(http.Hijacker)
+	_, rf := inner.(io.ReaderFrom)
+	_, ws := inner.(io.StringWriter)
+	_, cn := inner.(http.CloseNotifier)
+	_, pu := inner.(http.Pusher)
+	switch {
+	case fl && hj && rf && ws && cn:
+		return h1Writer{w}
+	case fl && pu && ws && cn:
+		return h2Writer{w}
+	case fl:
+		return flushWriter{w}
+	}
+	return plainWriter{w}
+}
