@@ -157,7 +157,7 @@ func (e *Event) AppendText(b []byte) []byte {
 	for _, d := range [...]struct {
 		k string
 		v time.Duration
-	}{{"dns=", e.DNS}, {"connect=", e.Connect}, {"tls=", e.TLSTime}, {"ttfb=", e.TTFB}, {"idle=", e.Idle}, {"dur=", e.Duration}} {
+	}{{"dns=", e.DNS}, {"connect=", e.Connect}, {"handshake=", e.TLSTime}, {"ttfb=", e.TTFB}, {"idle=", e.Idle}, {"dur=", e.Duration}} {
 		if d.v != 0 {
 			b = append(appendMs(kv(b, d.k), d.v), "ms"...)
 		}

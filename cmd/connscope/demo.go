@@ -206,7 +206,20 @@ func (d *idleDiagnosis) write(w io.Writer, o demoOptions, idleConnTimeout time.D
 	fmt.Fprintf(w, " (load balancer idle timeout: %s),\n", o.IdleTimeout)
 	fmt.Fprintf(w, "while the client's Transport keeps idle connections for IdleConnTimeout = %s.\n", idleConnTimeout)
 	fmt.Fprintf(w, "A request that takes such a connection from the pool as the peer closes it fails (EOF, ECONNRESET) or is retried.\n")
-	fmt.Fprintf(w, "Fix: set http.Transport.IdleConnTimeout below the peer's idle timeout, e.g. IdleConnTimeout: %s.\n", roundDur(lo*3/4))
+	fmt.Fprintf(w, "Fix: set http.Transport.IdleConnTimeout below the peer's idle timeout, e.g. IdleConnTimeout: %s.\n", suggestIdle(lo))
+}
+
+// suggestIdle is three quarters of the observed idle timeout, truncated to
+// a value a person would write in a config.
+func suggestIdle(observed time.Duration) time.Duration {
+	d := observed * 3 / 4
+	switch {
+	case d >= 10*time.Second:
+		return d.Truncate(time.Second)
+	case d >= time.Second:
+		return d.Truncate(100 * time.Millisecond)
+	}
+	return d.Truncate(10 * time.Millisecond)
 }
 
 func roundDur(d time.Duration) time.Duration {
@@ -218,4 +231,3 @@ func roundDur(d time.Duration) time.Duration {
 	}
 	return d.Round(time.Millisecond)
 }
-
