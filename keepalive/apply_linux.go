@@ -3,6 +3,7 @@ package keepalive
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -103,4 +104,22 @@ func ReadKernel() (Kernel, error) {
 		k.RTOMax = time.Duration(v) * time.Millisecond
 	}
 	return k, nil
+}
+
+// pendingError returns and clears the socket's pending error (SO_ERROR):
+// how a connection that is not read learns that the kernel aborted it.
+func pendingError(c net.Conn) error {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	var v int
+	if rc.Control(func(fd uintptr) { v, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR) }) != nil || v == 0 {
+		return nil
+	}
+	return syscall.Errno(v)
 }

@@ -4,6 +4,7 @@ package keepalive
 
 import (
 	"errors"
+	"net"
 	"syscall"
 	"time"
 )
@@ -23,3 +24,5 @@ func Read(c syscall.Conn) (Settings, error) {
 func ReadKernel() (Kernel, error) {
 	return DefaultKernel(), errors.New("keepalive: kernel settings are only readable on Linux")
 }
+
+func pendingError(c net.Conn) error { return nil }

@@ -4,6 +4,7 @@ package lab
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,5 +100,79 @@ func TestIdleCloseSeenAsEOF(t *testing.T) {
 			t.Errorf("%s: error %q, want EOF", side, s.Error)
 		}
 		within(t, side, s)
+	}
+}
+
+func TestUnreachableSeenAsEHOSTUNREACH(t *testing.T) {
+	t.Parallel()
+	r := runOne(t, "icmp-unreachable", Options{Settings: keepalive.Settings{Idle: time.Second, Interval: time.Second, Count: 2, UserTimeout: 3 * time.Second}})
+	within(t, "server", r.Server)
+	if r.Server.Error != "EHOSTUNREACH" {
+		t.Errorf("server: error %q, want EHOSTUNREACH", r.Server.Error)
+	}
+}
+
+// TestFirewallExpiry: keepalive off, the firewall forgets the idle flow after
+// 2 s, the client's request is blackholed and only TCP_USER_TIMEOUT ends it;
+// with keepalive below the state timeout the flow survives.
+func TestFirewallExpiry(t *testing.T) {
+	t.Parallel()
+	r := runOne(t, "firewall-expiry", Options{Settings: keepalive.Settings{Idle: -1, UserTimeout: 2 * time.Second}, StateTimeout: 2 * time.Second})
+	within(t, "client", r.Client)
+	if r.Client.Error != "ETIMEDOUT" {
+		t.Errorf("client: error %q, want ETIMEDOUT", r.Client.Error)
+	}
+	if r.Server.Detected {
+		t.Errorf("server detected %+v; keepalive off, it should not", r.Server)
+	}
+	t.Run("kept-alive", func(t *testing.T) {
+		r := runOne(t, "firewall-expiry", Options{Settings: keepalive.Settings{Idle: time.Second, Interval: time.Second, Count: 2, UserTimeout: 2 * time.Second}, StateTimeout: 2 * time.Second})
+		if r.Client.Detected || r.Server.Detected || !strings.HasPrefix(r.Note, "connection still works") {
+			t.Errorf("keepalive 1s under a 2s state timeout: client %+v, note %q; want a working connection", r.Client, r.Note)
+		}
+	})
+}
+
+func TestUserspaceMode(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	rep, err := Run(ctx, Scenarios, Options{Userspace: true, IdleClose: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Mode != "userspace" || !strings.Contains(rep.Notice, "cannot imitate a silent drop") {
+		t.Errorf("mode %q notice %q", rep.Mode, rep.Notice)
+	}
+	want := map[string]string{"reset": "ECONNRESET", "idle-close": "EOF"}
+	for _, r := range rep.Results {
+		w, ok := want[r.Scenario]
+		if !ok {
+			if r.Skipped == "" {
+				t.Errorf("%s ran in userspace mode", r.Scenario)
+			}
+			continue
+		}
+		if r.Skipped != "" {
+			t.Errorf("%s skipped: %s", r.Scenario, r.Skipped)
+		}
+		for side, s := range map[string]Side{"client": r.Client, "server": r.Server} {
+			if s.Error != w || s.After > 500*time.Millisecond {
+				t.Errorf("%s %s: %q after %v, want %s at once", r.Scenario, side, s.Error, s.After, w)
+			}
+		}
+	}
+}
+
+func TestLongScenarioNeedsLong(t *testing.T) {
+	needLab(t)
+	t.Parallel()
+	sc, _ := Lookup("drop-sending")
+	rep, err := Run(context.Background(), []Scenario{sc}, Options{}) // tcp_retries2 15: ~15 min
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := rep.Results[0].Skipped; !strings.Contains(s, "--long") {
+		t.Errorf("skipped = %q, want a pointer to --long", s)
 	}
 }
