@@ -128,4 +128,3 @@ func connectPair(t testing.TB, ln net.Listener, network, addr string) (net.Conn,
 	t.Cleanup(func() { c.Close(); r.c.Close() })
 	return c, r.c
 }
-
