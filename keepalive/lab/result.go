@@ -37,6 +37,8 @@ type Result struct {
 // Side is what one endpoint saw, times counted from the fault.
 type Side struct {
 	Expected keepalive.Detection `json:"expected"`
+	// ExpectedError is the error the kernel's rules predict for the first syscall.
+	ExpectedError string `json:"expected_error"`
 	// Detected: the side saw an error (or EOF) before the run's deadline.
 	Detected bool          `json:"detected"`
 	After    time.Duration `json:"after_ns,omitempty"`

@@ -205,3 +205,21 @@ func ParseNames(names []string) ([]Scenario, error) {
 	}
 	return out, nil
 }
+
+// ExpectedErrors returns the error each side should see first.
+func (sc Scenario) ExpectedErrors(userspace bool) (client, server string) {
+	switch {
+	case sc.kind == kindIdleClose:
+		return "EOF", "EOF"
+	case sc.fault == FaultReset:
+		return "ECONNRESET", "ECONNRESET"
+	case userspace:
+		return "ECONNRESET", "ECONNRESET"
+	case sc.fault == FaultUnreachable:
+		// The kernel ignores ICMP for a keepalive probe (its sequence number is
+		// below snd_una, out of window): only the side with data in flight gets
+		// EHOSTUNREACH.
+		return "ETIMEDOUT", "EHOSTUNREACH"
+	}
+	return "ETIMEDOUT", "ETIMEDOUT"
+}
