@@ -1,0 +1,219 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/connscope/connscope/keepalive"
+	"go.uber.org/goleak"
+)
+
+// cmd/connscope's TestMain belongs to no one file: check leaks per test.
+
+func TestKeepaliveBadInput(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	tests := []struct {
+		args []string
+		want string // in stderr
+	}{
+		{[]string{"keepalive"}, "missing subcommand"},
+		{[]string{"keepalive", "explain", "--idle", "1.5s"}, "--idle"},
+		{[]string{"keepalive", "explain", "--idle", "x"}, "--idle"},
+		{[]string{"keepalive", "explain", "--interval", "0s"}, "--interval"},
+		{[]string{"keepalive", "explain", "--count", "0"}, "--count"},
+		{[]string{"keepalive", "explain", "--count", "three"}, "--count"},
+		{[]string{"keepalive", "explain", "--count", "500"}, "--count"},
+		{[]string{"keepalive", "explain", "--user-timeout", "-1s"}, "--user-timeout"},
+		{[]string{"keepalive", "explain", "--retries2", "0"}, "--retries2"},
+		{[]string{"keepalive", "explain", "--lb-idle", "soon"}, "--lb-idle"},
+		{[]string{"keepalive", "explain", "--keepalive", "2/1"}, "--keepalive"},
+		{[]string{"keepalive", "explain", "--keepalive", "2/1/3", "--idle", "2s"}, "--keepalive"},
+		{[]string{"keepalive", "explain", "extra"}, "unexpected argument"},
+		{[]string{"keepalive", "client"}, "HOST"},
+		{[]string{"keepalive", "client", "a", "b"}, "HOST"},
+		{[]string{"keepalive", "client", "localhost", "--pattern", "bogus"}, "--pattern"},
+		{[]string{"keepalive", "client", "localhost", "--read-deadline", "-1s"}, "--read-deadline"},
+		{[]string{"keepalive", "client", "localhost", "--heartbeat", "often"}, "--heartbeat"},
+		{[]string{"keepalive", "client", "localhost", "--dial-timeout", "0s"}, "--dial-timeout"},
+		{[]string{"keepalive", "server", "--port", "70000"}, "--port"},
+		{[]string{"keepalive", "server", "--keepalive", "2/1/0"}, "--keepalive"},
+		{[]string{"keepalive", "server", "--every", "0s"}, "--every"},
+	}
+	for _, tt := range tests {
+		var out, errOut bytes.Buffer
+		code := execute(context.Background(), tt.args, &out, &errOut)
+		if code != 2 || !strings.Contains(errOut.String(), tt.want) {
+			t.Errorf("%q: exit %d, stderr %q; want 2 and a message naming %s", tt.args, code, errOut.String(), tt.want)
+		}
+	}
+}
+
+func TestKeepaliveServerPortInUse(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	var out, errOut bytes.Buffer
+	code := execute(context.Background(), []string{"keepalive", "server", "--addr", "127.0.0.1", "--port", port}, &out, &errOut)
+	if code != 1 || !strings.Contains(errOut.String(), "address already in use") {
+		t.Errorf("exit %d, stderr %q; want 1 and address already in use", code, errOut.String())
+	}
+}
+
+func TestKeepaliveExplain(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	var out, errOut bytes.Buffer
+	code := execute(context.Background(), []string{"keepalive", "explain", "--idle", "2s", "--interval", "1s", "--count", "3", "--lb-idle", "60s"}, &out, &errOut)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	for _, want := range []string{
+		"idle         5s              keepalive       I + V×C = 2s + 1s×3",
+		"sending      15m24.6s        retransmission",
+		"zero-window  never",
+		"recommended: keepalive 2s/1s/3 user-timeout=5s",
+		"IdleConnTimeout 54s",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+
+	// The seed: only the idle time set.
+	out.Reset()
+	if code := execute(context.Background(), []string{"keepalive", "explain", "--keepalive", "2s/os/os", "--json"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	var v struct {
+		Detect map[string]struct {
+			AfterSeconds float64 `json:"after_seconds"`
+			Never        bool    `json:"never"`
+			Timer        string  `json:"timer"`
+		} `json:"detect"`
+		Recommendation struct {
+			Notes []string `json:"notes"`
+		} `json:"recommendation"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &v); err != nil {
+		t.Fatalf("--json output: %v\n%s", err, out.String())
+	}
+	if d := v.Detect["idle"]; d.AfterSeconds != 677 || d.Timer != "keepalive" {
+		t.Errorf("idle detection %+v, want 677 s by keepalive", d)
+	}
+	if d := v.Detect["zero-window"]; !d.Never {
+		t.Errorf("zero-window detection %+v, want never", d)
+	}
+	if len(v.Recommendation.Notes) == 0 {
+		t.Error("no recommendation notes")
+	}
+}
+
+// The client logs JSON lines and a final "detected" event naming the error.
+func TestKeepaliveClientDetectsFIN(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		bufio.NewReader(c).ReadString('\n') // hello
+		c.Write([]byte("bye\n"))
+		c.Close()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	err = runKeepaliveClient(ctx, keepaliveClientOpts{Host: "127.0.0.1",
+		Client: keepalive.Client{Port: ln.Addr().(*net.TCPAddr).Port, Endpoint: keepalive.Endpoint{Settings: &keepalive.Settings{Idle: 2 * time.Second, Interval: time.Second, Count: 3}}}}, &out)
+	<-done
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := jsonLines(t, &out)
+	last := events[len(events)-1]
+	if last["event"] != "detected" || last["errno"] != "EOF" {
+		t.Errorf("last event %v, want detected EOF\n%s", last, out.String())
+	}
+}
+
+// A server and a client from the CLI's run functions, over loopback.
+func TestKeepaliveServerClient(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close() // the server reopens it; a race with another process is unlikely on loopback
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var sout bytes.Buffer
+	served := make(chan error, 1)
+	go func() {
+		served <- runKeepaliveServer(ctx, keepaliveServerOpts{Server: keepalive.Server{Addr: "127.0.0.1", Port: port,
+			Endpoint: keepalive.Endpoint{Every: 20 * time.Millisecond}}}, &sout)
+	}()
+	var cout bytes.Buffer
+	cctx, ccancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer ccancel()
+	for i := 0; i < 50; i++ { // until the server listens
+		cout.Reset()
+		err = runKeepaliveClient(cctx, keepaliveClientOpts{Host: "127.0.0.1", Client: keepalive.Client{Port: port}}, &cout)
+		if err == nil || cctx.Err() != nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-served; err != nil {
+		t.Fatalf("server: %v", err)
+	}
+	if err != nil && cctx.Err() == nil {
+		t.Fatalf("client: %v", err)
+	}
+	var data bool
+	for _, ev := range jsonLines(t, &cout) {
+		data = data || ev["event"] == "data"
+	}
+	if !data {
+		t.Errorf("client received no data:\n%s", cout.String())
+	}
+	if !strings.Contains(sout.String(), `"event":"listening"`) {
+		t.Errorf("server log:\n%s", sout.String())
+	}
+}
+
+func jsonLines(t *testing.T, r io.Reader) []map[string]any {
+	t.Helper()
+	var evs []map[string]any
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		var ev map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			t.Fatalf("line %q: %v", sc.Text(), err)
+		}
+		evs = append(evs, ev)
+	}
+	if len(evs) == 0 {
+		t.Fatal("no events")
+	}
+	return evs
+}
