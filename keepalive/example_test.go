@@ -75,3 +75,29 @@ func ExampleRecommend() {
 	// 54s
 	// 20s 20s
 }
+
+// A Server and a Client over loopback; the server closes the connection
+// after its first line, and the client reports how it noticed.
+func ExampleClient() {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		c.Read(make([]byte, 6)) // hello
+		c.Close()               // FIN
+	}()
+	cli := keepalive.Client{Port: ln.Addr().(*net.TCPAddr).Port,
+		Endpoint: keepalive.Endpoint{Settings: &keepalive.Settings{Idle: 2 * time.Second, Interval: time.Second, Count: 3}}}
+	r, err := cli.DialAndRun(context.Background(), "127.0.0.1")
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(r.Op, r.Errno)
+	// Output: read EOF
+}
