@@ -16,8 +16,6 @@ import (
 	"github.com/connscope/connscope/keepalive"
 )
 
-const crashHelperEnv = "CSLAB_CRASH_HELPER"
-
 // crashHelper builds a lab with a fault in place, announces it and waits to be
 // killed: a crashed run, as far as the namespaces know.
 func crashHelper() {

@@ -216,19 +216,6 @@ func (l *Lab) Sysctl(r Role, key, value string) error {
 	return setSysctl(l.ns[r], key, value)
 }
 
-// Fault is a rule set for the router's FORWARD hook.
-type Fault string
-
-const (
-	FaultNone         Fault = ""
-	FaultDropBoth     Fault = "drop-both"      // silent drop of all TCP, both directions
-	FaultDropToClient Fault = "drop-to-client" // silent drop server -> client only
-	FaultDropToServer Fault = "drop-to-server" // silent drop client -> server only
-	FaultReset        Fault = "reset"          // reject with tcp reset (RST to the sender)
-	FaultUnreachable  Fault = "unreachable"    // reject with ICMP host unreachable
-	FaultStateful     Fault = "stateful"       // accept established flows and new SYNs, drop the rest
-)
-
 // Inject replaces the router's rules with the fault's. FaultNone heals the path.
 // nftables commits the whole batch atomically, so the fault starts at one instant.
 func (l *Lab) Inject(f Fault) error {

@@ -13,3 +13,7 @@ func TestMain(m *testing.M) {
 	}
 	goleak.VerifyTestMain(m)
 }
+
+// crashHelperEnv makes the test binary build a lab and wait to be killed
+// (TestCleanupAfterKill).
+const crashHelperEnv = "CSLAB_CRASH_HELPER"

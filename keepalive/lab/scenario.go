@@ -9,6 +9,19 @@ import (
 	"github.com/connscope/connscope/keepalive"
 )
 
+// Fault is a rule set for the router's FORWARD hook.
+type Fault string
+
+const (
+	FaultNone         Fault = ""
+	FaultDropBoth     Fault = "drop-both"      // silent drop of all TCP, both directions
+	FaultDropToClient Fault = "drop-to-client" // silent drop server -> client only
+	FaultDropToServer Fault = "drop-to-server" // silent drop client -> server only
+	FaultReset        Fault = "reset"          // reject with tcp reset (RST to the sender)
+	FaultUnreachable  Fault = "unreachable"    // reject with ICMP host unreachable
+	FaultStateful     Fault = "stateful"       // accept established flows and new SYNs, drop the rest
+)
+
 // Scenario is one way a connection dies, and what each side is doing when it does.
 type Scenario struct {
 	Name string `json:"name"`
