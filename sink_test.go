@@ -1,0 +1,422 @@
+package connscope
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// memWriter records what a sink writes; fail makes writes fail.
+type memWriter struct {
+	mu     sync.Mutex
+	buf    bytes.Buffer
+	writes int
+	fail   atomic.Bool
+	wrote  chan struct{}
+}
+
+func newMemWriter() *memWriter { return &memWriter{wrote: make(chan struct{}, 1)} }
+
+func (w *memWriter) Write(p []byte) (int, error) {
+	if w.fail.Load() {
+		return 0, errors.New("disk on fire")
+	}
+	w.mu.Lock()
+	w.buf.Write(p)
+	w.writes++
+	w.mu.Unlock()
+	select {
+	case w.wrote <- struct{}{}:
+	default:
+	}
+	return len(p), nil
+}
+
+func (w *memWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+func (w *memWriter) lines() []string {
+	s := strings.TrimSuffix(w.String(), "\n")
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
+}
+
+// waitWrite waits for the sink's goroutine to write, or fails.
+func (w *memWriter) waitWrite(t *testing.T, what string) {
+	t.Helper()
+	select {
+	case <-w.wrote:
+	case <-time.After(testTimeout):
+		t.Fatalf("%s: nothing written after %v", what, testTimeout)
+	}
+}
+
+func testEvent(msg string) *Event {
+	return &Event{Time: time.Date(2021, 5, 7, 17, 16, 29, 743_000_000, time.UTC), Message: msg, Producer: "test", Target: "GET http://example.com:80/"}
+}
+
+func TestWriterSinkFlushes(t *testing.T) {
+	const never = time.Hour
+	t.Run("on size", func(t *testing.T) {
+		w := newMemWriter()
+		s := NewJSONSink(w, &WriterOptions{FlushBytes: 512, FlushInterval: never})
+		defer s.Close()
+		for range 20 { // ~200 bytes each: past FlushBytes
+			s.Emit(testEvent(MsgConnect))
+		}
+		w.waitWrite(t, "flush on size")
+		if len(w.lines()) == 0 {
+			t.Fatal("no complete line written")
+		}
+	})
+	t.Run("on interval", func(t *testing.T) {
+		w := newMemWriter()
+		s := NewJSONSink(w, &WriterOptions{FlushInterval: 5 * time.Millisecond})
+		defer s.Close()
+		s.Emit(testEvent(MsgConnect))
+		w.waitWrite(t, "flush on interval")
+		if got := w.lines(); len(got) != 1 {
+			t.Fatalf("lines %q, want 1", got)
+		}
+	})
+	t.Run("on Close", func(t *testing.T) {
+		w := newMemWriter()
+		s := NewJSONSink(w, &WriterOptions{FlushInterval: never})
+		for range 3 {
+			s.Emit(testEvent(MsgConnect))
+		}
+		if w.String() != "" {
+			t.Fatal("written before Close with no size or interval trigger")
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got := w.lines(); len(got) != 3 || s.Written() != 3 || s.Dropped() != 0 {
+			t.Fatalf("after Close: %d lines, Written %d, Dropped %d; want 3, 3, 0", len(got), s.Written(), s.Dropped())
+		}
+		s.Emit(testEvent(MsgConnect)) // after Close: dropped, no panic
+		if s.Dropped() != 1 {
+			t.Errorf("Dropped after an Emit past Close = %d, want 1", s.Dropped())
+		}
+		if err := s.Close(); err != nil {
+			t.Errorf("second Close: %v", err)
+		}
+	})
+	t.Run("on Flush", func(t *testing.T) {
+		w := newMemWriter()
+		s := NewTextSink(w, &WriterOptions{FlushInterval: never})
+		defer s.Close()
+		s.Emit(testEvent(MsgConnect))
+		if err := s.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if got := w.lines(); len(got) != 1 || !strings.Contains(got[0], MsgConnect) {
+			t.Fatalf("text lines %q", got)
+		}
+	})
+}
+
+func TestWriterSinkFailingWriter(t *testing.T) {
+	w := newMemWriter()
+	w.fail.Store(true)
+	s := NewJSONSink(w, &WriterOptions{FlushInterval: time.Hour})
+	for range 5 {
+		s.Emit(testEvent(MsgConnect))
+	}
+	if err := s.Flush(); err == nil {
+		t.Fatal("Flush to a failing writer returned nil")
+	}
+	if s.Dropped() != 5 {
+		t.Errorf("Dropped = %d, want 5", s.Dropped())
+	}
+	if s.Err() == nil {
+		t.Error("Err() = nil after a failed write")
+	}
+	for range 2 {
+		s.Emit(testEvent(MsgConnect))
+	}
+	err := s.Close()
+	if err == nil || !strings.Contains(err.Error(), "dropped") || !strings.Contains(err.Error(), "disk on fire") {
+		t.Fatalf("Close = %v; want an error naming the drops and the write error", err)
+	}
+	if !strings.HasPrefix(err.Error(), "connscope: ") {
+		t.Errorf("error %q lacks the package prefix", err)
+	}
+}
+
+// TestWriterSinkRecovers: after a failing period, the next successful
+// write starts with an "Events Dropped" line that counts the loss.
+func TestWriterSinkRecovers(t *testing.T) {
+	w := newMemWriter()
+	w.fail.Store(true)
+	s := NewJSONSink(w, &WriterOptions{FlushInterval: time.Hour})
+	defer s.Close()
+	for range 3 {
+		s.Emit(testEvent(MsgConnect))
+	}
+	s.Flush()
+	w.fail.Store(false)
+	s.Emit(testEvent(MsgClose))
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	lines := w.lines()
+	if len(lines) != 2 {
+		t.Fatalf("lines %q, want the drop report then the event", lines)
+	}
+	var drop, next map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &drop); err != nil {
+		t.Fatal(err)
+	}
+	json.Unmarshal([]byte(lines[1]), &next)
+	if drop["message"] != MsgDropped || drop["dropped"] != 3.0 || drop["level"] != "warn" {
+		t.Errorf("first line %s; want %q with dropped 3", lines[0], MsgDropped)
+	}
+	if next["message"] != MsgClose {
+		t.Errorf("second line %s", lines[1])
+	}
+	// Reported once: the next write has no report.
+	s.Emit(testEvent(MsgConnect))
+	s.Flush()
+	if got := w.lines(); len(got) != 3 {
+		t.Errorf("after one more event: %d lines, want 3", len(got))
+	}
+}
+
+// blockingWriter blocks every Write until release is closed.
+type blockingWriter struct {
+	release chan struct{}
+	entered chan struct{}
+	once    sync.Once
+}
+
+func (w *blockingWriter) Write(p []byte) (int, error) {
+	w.once.Do(func() { close(w.entered) })
+	<-w.release
+	return len(p), nil
+}
+
+// TestWriterSinkBlockedWriter: a writer that never returns does not block
+// Emit (events beyond MaxPending are dropped and counted), and Close gives
+// up after CloseTimeout with an error.
+func TestWriterSinkBlockedWriter(t *testing.T) {
+	w := &blockingWriter{release: make(chan struct{}), entered: make(chan struct{})}
+	s := NewJSONSink(w, &WriterOptions{FlushBytes: 1024, MaxPending: 8 << 10, FlushInterval: time.Millisecond, CloseTimeout: 50 * time.Millisecond})
+	defer func() {
+		close(w.release) // let the sink's goroutine finish, for goleak
+		select {
+		case <-s.done:
+		case <-time.After(testTimeout):
+			t.Error("sink goroutine did not exit after the writer returned")
+		}
+	}()
+	s.Emit(testEvent(MsgConnect))
+	select {
+	case <-w.entered:
+	case <-time.After(testTimeout):
+		t.Fatal("the sink never wrote")
+	}
+	const n = 10000 // ~2 MB of events: far beyond MaxPending
+	emitted := make(chan struct{})
+	go func() {
+		defer close(emitted)
+		for range n {
+			s.Emit(testEvent(MsgConnect))
+		}
+	}()
+	select {
+	case <-emitted:
+	case <-time.After(testTimeout):
+		t.Fatal("Emit blocked behind a blocked writer")
+	}
+	if d := s.Dropped(); d == 0 || d > n {
+		t.Errorf("Dropped = %d, want between 1 and %d", d, n)
+	}
+	s.mu.Lock()
+	pending := len(s.buf)
+	s.mu.Unlock()
+	if pending > 8<<10 {
+		t.Errorf("%d bytes pending, above MaxPending", pending)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- s.Close() }()
+	select {
+	case err := <-errc:
+		if err == nil || !strings.Contains(err.Error(), "blocked") || !strings.Contains(err.Error(), "dropped") {
+			t.Errorf("Close = %v; want an error saying the writer is blocked and events were dropped", err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("Close did not return after CloseTimeout")
+	}
+}
+
+// TestSlogSink: events reach a slog JSON handler with the JSON format's
+// field names; the logger's level filters them.
+func TestSlogSink(t *testing.T) {
+	buf := newMemWriter()
+	l := slog.New(slog.NewJSONHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	spy := &Spy{Sink: NewSlogSink(l), Producer: "slogtest"}
+	c, s := tcpPair(t)
+	wc := spy.WrapConn(c, Client)
+	wc.Write([]byte("hello"))
+	s.SetReadDeadline(time.Now().Add(testTimeout))
+	io.ReadFull(s, make([]byte, 5)) // unread data would turn the peer's FIN into a RST
+	s.Close()
+	wc.SetReadDeadline(time.Now().Add(testTimeout))
+	wc.Read(make([]byte, 1)) // EOF
+	wc.Close()
+
+	var msgs []string
+	var closeRec map[string]any
+	for line := range strings.SplitSeq(strings.TrimSpace(buf.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("%v: %s", err, line)
+		}
+		msgs = append(msgs, m["msg"].(string))
+		if m["msg"] == MsgClose {
+			closeRec = m
+		}
+	}
+	if want := []string{MsgConnect, MsgEnd, MsgClose}; !equalStrings(msgs, want) {
+		t.Fatalf("messages %q, want %q", msgs, want)
+	}
+	for _, k := range []string{"id", "producer", "localAddress", "localPort", "remoteAddress", "remotePort", "side", "network", "bytesRead", "bytesWritten", "hadError", "closedBy", "durationMs"} {
+		if _, ok := closeRec[k]; !ok {
+			t.Errorf("Socket Close record lacks %q: %v", k, closeRec)
+		}
+	}
+	if closeRec["producer"] != "slogtest" || closeRec["closedBy"] != "remote" || closeRec["bytesWritten"] != 5.0 || closeRec["side"] != "client" || closeRec["level"] != "DEBUG" {
+		t.Errorf("Socket Close record %v", closeRec)
+	}
+
+	// Level filtering is the logger's: at Info, only warnings and errors pass.
+	buf2 := newMemWriter()
+	spy2 := &Spy{Sink: NewSlogSink(slog.New(slog.NewJSONHandler(buf2, nil)))}
+	spy2.Emit(&Event{Message: MsgConnect})
+	spy2.Emit(&Event{Message: MsgError, Op: "dial", Err: errors.New("boom")})
+	if out := buf2.String(); strings.Contains(out, MsgConnect) || !strings.Contains(out, `"error":"boom"`) || !strings.Contains(out, `"errorKind":"other"`) {
+		t.Errorf("Info logger got %q", out)
+	}
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestHookPanics: a hook that panics is recovered, counted and reported as
+// "Hook Panic"; the events themselves still reach the sink.
+func TestHookPanics(t *testing.T) {
+	sink := newCaptureSink()
+	spy := &Spy{Sink: sink, Hooks: Hooks{
+		ConnOpened: func(*Record) { panic("opened") },
+		ConnClosed: func(*Record) { panic("closed") },
+		Event:      func(*Event) { panic("event") },
+	}}
+	a, b := net.Pipe()
+	defer b.Close()
+	c := spy.WrapConn(a, Client)
+	c.Close()
+	if got := spy.Stats().HookPanics; got != 4 {
+		t.Errorf("HookPanics = %d, want 4 (ConnOpened, Event x2, ConnClosed)", got)
+	}
+	panics := sink.of(MsgHookPanic, nil)
+	var ops []string
+	for _, e := range panics {
+		ops = append(ops, e.Op)
+		if e.Level != slog.LevelError || e.Err == nil || !strings.HasPrefix(e.Err.Error(), "connscope: hook ") {
+			t.Errorf("Hook Panic event: level %v err %v", e.Level, e.Err)
+		}
+	}
+	if want := []string{"ConnOpened", "Event", "Event", "ConnClosed"}; !equalStrings(ops, want) {
+		t.Errorf("Hook Panic ops %q, want %q", ops, want)
+	}
+	if len(sink.of(MsgConnect, nil)) != 1 || len(sink.of(MsgClose, nil)) != 1 {
+		t.Errorf("events %q: the panicking hook swallowed events", sink.messages())
+	}
+}
+
+func TestMultiSink(t *testing.T) {
+	a, b := newCaptureSink(), newCaptureSink()
+	spy := &Spy{Sink: MultiSink(a, b)}
+	spy.Emit(&Event{Message: MsgConnect})
+	if len(a.all()) != 1 || len(b.all()) != 1 {
+		t.Errorf("MultiSink delivered %d and %d events, want 1 and 1", len(a.all()), len(b.all()))
+	}
+}
+
+// TestJSONFormat checks connection-spy's field order, nulls and timestamp.
+func TestJSONFormat(t *testing.T) {
+	c, _ := tcpPair(t)
+	sink := newCaptureSink()
+	spy := &Spy{Sink: sink}
+	wc := spy.WrapConn(c, Client)
+	wc.Close()
+	ev := sink.of(MsgClose, nil)[0]
+	line := ev.AppendJSON(nil)
+	keys := jsonKeys(t, line)
+	want := []string{"id", "producer", "localAddress", "localPort", "remoteAddress", "remotePort", "hadError", "level", "message", "_timestamp"}
+	if !equalStrings(keys[:len(want)], want) {
+		t.Errorf("keys %q; want prefix %q", keys, want)
+	}
+	var m map[string]any
+	json.Unmarshal(line, &m)
+	if m["localAddress"] != "127.0.0.1" || m["remoteAddress"] != "127.0.0.1" || m["localPort"] == nil || m["side"] != "client" || m["closedBy"] != "local" || m["hadError"] != false {
+		t.Errorf("Socket Close line %s", line)
+	}
+	if ts, _ := m["_timestamp"].(string); !regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$`).MatchString(ts) {
+		t.Errorf("_timestamp %q is not ISO 8601 UTC with milliseconds", ts)
+	}
+
+	// No connection: id and addresses are null, as in the seed.
+	e := testEvent(MsgError)
+	e.Level = slog.LevelError
+	got := string(e.AppendJSON(nil))
+	const wantLine = `{"id":null,"producer":"test","localAddress":null,"localPort":null,"remoteAddress":null,"remotePort":null,"target":"GET http://example.com:80/","level":"error","message":"Socket Error","_timestamp":"2021-05-07T17:16:29.743Z"}`
+	if got != wantLine {
+		t.Errorf("AppendJSON =\n%s\nwant\n%s", got, wantLine)
+	}
+}
+
+func jsonKeys(t *testing.T, line []byte) []string {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(line))
+	var keys []string
+	if _, err := dec.Token(); err != nil {
+		t.Fatal(err)
+	}
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k.(string))
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return keys
+}
