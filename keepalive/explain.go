@@ -3,6 +3,7 @@ package keepalive
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/bits"
 	"time"
 )
@@ -251,4 +252,20 @@ func firstExpiry(bound, base, maxRTO time.Duration) time.Duration {
 		rto = min(2*rto, maxRTO)
 	}
 	return t
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (d *Detection) UnmarshalJSON(b []byte) error {
+	var v struct {
+		AfterSeconds float64 `json:"after_seconds"`
+		Never        bool    `json:"never"`
+		Timer        string  `json:"timer"`
+		Rule         string  `json:"rule"`
+		Note         string  `json:"note"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*d = Detection{After: time.Duration(math.Round(v.AfterSeconds * float64(time.Second))), Never: v.Never, Timer: v.Timer, Rule: v.Rule, Note: v.Note}
+	return nil
 }

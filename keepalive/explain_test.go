@@ -126,3 +126,19 @@ func TestFormatDuration(t *testing.T) {
 		}
 	}
 }
+
+func TestDetectionJSONRoundTrip(t *testing.T) {
+	for _, sit := range Situations {
+		for _, s := range []Settings{{}, {Idle: 2 * sec, Interval: sec, Count: 3, UserTimeout: 1500 * time.Millisecond}} {
+			want := Detect(sit, s, DefaultKernel())
+			b, err := json.Marshal(want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got Detection
+			if err := json.Unmarshal(b, &got); err != nil || got != want {
+				t.Errorf("round trip of %s: got %+v, %v; want %+v", b, got, err, want)
+			}
+		}
+	}
+}
