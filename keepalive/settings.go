@@ -11,9 +11,9 @@ import (
 // Settings are one socket's dead-peer detection settings.
 //
 // Zero Idle, Interval or Count mean "the OS default": the value in [Kernel].
-// A negative Idle means keepalive off; a negative Interval or Count is
-// treated like zero, as [net.KeepAliveConfig] leaves the OS value for
-// negative fields. A zero UserTimeout means TCP_USER_TIMEOUT is not set.
+// A negative Idle means keepalive off. A negative Interval or Count has no
+// meaning of its own: Validate rejects it (Effective treats it like zero).
+// A zero UserTimeout means TCP_USER_TIMEOUT is not set.
 type Settings struct {
 	Idle        time.Duration `json:"idle"`         // TCP_KEEPIDLE
 	Interval    time.Duration `json:"interval"`     // TCP_KEEPINTVL
@@ -174,7 +174,8 @@ const (
 )
 
 // Validate reports settings the kernel would refuse or round: keepalive
-// times must be whole seconds from 1 s to 32767 s, the count from 1 to 127,
+// times must be whole seconds from 1 s to 32767 s (or zero), the count from
+// 1 to 127 (or zero),
 // and TCP_USER_TIMEOUT whole milliseconds that fit in an int.
 func (s Settings) Validate() error {
 	check := func(name string, d time.Duration) error {
@@ -192,10 +193,13 @@ func (s Settings) Validate() error {
 		}
 	}
 	if s.Idle >= 0 {
+		if s.Interval < 0 {
+			return fmt.Errorf("keepalive: interval %v: want a positive duration, or zero for the OS default", s.Interval)
+		}
 		if err := check("interval", s.Interval); err != nil {
 			return err
 		}
-		if s.Count > maxCount {
+		if s.Count < 0 || s.Count > maxCount {
 			return fmt.Errorf("keepalive: count %d: want 1 to %d", s.Count, maxCount)
 		}
 	}

@@ -44,6 +44,19 @@ func TestParseSettings(t *testing.T) {
 	}
 }
 
+func TestValidate(t *testing.T) {
+	for _, s := range []Settings{{Interval: -1}, {Count: -1}, {Idle: 1500 * time.Millisecond}, {Count: 128}, {UserTimeout: -1}} {
+		if err := s.Validate(); err == nil {
+			t.Errorf("Validate(%+v) = nil", s)
+		}
+	}
+	for _, s := range []Settings{{}, Off, GoDefault, {Idle: -1, Interval: -1, Count: -1}} {
+		if err := s.Validate(); err != nil {
+			t.Errorf("Validate(%+v) = %v", s, err)
+		}
+	}
+}
+
 func TestEffective(t *testing.T) {
 	k := Kernel{KeepaliveTime: 10 * sec} // other fields: Linux defaults
 	got := Settings{Interval: -1, UserTimeout: 3 * sec}.Effective(k)
