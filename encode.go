@@ -124,9 +124,9 @@ func (e *Event) AppendText(b []byte) []byte {
 	b = appendPadded(b, e.Message, 16)
 	if r != nil {
 		b = append(b, "  "...)
-		b = r.local.appendHostPort(b)
+		b = appendTextEndpoint(b, r.local)
 		b = append(b, " -> "...)
-		b = r.remote.appendHostPort(b)
+		b = appendTextEndpoint(b, r.remote)
 	}
 	if e.Target != "" {
 		b = append(b, "  "...)
@@ -347,6 +347,20 @@ func appendTextValue(b []byte, s string) []byte {
 		return strconv.AppendQuote(b, s)
 	}
 	return append(b, s...)
+}
+
+// appendTextEndpoint writes ep as host:port, quoted when the address holds
+// bytes that would break the line: a unix socket path may hold any byte.
+func appendTextEndpoint(b []byte, ep endpoint) []byte {
+	for i := 0; i < len(ep.addr); i++ {
+		if c := ep.addr[i]; c < ' ' || c == '"' || c == 0x7f {
+			return strconv.AppendQuote(b, ep.String())
+		}
+	}
+	if !utf8.ValidString(ep.addr) {
+		return strconv.AppendQuote(b, ep.String())
+	}
+	return ep.appendHostPort(b)
 }
 
 // appendTextTarget writes a "METHOD url" target unquoted when it is
