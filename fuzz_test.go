@@ -1,0 +1,107 @@
+package connscope
+
+import (
+	"encoding/json"
+	"errors"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+// FuzzEventJSON: whatever bytes a target, a header, an error message, the
+// producer or a host hold, AppendJSON writes one valid JSON object whose
+// fields decode back to the input (invalid UTF-8 becoming U+FFFD), and
+// AppendText does not panic and writes one line.
+func FuzzEventJSON(f *testing.F) {
+	f.Add("GET https://example.com:443/p?q=1", "X-Request-Id", "abc", "read tcp: connection reset by peer", "connscope", "example.com")
+	f.Add("GET http://h:80/\"quoted\"\\back\nslash", "X-\x00Ctl", "\t\r\n\x1f\x7f", "bad utf8: \xff\xfe\xc3", "prod\u2028uct\u2029", "h\xc0st")
+	f.Add("", "", "", "", "", "")
+	f.Add("POST https://例え.jp:443/パス?キー=値", "Ünïcödé", "😀 \U0010FFFF", "\ufffd", "\x00", "[::1]")
+	f.Add(strings.Repeat("A", 300), "=", "\"=\"", "</script><!--", "\\u0000", "a b")
+	f.Add("0", "0", "0", "0", "0", "\r") // found by fuzzing: a control byte in an address split the text line
+	f.Fuzz(func(t *testing.T, target, hname, hvalue, errMsg, producer, host string) {
+		r := &Record{id: ID{1, 2, 3}, side: Client, network: "tcp" + host,
+			local: endpoint{addr: host, port: 1}, remote: endpoint{addr: host, port: -1}}
+		e := &Event{
+			Time: time.Unix(1620407789, 743e6), Message: MsgError, Producer: producer, Conn: r,
+			Target: target, Host: host, Protocol: hname, TLS: hvalue, Addrs: host,
+			Headers: []Header{{Name: hname, Value: hvalue}, {Name: hvalue, Value: hname}},
+			Op:      "read", Err: errors.New(errMsg), Status: 200, Request: 1, TTFB: time.Millisecond,
+		}
+		b := e.AppendJSON(nil)
+		if !json.Valid(b) {
+			t.Fatalf("invalid JSON: %q", b)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		for k, want := range map[string]string{"error": errMsg, "producer": producer, "host": host, "message": MsgError} {
+			if k == "producer" && producer == "" || k == "host" && host == "" {
+				continue
+			}
+			if got, _ := m[k].(string); got != fixUTF8(want) {
+				t.Errorf("%s round-trip: got %q, want %q", k, got, want)
+			}
+		}
+		if target != "" {
+			if got, _ := m["target"].(string); got != fixUTF8(target) {
+				t.Errorf("target round-trip: got %q, want %q", got, target)
+			}
+		}
+
+		line := e.AppendText(nil)
+		if strings.ContainsAny(string(line), "\n\r") {
+			t.Errorf("text line spans lines: %q", line)
+		}
+		e.Conn = nil // the other shape: no connection
+		if b := e.AppendJSON(nil); !json.Valid(b) {
+			t.Fatalf("invalid JSON without a connection: %q", b)
+		}
+		e.AppendText(nil)
+	})
+}
+
+// fixUTF8 replaces each invalid byte by U+FFFD, as encoding/json decodes
+// and as appendJSONString encodes.
+func fixUTF8(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			b.WriteRune(utf8.RuneError)
+		} else {
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
+}
+
+// TestTextUnixPathNewline: a unix socket path may hold a newline; the text
+// format must still write one line per event.
+func TestTextUnixPathNewline(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a\nb")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Skipf("cannot listen on a path with a newline: %v", err)
+	}
+	defer ln.Close()
+	c, s := connectPair(t, ln, "unix", path)
+	defer s.Close()
+	sink := newCaptureSink()
+	wc := (&Spy{Sink: sink}).WrapConn(c, Client)
+	wc.Close()
+	for _, e := range sink.all() {
+		line := string(e.AppendText(nil))
+		if strings.ContainsAny(line, "\n\r") {
+			t.Errorf("%s: text spans lines: %q", e.Message, line)
+		}
+		if !json.Valid(e.AppendJSON(nil)) {
+			t.Errorf("%s: invalid JSON", e.Message)
+		}
+	}
+}
