@@ -78,6 +78,9 @@ func labFlags(o labOptions) (lab.Options, []lab.Scenario, error) {
 		if err != nil {
 			return 0, usagef("--%s: %v", flag, err)
 		}
+		if d < 0 {
+			return 0, usagef("--%s %s: want a positive duration", flag, v)
+		}
 		return d, nil
 	}
 	var err error

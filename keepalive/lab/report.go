@@ -28,6 +28,7 @@ func WriteTable(w io.Writer, rep *Report) error {
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SCENARIO\tSETTINGS\tSIDE\tEXPECTED\tMEASURED\tERROR\tRULE")
+	var notes []string
 	for _, r := range rep.Results {
 		if r.Skipped != "" {
 			fmt.Fprintf(tw, "%s\t%s\t-\t%s\tskipped: %s\t\t\n", r.Scenario, r.Settings,
@@ -46,10 +47,16 @@ func WriteTable(w io.Writer, rep *Report) error {
 				expectedText(side.s.Expected), measuredText(side.s), errorText(side.s), side.s.Expected.Rule)
 		}
 		if r.Note != "" {
-			fmt.Fprintf(tw, "\t\t\t\t(%s)\t\t\n", r.Note)
+			notes = append(notes, r.Scenario+": "+r.Note)
 		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, n := range notes {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
+	return nil
 }
 
 func longestDetection(a, b keepalive.Detection) keepalive.Detection {

@@ -70,7 +70,7 @@ func Run(ctx context.Context, scenarios []Scenario, o Options) (*Report, error) 
 			}
 			err = runNamespaced(ctx, l, sc, o, &r)
 		}
-		r.Client.ExpectedError, r.Server.ExpectedError = sc.ExpectedErrors(rep.Mode == "userspace")
+		r.Client.ExpectedError, r.Server.ExpectedError = sc.ExpectedErrors(o, rep.Mode == "userspace")
 		rep.Results = append(rep.Results, r)
 		if err != nil {
 			return rep, err

@@ -184,3 +184,16 @@ func TestLongScenarioNeedsLong(t *testing.T) {
 		t.Errorf("skipped = %q, want a pointer to --long", s)
 	}
 }
+
+// TestOneWayDropPeerReset: with only server->client dropped, the client's
+// keepalive abort sends a RST that reaches the streaming server, long before
+// the server's retransmission timer would give up.
+func TestOneWayDropPeerReset(t *testing.T) {
+	t.Parallel()
+	r := runOne(t, "drop-one-way", Options{Settings: keepalive.Settings{Idle: time.Second, Interval: time.Second, Count: 2}, Retries2: 6})
+	within(t, "client", r.Client)
+	within(t, "server", r.Server)
+	if r.Client.Error != "ETIMEDOUT" || r.Server.Error != "ECONNRESET" || r.Server.Expected.Timer != "peer's RST" {
+		t.Errorf("client %q, server %q (expected %v); want ETIMEDOUT then the peer's RST", r.Client.Error, r.Server.Error, r.Server.Expected)
+	}
+}

@@ -176,10 +176,27 @@ func (sc Scenario) Expected(o Options, lastRecv time.Duration) (client, server k
 		}
 		return client, server
 	}
+	if sc.fault == FaultDropToClient {
+		if rst, ok := peerRST(idle, send); ok {
+			return idle, rst
+		}
+	}
 	if sc.stream {
 		return idle, send
 	}
 	return idle, idle
+}
+
+// peerRST: with only server->client dropped, the client's keepalive gives up
+// first and its kernel sends a RST (tcp_keepalive_timer), which reaches the
+// server: the server then learns at the client's detection time.
+func peerRST(client, server keepalive.Detection) (keepalive.Detection, bool) {
+	if client.Never || (!server.Never && server.After <= client.After) {
+		return server, false
+	}
+	return keepalive.Detection{After: client.After, Timer: "peer's RST",
+		Rule: "the client's keepalive aborts at " + keepalive.FormatDuration(client.After) +
+			" and sends a RST, which the one-way drop lets through (before the server's " + server.Timer + " timer)"}, true
 }
 
 // expectedUserspace is the model for the unprivileged proxy mode: the proxy acts
@@ -220,8 +237,13 @@ func ParseNames(names []string) ([]Scenario, error) {
 }
 
 // ExpectedErrors returns the error each side should see first.
-func (sc Scenario) ExpectedErrors(userspace bool) (client, server string) {
+func (sc Scenario) ExpectedErrors(o Options, userspace bool) (client, server string) {
 	switch {
+	case !userspace && sc.fault == FaultDropToClient:
+		c, srv := sc.Expected(o, 0)
+		if srv.Timer == "peer's RST" && !c.Never {
+			return "ETIMEDOUT", "ECONNRESET"
+		}
 	case sc.kind == kindIdleClose:
 		return "EOF", "EOF"
 	case sc.fault == FaultReset:

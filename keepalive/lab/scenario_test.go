@@ -1,0 +1,56 @@
+package lab
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/connscope/connscope/keepalive"
+)
+
+// TestExpected checks the scenario model against keepalive.Detect's numbers.
+func TestExpected(t *testing.T) {
+	ka := keepalive.Settings{Idle: 2 * time.Second, Interval: time.Second, Count: 3}
+	for _, tc := range []struct {
+		scenario       string
+		o              Options
+		client, server string // "never" or a duration
+	}{
+		{"drop-idle", Options{Settings: ka}, "5s", "5s"},
+		{"drop-sending", Options{Settings: ka, Retries2: 5}, "5s", "12.6s"},
+		{"drop-sending", Options{Settings: keepalive.Off}, "never", "15m24.6s"}, // the seed's streaming server
+		{"drop-sending", Options{Settings: keepalive.Settings{Idle: -1, UserTimeout: 3 * time.Second}}, "never", "3s"},
+		{"drop-one-way", Options{Settings: ka, Retries2: 5}, "5s", "5s"}, // the client's RST
+		{"drop-one-way", Options{Settings: keepalive.Off, Retries2: 5}, "never", "12.6s"},
+		{"reset", Options{Settings: ka}, "2s", "100ms"},
+		{"reset", Options{Settings: keepalive.Off}, "never", "100ms"},
+		{"idle-close", Options{Settings: ka}, "0s", "0s"},
+		{"firewall-expiry", Options{Settings: ka}, "never", "never"}, // 2s < 3s state timeout
+		{"firewall-expiry", Options{Settings: keepalive.Settings{Idle: 10 * time.Second, Interval: time.Second, Count: 2, UserTimeout: 5 * time.Second}}, "5s", "7s"}, // 10s+1s (first firing after U) - 4s idle
+	} {
+		sc, _ := Lookup(tc.scenario)
+		c, s := sc.Expected(tc.o, 4*time.Second)
+		str := func(d keepalive.Detection) string {
+			if d.Never {
+				return "never"
+			}
+			return keepalive.FormatDuration(d.After)
+		}
+		if str(c) != tc.client || str(s) != tc.server {
+			t.Errorf("%s %v: expected client %s server %s, want %s %s", tc.scenario, tc.o.Settings, str(c), str(s), tc.client, tc.server)
+		}
+	}
+}
+
+func TestParseNames(t *testing.T) {
+	got, err := ParseNames([]string{"reset,drop-idle", "reset"})
+	if err != nil || len(got) != 2 || got[0].Name != "reset" || got[1].Name != "drop-idle" {
+		t.Errorf("ParseNames = %v, %v", got, err)
+	}
+	if _, err := ParseNames([]string{"nope"}); err == nil || !strings.HasPrefix(err.Error(), "lab: ") {
+		t.Errorf("unknown scenario: %v", err)
+	}
+	if all, _ := ParseNames(nil); len(all) != len(Scenarios) {
+		t.Errorf("default set has %d scenarios", len(all))
+	}
+}
