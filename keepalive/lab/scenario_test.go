@@ -25,7 +25,7 @@ func TestExpected(t *testing.T) {
 		{"reset", Options{Settings: ka}, "2s", "100ms"},
 		{"reset", Options{Settings: keepalive.Off}, "never", "100ms"},
 		{"idle-close", Options{Settings: ka}, "0s", "0s"},
-		{"firewall-expiry", Options{Settings: ka}, "never", "never"}, // 2s < 3s state timeout
+		{"firewall-expiry", Options{Settings: ka}, "never", "never"},                                                                                                  // 2s < 3s state timeout
 		{"firewall-expiry", Options{Settings: keepalive.Settings{Idle: 10 * time.Second, Interval: time.Second, Count: 2, UserTimeout: 5 * time.Second}}, "5s", "7s"}, // 10s+1s (first firing after U) - 4s idle
 	} {
 		sc, _ := Lookup(tc.scenario)
