@@ -51,8 +51,8 @@ var errnoNames = []struct {
 // Errno returns the symbolic name of the system error inside err
 // ("ECONNRESET", "ETIMEDOUT", ...), or "" if there is none.
 func Errno(err error) string {
-	var en syscall.Errno
-	if !errors.As(err, &en) {
+	en, ok := asError[syscall.Errno](err)
+	if !ok {
 		return ""
 	}
 	for _, e := range errnoNames {
@@ -93,17 +93,52 @@ func Classify(err error) (kind, errno string) {
 	case errors.Is(err, context.Canceled):
 		return KindCanceled, errno
 	}
-	var dnsErr *net.DNSError
-	if errors.As(err, &dnsErr) {
+	if _, ok := asError[*net.DNSError](err); ok {
 		return KindDNS, errno
 	}
-	var recErr tls.RecordHeaderError
-	var alert tls.AlertError
-	var certErr *tls.CertificateVerificationError
-	if errors.As(err, &recErr) || errors.As(err, &alert) || errors.As(err, &certErr) {
+	if _, ok := asError[tls.RecordHeaderError](err); ok {
+		return KindTLS, errno
+	}
+	if _, ok := asError[tls.AlertError](err); ok {
+		return KindTLS, errno
+	}
+	if _, ok := asError[*tls.CertificateVerificationError](err); ok {
 		return KindTLS, errno
 	}
 	return KindOther, errno
+}
+
+// asError is errors.As for a target type T. errors.As makes its target
+// escape, one allocation per call, which every encoded error event paid
+// several times; this walks the tree itself and calls errors.As only
+// for an error that has an As method.
+func asError[T error](err error) (T, bool) {
+	var zero T
+	for err != nil {
+		if t, ok := err.(T); ok {
+			return t, true
+		}
+		switch u := err.(type) {
+		case interface{ As(any) bool }:
+			var t T
+			if errors.As(err, &t) {
+				return t, true
+			}
+			return zero, false
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				if t, ok := asError[T](e); ok {
+					return t, true
+				}
+			}
+			return zero, false
+		default:
+			return zero, false
+		}
+	}
+	return zero, false
 }
 
 func itoa(v int64) string { return string(appendInt(nil, v)) }
