@@ -255,6 +255,19 @@ func TestDialRefused(t *testing.T) {
 	}
 }
 
+// asErr exposes an errno only through an As method.
+type asErr struct{ errno syscall.Errno }
+
+func (e asErr) Error() string { return "as: " + e.errno.Error() }
+func (e asErr) As(target any) bool {
+	if p, ok := target.(*syscall.Errno); ok {
+		*p = e.errno
+		return true
+	}
+	return false
+}
+func (e asErr) Is(target error) bool { return target == e.errno }
+
 func TestClassify(t *testing.T) {
 	opErr := func(op string, errno syscall.Errno) error {
 		return &net.OpError{Op: op, Net: "tcp", Err: os.NewSyscallError(op, errno)}
@@ -288,6 +301,9 @@ func TestClassify(t *testing.T) {
 		{opErr("socket", syscall.EMFILE), KindOther, "EMFILE"},
 		{syscall.Errno(0xfff), KindOther, "errno 4095"},
 		{errors.New("something else"), KindOther, ""},
+		{errors.Join(errors.New("a"), opErr("read", syscall.ECONNRESET)), KindReset, "ECONNRESET"},
+		{fmt.Errorf("x: %w", errors.Join(errors.New("a"), &net.DNSError{Err: "timeout"})), KindDNS, ""},
+		{asErr{syscall.EPIPE}, KindBrokenPipe, "EPIPE"},
 	} {
 		name := "nil"
 		if tc.err != nil {
@@ -302,5 +318,26 @@ func TestClassify(t *testing.T) {
 				t.Errorf("Errno = %q, want %q", got, tc.errno)
 			}
 		})
+	}
+}
+
+// TestEncodeZeroAlloc: encoding an event, an error event included,
+// allocates nothing (an error's own Error() method aside).
+func TestEncodeZeroAlloc(t *testing.T) {
+	if testing.CoverMode() != "" {
+		t.Skip("coverage instrumentation changes allocation counts")
+	}
+	buf := make([]byte, 0, 4096)
+	for name, e := range benchEvents() {
+		if a := testing.AllocsPerRun(100, func() { buf = e.AppendJSON(buf[:0]) }); a != 0 {
+			t.Errorf("AppendJSON(%s): %v allocs", name, a)
+		}
+		if a := testing.AllocsPerRun(100, func() { buf = e.AppendText(buf[:0]) }); a != 0 {
+			t.Errorf("AppendText(%s): %v allocs", name, a)
+		}
+	}
+	resetErr := &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}
+	if a := testing.AllocsPerRun(100, func() { Classify(resetErr) }); a != 0 {
+		t.Errorf("Classify: %v allocs", a)
 	}
 }
