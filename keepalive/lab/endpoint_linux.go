@@ -129,6 +129,17 @@ func (e *endpoint) side(fault time.Time, waited time.Duration, exp keepalive.Det
 			s.Detected, s.After, s.Error, s.Op = true, ev.at.Sub(fault), Classify(ev.err), ev.op
 		}
 	}
+	// Only the first syscall after an abort gets the kernel's error; a writer
+	// racing with it gets EPIPE and may be recorded first. Report the kernel's
+	// reason (detection time stays the first event's).
+	if s.Error == "EPIPE" {
+		for _, ev := range s.Events[1:] {
+			if ev.Error != "EPIPE" && ev.At-s.After < 500*time.Millisecond {
+				s.Error, s.Op = ev.Error, ev.Op
+				break
+			}
+		}
+	}
 	return s
 }
 

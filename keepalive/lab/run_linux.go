@@ -318,6 +318,7 @@ func watch(ctx context.Context, name string, c *conn, fault time.Time, r *Result
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	lastStatus := time.Time{}
+	cFirst, sFirst := c.client.first, c.server.first
 	for time.Now().Before(deadline) && !(c.client.detected() && c.server.detected()) {
 		if status != nil && time.Since(lastStatus) >= time.Second {
 			lastStatus = time.Now()
@@ -331,8 +332,10 @@ func watch(ctx context.Context, name string, c *conn, fault time.Time, r *Result
 		case <-tick.C:
 			c.client.sample()
 			c.server.sample()
-		case <-c.client.first:
-		case <-c.server.first:
+		case <-cFirst:
+			cFirst = nil // closed channels are always ready: stop selecting on them
+		case <-sFirst:
+			sFirst = nil
 		}
 	}
 	waited := time.Since(fault)
