@@ -3,8 +3,10 @@ package connscope
 import (
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
 	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -103,5 +105,27 @@ func TestTextUnixPathNewline(t *testing.T) {
 		if !json.Valid(e.AppendJSON(nil)) {
 			t.Errorf("%s: invalid JSON", e.Message)
 		}
+	}
+}
+
+// TestAppendMs: the integer formatting of milliseconds matches
+// strconv.AppendFloat(us/1e3, 'f', -1), the format's definition, for any
+// duration a float64 holds exactly in microseconds (the integer form is
+// exact beyond).
+func TestAppendMs(t *testing.T) {
+	check := func(d time.Duration) {
+		want := strconv.FormatFloat(float64(d.Microseconds())/1e3, 'f', -1, 64)
+		if got := string(appendMs(nil, d)); got != want {
+			t.Errorf("appendMs(%v) = %q, want %q", d, got, want)
+		}
+	}
+	for _, d := range []time.Duration{0, 1, time.Microsecond, 4 * time.Microsecond, 10 * time.Microsecond, 1500 * time.Microsecond,
+		time.Millisecond, 15300 * time.Microsecond, 16 * time.Millisecond, 1234567 * time.Microsecond, time.Hour,
+		-time.Microsecond, -1500 * time.Microsecond, -time.Second, 1<<49*time.Microsecond - 1, -(1<<49*time.Microsecond - 1)} {
+		check(d)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 10000 {
+		check(time.Duration(rng.Int64N(1<<50)) - 1<<49)
 	}
 }
