@@ -22,7 +22,10 @@ func WriteTable(w io.Writer, rep *Report) error {
 	if rep.Lab != "" {
 		fmt.Fprintf(w, " (namespaces %s-{client,router,server})", rep.Lab)
 	}
-	fmt.Fprintf(w, "; tcp_retries2=%d inside the lab\n", rep.Kernel.Retries2)
+	if rep.Mode == "namespaces" {
+		fmt.Fprintf(w, "; tcp_retries2=%d inside the lab", rep.Kernel.Retries2)
+	}
+	fmt.Fprintln(w)
 	if rep.Notice != "" {
 		fmt.Fprintf(w, "note: %s\n", rep.Notice)
 	}

@@ -8,16 +8,15 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/connscope/connscope/keepalive"
 )
 
 // UserspaceNotice is printed when the lab runs without namespaces.
-const UserspaceNotice = "not root (no CAP_NET_ADMIN): running only what a userspace proxy can reproduce " +
-	"(idle close with FIN, reset). A userspace proxy cannot imitate a silent drop: " +
-	"its kernel keeps acknowledging both sides, so keepalive never fires. Run as root for the namespace lab."
+const UserspaceNotice = "running only what a userspace proxy can reproduce (idle close with FIN, reset). " +
+	"A userspace proxy cannot imitate a silent drop: its kernel keeps acknowledging both sides, " +
+	"so keepalive never fires. Run as root for the namespace lab."
 
 // Run executes the scenarios and returns the report. With root it builds a
 // namespace lab (removed before Run returns, also when ctx is cancelled);
@@ -30,12 +29,10 @@ func Run(ctx context.Context, scenarios []Scenario, o Options) (*Report, error) 
 	rep := &Report{Mode: "namespaces", Settings: o.Settings, Kernel: o.Kernel()}
 	if ok, why := Privileged(); !ok || o.Userspace {
 		rep.Mode = "userspace"
-		rep.Notice = UserspaceNotice
 		if ok {
-			rep.Notice = strings.Replace(UserspaceNotice, "not root (no CAP_NET_ADMIN)", "userspace mode requested", 1)
-		} else {
-			rep.Notice = strings.Replace(UserspaceNotice, "not root (no CAP_NET_ADMIN)", why, 1)
+			why = "userspace mode requested"
 		}
+		rep.Notice = why + ": " + UserspaceNotice
 	}
 	var l *Lab
 	if rep.Mode == "namespaces" {
