@@ -57,6 +57,9 @@ func NewTransport(spy *connscope.Spy, opts *Options) *Transport {
 // instrumentDial sets t.DialContext to a spied dialer and returns a
 // function that puts t back as it was.
 func instrumentDial(spy *connscope.Spy, t *http.Transport) (undo func()) {
+	if spy == nil {
+		return func() {}
+	}
 	oldDial, oldForce := t.DialContext, t.ForceAttemptHTTP2
 	// Setting DialContext turns off HTTP/2's automatic enabling (see
 	// http.Transport.ForceAttemptHTTP2); force it where it was on, so the

@@ -25,6 +25,9 @@ type recordKey struct{}
 //
 //	srv.Serve(spy.WrapListener(ln))   // or srv.ServeTLS(spy.WrapListener(ln), cert, key)
 func InstrumentServer(spy *connscope.Spy, srv *http.Server, opts *Options) {
+	if spy == nil {
+		return // a nil Spy instruments nothing, as in package connscope
+	}
 	var o Options
 	if opts != nil {
 		o = *opts

@@ -1,0 +1,573 @@
+package httpscope_test
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/connscope/connscope"
+	"github.com/connscope/connscope/httpscope"
+	"github.com/connscope/connscope/internal/selfsigned"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// ev is the part of an event a test looks at, copied out of Emit.
+type ev struct {
+	Msg      string
+	ID       connscope.ID
+	Side     connscope.Side
+	Target   string
+	Request  uint64
+	Status   int
+	Proto    string
+	TLS      string
+	Idle     time.Duration
+	ClosedBy string
+	Op       string
+	Err      error
+}
+
+type memSink struct {
+	mu  sync.Mutex
+	evs []ev
+}
+
+func (s *memSink) Emit(e *connscope.Event) {
+	c := ev{Msg: e.Message, ID: e.ID, Target: e.Target, Request: e.Request, Status: e.Status, Proto: e.Protocol,
+		TLS: e.TLS, Idle: e.Idle, ClosedBy: e.ClosedBy, Op: e.Op, Err: e.Err}
+	if e.Conn != nil {
+		c.ID, c.Side = e.Conn.ID(), e.Conn.Side()
+	}
+	s.mu.Lock()
+	s.evs = append(s.evs, c)
+	s.mu.Unlock()
+}
+
+// events returns the events of side (0: all).
+func (s *memSink) events(side connscope.Side) []ev {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []ev
+	for _, e := range s.evs {
+		if side == 0 || e.Side == side {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func messages(evs []ev) []string {
+	out := make([]string, len(evs))
+	for i, e := range evs {
+		out[i] = e.Msg
+	}
+	return out
+}
+
+// waitFor polls until cond holds, for at most 5 s: some events (Socket
+// Close after a server shuts down) come from other goroutines.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// startTLS serves h over TLS (HTTP/2 enabled by ServeTLS) with an
+// instrumented server and listener; it returns the base URL and a pool
+// that trusts the certificate.
+func startTLS(t *testing.T, spy *connscope.Spy, h http.Handler) (string, *tlsPool) {
+	t.Helper()
+	cert, pool, err := selfsigned.New("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}}
+	httpscope.InstrumentServer(spy, srv, nil)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.ServeTLS(spy.WrapListener(ln), "", "")
+	}()
+	t.Cleanup(func() {
+		srv.Close()
+		<-done
+	})
+	return "https://" + ln.Addr().String(), &tlsPool{&tls.Config{RootCAs: pool}}
+}
+
+type tlsPool struct{ cfg *tls.Config }
+
+// startPlain serves h over plain HTTP/1.1 with an instrumented server.
+func startPlain(t *testing.T, spy *connscope.Spy, h http.Handler, opts *httpscope.Options) *httptest.Server {
+	t.Helper()
+	ts := httptest.NewUnstartedServer(h)
+	ts.Listener = spy.WrapListener(ts.Listener)
+	httpscope.InstrumentServer(spy, ts.Config, opts)
+	ts.Start()
+	t.Cleanup(ts.Close)
+	return ts
+}
+
+func get(t *testing.T, c *http.Client, url string) *http.Response {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+func TestHTTP2ThroughInstrumentedClientAndServer(t *testing.T) {
+	sink := &memSink{}
+	spy := &connscope.Spy{Sink: sink}
+	var serverProtos []int
+	var mu sync.Mutex
+	url, p := startTLS(t, spy, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		serverProtos = append(serverProtos, r.ProtoMajor)
+		mu.Unlock()
+		io.WriteString(w, "hello")
+	}))
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	base.TLSClientConfig = p.cfg
+	client := &http.Client{Transport: httpscope.WrapTransport(spy, base, nil)}
+	for i := range 3 {
+		resp := get(t, client, fmt.Sprintf("%s/r%d?token=abc", url, i))
+		if resp.ProtoMajor != 2 {
+			t.Fatalf("request %d: client negotiated %s, want HTTP/2", i, resp.Proto)
+		}
+	}
+	base.CloseIdleConnections()
+	mu.Lock()
+	if !slices.Equal(serverProtos, []int{2, 2, 2}) {
+		t.Errorf("server saw protocols %v, want HTTP/2 three times", serverProtos)
+	}
+	mu.Unlock()
+
+	waitFor(t, "client Socket Close", func() bool { return slices.Contains(messages(sink.events(connscope.Client)), connscope.MsgClose) })
+	client1 := sink.events(connscope.Client)
+	want := []string{
+		connscope.MsgConnect, connscope.MsgTLS, connscope.MsgResponse, connscope.MsgIdle,
+		connscope.MsgReuse, connscope.MsgResponse, connscope.MsgIdle,
+		connscope.MsgReuse, connscope.MsgResponse, connscope.MsgIdle,
+		connscope.MsgClose,
+	}
+	if got := messages(client1); !slices.Equal(got, want) {
+		t.Fatalf("client events:\n got %q\nwant %q", got, want)
+	}
+	id := client1[0].ID
+	var seqs []uint64
+	for _, e := range client1 {
+		if e.ID != id {
+			t.Errorf("%s has id %v, want the connection's %v", e.Msg, e.ID, id)
+		}
+		if e.Msg == connscope.MsgResponse {
+			seqs = append(seqs, e.Request)
+			if e.Proto != "HTTP/2.0" || e.Status != 200 {
+				t.Errorf("response event: proto %q status %d", e.Proto, e.Status)
+			}
+			if !strings.Contains(e.Target, "token=REDACTED") || strings.Contains(e.Target, "abc") {
+				t.Errorf("target not redacted: %q", e.Target)
+			}
+		}
+	}
+	if !slices.Equal(seqs, []uint64{1, 2, 3}) {
+		t.Errorf("request numbers %v, want 1 2 3", seqs)
+	}
+	if client1[1].TLS != "TLS 1.3 h2" {
+		t.Errorf("TLS event says %q, want TLS 1.3 h2", client1[1].TLS)
+	}
+
+	server := sink.events(connscope.Server)
+	got := messages(server)
+	if len(got) == 0 || got[0] != connscope.MsgAccept {
+		t.Fatalf("server events %q: want Socket Accept first", got)
+	}
+	var serverSeqs []uint64
+	for _, e := range server {
+		if e.Msg == connscope.MsgResponse {
+			serverSeqs = append(serverSeqs, e.Request)
+			if e.Proto != "HTTP/2.0" {
+				t.Errorf("server response event proto %q", e.Proto)
+			}
+		}
+	}
+	if !slices.Equal(serverSeqs, []uint64{1, 2, 3}) {
+		t.Errorf("server request numbers %v, want 1 2 3 on one connection", serverSeqs)
+	}
+}
+
+func TestHTTP1KeepAliveReuse(t *testing.T) {
+	sink := &memSink{}
+	spy := &connscope.Spy{Sink: sink}
+	ts := startPlain(t, spy, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }), nil)
+	tr := &http.Transport{}
+	client := &http.Client{Transport: httpscope.WrapTransport(spy, tr, nil)}
+	if !tr.ForceAttemptHTTP2 {
+		t.Error("a Transport that would have enabled HTTP/2 by itself must keep it after DialContext is set")
+	}
+	get(t, client, ts.URL+"/a")
+	time.Sleep(20 * time.Millisecond)
+	get(t, client, ts.URL+"/b")
+	tr.CloseIdleConnections()
+	waitFor(t, "Socket Close", func() bool { return slices.Contains(messages(sink.events(connscope.Client)), connscope.MsgClose) })
+	evs := sink.events(connscope.Client)
+	want := []string{connscope.MsgConnect, connscope.MsgResponse, connscope.MsgIdle, connscope.MsgReuse, connscope.MsgResponse, connscope.MsgIdle, connscope.MsgClose}
+	if got := messages(evs); !slices.Equal(got, want) {
+		t.Fatalf("client events:\n got %q\nwant %q", got, want)
+	}
+	reuse := evs[3]
+	if reuse.ID != evs[0].ID || reuse.Request != 2 {
+		t.Errorf("reuse: id %v request %d, want id %v request 2", reuse.ID, reuse.Request, evs[0].ID)
+	}
+	if reuse.Idle < 15*time.Millisecond {
+		t.Errorf("reuse idle time %v, want about the 20ms pause", reuse.Idle)
+	}
+	if !strings.HasPrefix(evs[0].Target, "GET http://127.0.0.1:") || !strings.HasSuffix(evs[0].Target, "/a") {
+		t.Errorf("Socket Connect target %q", evs[0].Target)
+	}
+	if evs[1].Proto != "HTTP/1.1" {
+		t.Errorf("proto %q", evs[1].Proto)
+	}
+	if evs[6].ClosedBy != "local" {
+		t.Errorf("closedBy %q, want local", evs[6].ClosedBy)
+	}
+}
+
+func TestWrapTransportKeepsExplicitChoices(t *testing.T) {
+	tests := []struct {
+		name      string
+		tr        *http.Transport
+		wantForce bool
+	}{
+		{"zero", &http.Transport{}, true},
+		{"custom TLS config", &http.Transport{TLSClientConfig: &tls.Config{}}, false},
+		{"HTTP/2 off", &http.Transport{TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}, false},
+		{"forced", &http.Transport{ForceAttemptHTTP2: true}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			httpscope.WrapTransport(&connscope.Spy{}, tt.tr, nil)
+			if tt.tr.ForceAttemptHTTP2 != tt.wantForce {
+				t.Errorf("ForceAttemptHTTP2 = %v, want %v", tt.tr.ForceAttemptHTTP2, tt.wantForce)
+			}
+			if tt.tr.DialContext == nil {
+				t.Error("DialContext not instrumented")
+			}
+		})
+	}
+}
+
+func TestInstrumentDefaultCoversGetAndDefaultClient(t *testing.T) {
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer ts.Close()
+	dt := http.DefaultTransport.(*http.Transport)
+	dt.CloseIdleConnections()
+	defer dt.CloseIdleConnections()
+
+	sink := &memSink{}
+	spy := &connscope.Spy{Sink: sink}
+	undo := httpscope.InstrumentDefault(spy, nil)
+	undone := false
+	defer func() {
+		if !undone {
+			undo()
+		}
+	}()
+	if _, ok := http.DefaultTransport.(*http.Transport); !ok {
+		t.Fatal("http.DefaultTransport is no longer an *http.Transport")
+	}
+
+	resp, err := http.Get(ts.URL + "/get")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	req, _ := http.NewRequest("GET", ts.URL+"/client", nil)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.Request != req {
+		t.Error("resp.Request is not the caller's request")
+	}
+	evs := sink.events(connscope.Client)
+	want := []string{connscope.MsgConnect, connscope.MsgResponse, connscope.MsgIdle, connscope.MsgReuse, connscope.MsgResponse, connscope.MsgIdle}
+	if got := messages(evs); !slices.Equal(got, want) {
+		t.Fatalf("events:\n got %q\nwant %q", got, want)
+	}
+	if !strings.HasSuffix(evs[1].Target, "/get") || !strings.HasSuffix(evs[4].Target, "/client") {
+		t.Errorf("targets %q, %q", evs[1].Target, evs[4].Target)
+	}
+
+	// A client with its own http.Client but the default transport is seen
+	// at the connection level.
+	dt.CloseIdleConnections()
+	waitFor(t, "Socket Close", func() bool { return slices.Contains(messages(sink.events(0)), connscope.MsgClose) })
+	before := len(sink.events(0))
+	get(t, &http.Client{}, ts.URL+"/own-client")
+	if got := messages(sink.events(0)[before:]); len(got) == 0 || got[0] != connscope.MsgConnect {
+		t.Errorf("own http.Client on DefaultTransport: events %q, want Socket Connect", got)
+	}
+
+	undo()
+	undone = true
+	undo() // twice is harmless
+	if http.DefaultClient.Transport != nil {
+		t.Error("undo left http.DefaultClient.Transport set")
+	}
+	dt.CloseIdleConnections()
+	before = len(sink.events(0))
+	get(t, http.DefaultClient, ts.URL+"/after")
+	time.Sleep(20 * time.Millisecond)
+	for _, e := range sink.events(0)[before:] {
+		if e.Msg != connscope.MsgClose { // the close of a connection dialed before undo
+			t.Errorf("event %q after undo", e.Msg)
+		}
+	}
+}
+
+func TestHijackedConnectionTrackedUntilClose(t *testing.T) {
+	sink := &memSink{}
+	spy := &connscope.Spy{Sink: sink}
+	ts := startPlain(t, spy, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		brw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi")
+		brw.Flush()
+		c.Close()
+	}), nil)
+	c, err := net.Dial("tcp", ts.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	waitFor(t, "server Socket Close", func() bool { return slices.Contains(messages(sink.events(connscope.Server)), connscope.MsgClose) })
+	got := messages(sink.events(connscope.Server))
+	hj, cl := slices.Index(got, connscope.MsgHijack), slices.Index(got, connscope.MsgClose)
+	if got[0] != connscope.MsgAccept || hj < 0 || cl < hj {
+		t.Errorf("server events %q: want Accept, ..., Socket Hijack, ..., Socket Close", got)
+	}
+}
+
+func TestSecretsNeverLogged(t *testing.T) {
+	var out bytes.Buffer
+	sink := connscope.NewJSONSink(&out, nil)
+	spy := &connscope.Spy{Sink: sink}
+	opts := &httpscope.Options{LogHeaders: []string{"Authorization", "Cookie", "X-Request-Id", "X-Api-Key"}}
+	ts := startPlain(t, spy, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.SetCookie(w, &http.Cookie{Name: "sid", Value: "setcookie-secret"})
+		io.WriteString(w, "ok")
+	}), opts)
+	tr := &http.Transport{}
+	client := &http.Client{Transport: httpscope.WrapTransport(spy, tr, opts)}
+	u := strings.Replace(ts.URL, "http://", "http://alice:hunter2@", 1) + "/p?q=visible&token=tok-secret&api_key=key-secret&X-Amz-Signature=sig-secret"
+	req, _ := http.NewRequest("GET", u, nil)
+	req.Header.Set("Authorization", "Bearer bearer-secret")
+	req.Header.Set("Cookie", "session=cookie-secret")
+	req.Header.Set("X-Api-Key", "header-secret")
+	req.Header.Set("X-Request-Id", "req-42")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	tr.CloseIdleConnections()
+	ts.Close()
+	if err := sink.Close(); err != nil {
+		t.Fatal(err)
+	}
+	log := out.String()
+	for _, secret := range []string{"hunter2", "alice", "tok-secret", "key-secret", "sig-secret", "bearer-secret", "cookie-secret", "header-secret", "setcookie-secret", "YWxpY2U6aHVudGVyMg"} {
+		if strings.Contains(log, secret) {
+			t.Errorf("log contains %q", secret)
+		}
+	}
+	for _, want := range []string{"q=visible", `"X-Request-Id":"req-42"`, `"Authorization":"REDACTED"`, "token=REDACTED"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %s", want)
+		}
+	}
+}
+
+func TestResponseWriterKeepsInterfaces(t *testing.T) {
+	type caps struct{ flusher, hijacker, readerFrom, pusher, controller bool }
+	check := func(w http.ResponseWriter) caps {
+		var c caps
+		_, c.flusher = w.(http.Flusher)
+		_, c.hijacker = w.(http.Hijacker)
+		_, c.readerFrom = w.(io.ReaderFrom)
+		_, c.pusher = w.(http.Pusher)
+		c.controller = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(time.Minute)) == nil
+		return c
+	}
+	for _, tt := range []struct {
+		name string
+		h2   bool
+		want caps
+	}{
+		{"HTTP/1.1", false, caps{flusher: true, hijacker: true, readerFrom: true, controller: true}},
+		{"HTTP/2", true, caps{flusher: true, pusher: true, controller: true}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			spy := &connscope.Spy{}
+			var mu sync.Mutex
+			var got, bare caps
+			h := func(dst *caps) http.HandlerFunc {
+				return func(w http.ResponseWriter, r *http.Request) {
+					mu.Lock()
+					*dst = check(w)
+					mu.Unlock()
+				}
+			}
+			// The same checks on an uninstrumented server give the reference.
+			for _, run := range []struct {
+				spy *connscope.Spy
+				dst *caps
+			}{{spy, &got}, {nil, &bare}} {
+				var url string
+				var client *http.Client
+				if tt.h2 {
+					u, p := startTLS(t, run.spy, h(run.dst))
+					tr := http.DefaultTransport.(*http.Transport).Clone()
+					tr.TLSClientConfig = p.cfg
+					t.Cleanup(tr.CloseIdleConnections)
+					url, client = u, &http.Client{Transport: tr}
+				} else {
+					ts := startPlain(t, run.spy, h(run.dst), nil)
+					tr := &http.Transport{}
+					t.Cleanup(tr.CloseIdleConnections)
+					url, client = ts.URL, &http.Client{Transport: tr}
+				}
+				get(t, client, url)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if got != tt.want || got != bare {
+				t.Errorf("instrumented writer has %+v, bare %+v, want %+v", got, bare, tt.want)
+			}
+		})
+	}
+}
+
+func TestRequestErrors(t *testing.T) {
+	sink := &memSink{}
+	spy := &connscope.Spy{Sink: sink}
+	// A server that reads the request and closes without answering.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for { // until ln closes: a transport may retry on a fresh connection
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			http.ReadRequest(bufio.NewReader(c))
+			c.Close()
+		}
+	}()
+	addr := ln.Addr().String()
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: httpscope.WrapTransport(spy, tr, nil)}
+	if _, err := client.Get("http://" + addr + "/hangup"); err == nil {
+		t.Fatal("want an error from a server that hangs up")
+	}
+	ln.Close()
+	wg.Wait()
+	var reqErr *ev
+	for _, e := range sink.events(0) {
+		if e.Msg == connscope.MsgRequestError {
+			reqErr = &e
+		}
+	}
+	if reqErr == nil || reqErr.Request == 0 || reqErr.ID.IsZero() {
+		t.Fatalf("want an HTTP(S) Error tied to its connection and request, got %+v", reqErr)
+	}
+	if kind, _ := connscope.Classify(reqErr.Err); kind != connscope.KindEOF {
+		t.Errorf("error kind %q (%v), want eof", kind, reqErr.Err)
+	}
+
+	// Nothing listens any more: the dial fails.
+	before := len(sink.events(0))
+	_, err = client.Get("http://" + addr + "/refused")
+	if !errors.Is(err, errRefused()) {
+		t.Fatalf("got %v, want connection refused", err)
+	}
+	got := sink.events(0)[before:]
+	if len(got) != 2 || got[0].Msg != connscope.MsgError || got[0].Op != "dial" || got[1].Msg != connscope.MsgRequestError {
+		t.Fatalf("events %q, want Socket Error (dial) then HTTP(S) Error", messages(got))
+	}
+	if kind, errno := connscope.Classify(got[0].Err); kind != connscope.KindRefused || errno != "ECONNREFUSED" {
+		t.Errorf("dial error classified %s/%s", kind, errno)
+	}
+	if !strings.HasSuffix(got[0].Target, "/refused") {
+		t.Errorf("dial error target %q", got[0].Target)
+	}
+}
+
+func TestContextTraceStillCalled(t *testing.T) {
+	// A trace the caller put in the request context must still run.
+	spy := &connscope.Spy{Sink: &memSink{}}
+	ts := startPlain(t, spy, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), nil)
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: httpscope.WrapTransport(spy, tr, nil)}
+	var gotConn, dnsOrConnect bool
+	ctx := httptraceContext(&gotConn, &dnsOrConnect)
+	req, _ := http.NewRequestWithContext(ctx, "GET", ts.URL, nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if !gotConn || !dnsOrConnect {
+		t.Errorf("caller's trace: GotConn %v, ConnectDone %v; want both called", gotConn, dnsOrConnect)
+	}
+}
+
