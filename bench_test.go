@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -80,6 +81,12 @@ func BenchmarkConnRead(b *testing.B) {
 			benchVsBare(b, nopConn{}, benchSpy(b).WrapConn(nopConn{}, Client), readOp(size))
 		})
 	}
+	// With Spy.ActivityTimes: one clock read more per call.
+	b.Run("nop-activity/64", func(b *testing.B) {
+		spy := benchSpy(b)
+		spy.ActivityTimes = true
+		benchVsBare(b, nopConn{}, spy.WrapConn(nopConn{}, Client), readOp(64))
+	})
 	for _, size := range []int{1, 64} {
 		b.Run("tcp/"+itoa(int64(size)), func(b *testing.B) {
 			c, s := tcpPair(b)
@@ -145,9 +152,18 @@ func benchEvents() map[string]*Event {
 	}
 }
 
-// errBenchReset is an error whose Error() does not allocate (a
-// *net.OpError's does, which is the caller's cost, not the encoder's).
-var errBenchReset = errors.New("read tcp 10.0.0.12:53412->93.184.216.34:443: read: connection reset by peer")
+// errBenchReset is a connection reset as a socket reports it (an errno
+// inside), but with an Error() that does not allocate: a *net.OpError's
+// does, which is the caller's cost, not the encoder's.
+var errBenchReset error = benchOpError{"read tcp 10.0.0.12:53412->93.184.216.34:443: read: connection reset by peer", syscall.ECONNRESET}
+
+type benchOpError struct {
+	msg string
+	err error
+}
+
+func (e benchOpError) Error() string { return e.msg }
+func (e benchOpError) Unwrap() error { return e.err }
 
 func BenchmarkEventJSON(b *testing.B) {
 	for _, name := range []string{"close", "response", "error"} {

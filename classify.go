@@ -26,41 +26,49 @@ const (
 	KindOther       = "other"
 )
 
+// errnoNames names the errnos a connection meets, and the kind of the
+// ones Classify decides by errno alone.
 var errnoNames = []struct {
 	errno syscall.Errno
 	name  string
+	kind  string
 }{
-	{syscall.ECONNRESET, "ECONNRESET"},
-	{syscall.ETIMEDOUT, "ETIMEDOUT"},
-	{syscall.EPIPE, "EPIPE"},
-	{syscall.ECONNREFUSED, "ECONNREFUSED"},
-	{syscall.EHOSTUNREACH, "EHOSTUNREACH"},
-	{syscall.ENETUNREACH, "ENETUNREACH"},
-	{syscall.ECONNABORTED, "ECONNABORTED"},
-	{syscall.EADDRINUSE, "EADDRINUSE"},
-	{syscall.EADDRNOTAVAIL, "EADDRNOTAVAIL"},
-	{syscall.ENETDOWN, "ENETDOWN"},
-	{syscall.ENOBUFS, "ENOBUFS"},
-	{syscall.EMFILE, "EMFILE"},
-	{syscall.ENFILE, "ENFILE"},
-	{syscall.EACCES, "EACCES"},
-	{syscall.EPERM, "EPERM"},
-	{syscall.EINVAL, "EINVAL"},
+	{syscall.ECONNRESET, "ECONNRESET", KindReset},
+	{syscall.ETIMEDOUT, "ETIMEDOUT", KindTimeout},
+	{syscall.EPIPE, "EPIPE", KindBrokenPipe},
+	{syscall.ECONNREFUSED, "ECONNREFUSED", KindRefused},
+	{syscall.EHOSTUNREACH, "EHOSTUNREACH", KindUnreachable},
+	{syscall.ENETUNREACH, "ENETUNREACH", KindUnreachable},
+	{syscall.ECONNABORTED, "ECONNABORTED", KindReset},
+	{syscall.EADDRINUSE, "EADDRINUSE", ""},
+	{syscall.EADDRNOTAVAIL, "EADDRNOTAVAIL", ""},
+	{syscall.ENETDOWN, "ENETDOWN", ""},
+	{syscall.ENOBUFS, "ENOBUFS", ""},
+	{syscall.EMFILE, "EMFILE", ""},
+	{syscall.ENFILE, "ENFILE", ""},
+	{syscall.EACCES, "EACCES", ""},
+	{syscall.EPERM, "EPERM", ""},
+	{syscall.EINVAL, "EINVAL", ""},
 }
 
 // Errno returns the symbolic name of the system error inside err
 // ("ECONNRESET", "ETIMEDOUT", ...), or "" if there is none.
 func Errno(err error) string {
+	name, _ := errnoOf(err)
+	return name
+}
+
+func errnoOf(err error) (name, kind string) {
 	en, ok := asError[syscall.Errno](err)
 	if !ok {
-		return ""
+		return "", ""
 	}
 	for _, e := range errnoNames {
 		if en == e.errno {
-			return e.name
+			return e.name, e.kind
 		}
 	}
-	return "errno " + itoa(int64(en))
+	return "errno " + itoa(int64(en)), ""
 }
 
 // Classify sorts err into one of the Kind constants and names its errno.
@@ -70,7 +78,15 @@ func Classify(err error) (kind, errno string) {
 	if err == nil {
 		return "", ""
 	}
-	errno = Errno(err)
+	if err == io.EOF {
+		return KindEOF, ""
+	}
+	// Most connection errors carry an errno: one walk of the chain
+	// decides them, instead of an errors.Is per kind.
+	errno, kind = errnoOf(err)
+	if kind != "" {
+		return kind, errno
+	}
 	switch {
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return KindEOF, errno
@@ -78,6 +94,11 @@ func Classify(err error) (kind, errno string) {
 	// tell them apart by the sentinel, not by net.Error.
 	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded):
 		return KindDeadline, errno
+	case errors.Is(err, net.ErrClosed):
+		return KindClosed, errno
+	case errors.Is(err, context.Canceled):
+		return KindCanceled, errno
+	// An error that is not an Errno but says it is one (an Is method).
 	case errors.Is(err, syscall.ETIMEDOUT):
 		return KindTimeout, errno
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNABORTED):
@@ -88,10 +109,6 @@ func Classify(err error) (kind, errno string) {
 		return KindBrokenPipe, errno
 	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
 		return KindUnreachable, errno
-	case errors.Is(err, net.ErrClosed):
-		return KindClosed, errno
-	case errors.Is(err, context.Canceled):
-		return KindCanceled, errno
 	}
 	if _, ok := asError[*net.DNSError](err); ok {
 		return KindDNS, errno

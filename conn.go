@@ -25,7 +25,9 @@ func (c *conn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	if n > 0 {
 		c.r.bytesRead.Add(int64(n))
-		c.r.lastRead.Store(monoNow())
+		if c.r.clock {
+			c.r.lastRead.Store(monoNow())
+		}
 	}
 	if err != nil {
 		c.r.readError(err)
@@ -37,7 +39,9 @@ func (c *conn) Write(b []byte) (int, error) {
 	n, err := c.Conn.Write(b)
 	if n > 0 {
 		c.r.bytesWritten.Add(int64(n))
-		c.r.lastWrite.Store(monoNow())
+		if c.r.clock {
+			c.r.lastWrite.Store(monoNow())
+		}
 	}
 	if err != nil {
 		c.r.opError("write", err)
@@ -89,14 +93,14 @@ func (c *conn) readFrom(src io.Reader) (int64, error) {
 	restore()
 	if n > 0 {
 		c.r.bytesWritten.Add(n)
-		c.r.lastWrite.Store(monoNow())
+		c.r.stamp(&c.r.lastWrite)
 		if srcRec != nil {
 			srcRec.bytesRead.Add(n)
-			srcRec.lastRead.Store(monoNow())
+			srcRec.stamp(&srcRec.lastRead)
 		}
 	}
 	if err != nil {
-		c.r.opError("write", err)
+		relayError(srcRec, c.r, err)
 	} else if _, limited := src.(*io.LimitedReader); srcRec != nil && !limited {
 		// A LimitedReader ends at its limit; anything else ended at EOF.
 		srcRec.readError(io.EOF)
@@ -114,14 +118,14 @@ func (c *conn) writeTo(dst io.Writer) (int64, error) {
 	n, err := c.Conn.(io.WriterTo).WriteTo(inner)
 	if n > 0 {
 		c.r.bytesRead.Add(n)
-		c.r.lastRead.Store(monoNow())
+		c.r.stamp(&c.r.lastRead)
 		if dstRec != nil {
 			dstRec.bytesWritten.Add(n)
-			dstRec.lastWrite.Store(monoNow())
+			dstRec.stamp(&dstRec.lastWrite)
 		}
 	}
 	if err != nil {
-		c.r.opError("read", err)
+		relayError(c.r, dstRec, err)
 	} else {
 		c.r.readError(io.EOF) // WriteTo returns nil at EOF
 	}
@@ -139,6 +143,24 @@ func unwrapReader(src io.Reader) (inner io.Reader, rec *Record, restore func()) 
 		}
 	}
 	return src, nil, func() {}
+}
+
+// relayError records an error of a copy from src to dst, either of which
+// may be unwrapped (nil). The kernel does not say which side failed: EPIPE
+// can only come from writing; anything else is recorded on both wrapped
+// sides with op "relay", which does not claim a direction it cannot know.
+func relayError(src, dst *Record, err error) {
+	switch {
+	case errors.Is(err, syscall.EPIPE) && dst != nil:
+		dst.opError("write", err)
+	case src != nil && dst != nil:
+		src.opError("relay", err)
+		dst.opError("relay", err)
+	case src != nil:
+		src.opError("relay", err)
+	case dst != nil:
+		dst.opError("relay", err)
+	}
 }
 
 func (c *conn) closeWrite() error { return c.Conn.(interface{ CloseWrite() error }).CloseWrite() }

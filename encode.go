@@ -3,6 +3,7 @@ package connscope
 import (
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -260,10 +261,32 @@ func appendInt(b []byte, v int64) []byte { return strconv.AppendInt(b, v, 10) }
 // appendTimestamp writes t as ISO 8601 UTC with milliseconds, like
 // JavaScript's Date.toISOString: 2021-05-07T17:16:29.743Z.
 func appendTimestamp(b []byte, t time.Time) []byte {
+	sec := t.Unix()
+	// Events come many to a second: format the date and time once per second.
+	p := tsCache.Load()
+	if p == nil || p.sec != sec {
+		p = &tsPrefix{sec: sec}
+		p.n = len(formatTimestampPrefix(p.buf[:0], t))
+		tsCache.Store(p)
+	}
+	b = append(b, p.buf[:p.n]...)
+	b = appendDigits(b, t.Nanosecond()/1e6, 3)
+	return append(b, 'Z')
+}
+
+// tsPrefix is "2021-05-07T17:16:29." for one second.
+type tsPrefix struct {
+	sec int64
+	n   int
+	buf [32]byte
+}
+
+var tsCache atomic.Pointer[tsPrefix]
+
+func formatTimestampPrefix(b []byte, t time.Time) []byte {
 	t = t.UTC()
 	year, month, day := t.Date()
 	hour, min, sec := t.Clock()
-	ms := t.Nanosecond() / 1e6
 	b = appendDigits(b, year, 4)
 	b = append(b, '-')
 	b = appendDigits(b, int(month), 2)
@@ -275,9 +298,7 @@ func appendTimestamp(b []byte, t time.Time) []byte {
 	b = appendDigits(b, min, 2)
 	b = append(b, ':')
 	b = appendDigits(b, sec, 2)
-	b = append(b, '.')
-	b = appendDigits(b, ms, 3)
-	return append(b, 'Z')
+	return append(b, '.')
 }
 
 func appendDigits(b []byte, v, width int) []byte {

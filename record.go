@@ -112,6 +112,7 @@ type Record struct {
 	remote  endpoint
 	opened  time.Time
 	openNs  int64
+	clock   bool // Spy.ActivityTimes: stamp every read and write
 
 	bytesRead    atomic.Int64
 	bytesWritten atomic.Int64
@@ -131,6 +132,13 @@ type errorRecord struct {
 	op  string
 	err error
 	at  time.Time
+}
+
+// stamp stores the time in t if the record keeps activity times.
+func (r *Record) stamp(t *atomic.Int64) {
+	if r.clock {
+		t.Store(monoNow())
+	}
 }
 
 func (r *Record) setFlag(f uint32) (first bool) {
@@ -211,16 +219,19 @@ func (r *Record) SetState(s State) {
 
 // ConnInfo is a point-in-time copy of a Record, for reports.
 type ConnInfo struct {
-	ID           ID            `json:"id"`
-	Side         string        `json:"side"`
-	Network      string        `json:"network"`
-	Local        string        `json:"local"`
-	Remote       string        `json:"remote"`
-	State        string        `json:"state"`
-	Opened       time.Time     `json:"opened"`
-	Age          time.Duration `json:"age"`
-	SinceRead    time.Duration `json:"sinceRead"`  // since the last read returned data (or since open)
-	SinceWrite   time.Duration `json:"sinceWrite"` // since the last write (or since open)
+	ID      ID            `json:"id"`
+	Side    string        `json:"side"`
+	Network string        `json:"network"`
+	Local   string        `json:"local"`
+	Remote  string        `json:"remote"`
+	State   string        `json:"state"`
+	Opened  time.Time     `json:"opened"`
+	Age     time.Duration `json:"age"`
+	// SinceRead and SinceWrite are the time since the last read that
+	// returned data and the last write (since open if none), recorded only
+	// when the Spy has ActivityTimes set; zero otherwise.
+	SinceRead    time.Duration `json:"sinceRead,omitzero"`
+	SinceWrite   time.Duration `json:"sinceWrite,omitzero"`
 	BytesRead    int64         `json:"bytesRead"`
 	BytesWritten int64         `json:"bytesWritten"`
 	Requests     uint64        `json:"requests"`
@@ -254,13 +265,14 @@ func (r *Record) Snapshot() ConnInfo {
 		State:        r.State().String(),
 		Opened:       r.opened,
 		Age:          time.Duration(now - r.openNs),
-		SinceRead:    since(r.lastRead.Load()),
-		SinceWrite:   since(r.lastWrite.Load()),
 		BytesRead:    r.bytesRead.Load(),
 		BytesWritten: r.bytesWritten.Load(),
 		Requests:     r.requests.Load(),
 		InFlight:     r.inFlight.Load(),
 		PeerClosed:   r.has(flagRemoteClosed),
+	}
+	if r.clock {
+		ci.SinceRead, ci.SinceWrite = since(r.lastRead.Load()), since(r.lastWrite.Load())
 	}
 	if t := r.target.Load(); t != nil {
 		ci.Target = *t

@@ -28,6 +28,12 @@ type Spy struct {
 	Hooks Hooks
 	// Redaction controls what of a URL may appear in an event's target.
 	Redaction Redaction
+	// ActivityTimes makes every Read and Write record its time, for
+	// ConnInfo.SinceRead and SinceWrite. It costs one clock read per call
+	// (about 25 ns on a cloud VM, twice the rest of the accounting), so it
+	// is off by default; byte counts, request counts and the idle time of
+	// pooled connections are kept either way.
+	ActivityTimes bool
 
 	opened     atomic.Int64
 	open       atomic.Int64
@@ -138,6 +144,7 @@ func (s *Spy) wrap(c net.Conn, side Side, id ID) (*Record, net.Conn) {
 		local:   endpointOf(c.LocalAddr()),
 		remote:  endpointOf(c.RemoteAddr()),
 		opened:  time.Now(),
+		clock:   s.ActivityTimes,
 	}
 	r.openNs = monoNow()
 	s.opened.Add(1)

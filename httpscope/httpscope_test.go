@@ -570,4 +570,3 @@ func TestContextTraceStillCalled(t *testing.T) {
 		t.Errorf("caller's trace: GotConn %v, ConnectDone %v; want both called", gotConn, dnsOrConnect)
 	}
 }
-
