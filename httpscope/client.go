@@ -117,6 +117,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp.Request = req // as if the trace had not been there
 	spy.Emit(&connscope.Event{Message: connscope.MsgResponse, Conn: r, Target: rt.target, Request: seq,
 		Status: resp.StatusCode, Protocol: resp.Proto, Headers: rt.headers, TTFB: ttfb, Duration: time.Since(rt.start)})
+	rt.mu.Lock()
+	rt.responded = true
+	idle := rt.idlePending
+	rt.mu.Unlock()
+	if idle {
+		endRequest(spy, r)
+	}
 	// HTTP/1 reports the return to the pool through PutIdleConn; HTTP/2
 	// never does, so there the end of the body marks the end of the request.
 	if r != nil && resp.ProtoMajor == 2 && resp.Body != nil && resp.Body != http.NoBody {
@@ -142,6 +149,10 @@ type reqTrace struct {
 	tlsTook  time.Duration
 	wrote    time.Time
 	ttfb     time.Duration
+	// A response without a body goes back to the pool before RoundTrip
+	// returns; its "Socket Idle" waits for "HTTP(S) Response".
+	responded   bool
+	idlePending bool
 }
 
 func (rt *reqTrace) clientTrace() *httptrace.ClientTrace {
@@ -162,15 +173,16 @@ func (rt *reqTrace) clientTrace() *httptrace.ClientTrace {
 		PutIdleConn: func(err error) {
 			rt.mu.Lock()
 			r := rt.rec
+			early := err == nil && !rt.responded
+			rt.idlePending = early
 			rt.mu.Unlock()
-			if r == nil {
-				return
+			switch {
+			case r == nil || early:
+			case err != nil:
+				r.EndRequest() // not pooled: it will close
+			default:
+				endRequest(rt.spy, r)
 			}
-			if err != nil {
-				r.EndRequest()
-				return
-			}
-			endRequest(rt.spy, r)
 		},
 	}
 }
