@@ -207,7 +207,7 @@ func (r *Record) readError(err error) {
 				// long it sat is the peer's (or a load balancer's) idle timeout.
 				e.Idle = r.idleFor()
 			}
-			r.spy.Emit(&e)
+			r.spy.Emit(e)
 		}
 		return
 	}
@@ -243,14 +243,13 @@ func (r *Record) opError(op string, err error) {
 		r.flags.Or(flagHadError)
 	}
 	r.lastErr.Store(&errorRecord{op: op, err: err, at: time.Now()})
-	r.spy.Emit(&Event{Message: msg, Conn: r, Op: op, Err: err})
+	r.spy.Emit(Event{Message: msg, Conn: r, Op: op, Err: err})
 }
 
 func (r *Record) closed() {
 	r.closedNs.Store(monoNow())
 	r.state.Store(int32(StateClosed))
 	s := r.spy
-	s.open.Add(-1)
 	flags := r.flags.Load()
 	by := "local"
 	if flags&flagRemoteClosed != 0 {
@@ -261,8 +260,11 @@ func (r *Record) closed() {
 	if t := r.target.Load(); t != nil {
 		e.Target = *t
 	}
-	s.Emit(&e)
+	s.Emit(e)
 	if h := s.Hooks.ConnClosed; h != nil {
 		s.callHook("ConnClosed", func() { h(r) })
 	}
+	// Last, so that a program that waits for Stats().Open to reach 0
+	// before closing its sink does not lose this "Socket Close".
+	s.open.Add(-1)
 }

@@ -227,7 +227,7 @@ func appendUintField(b []byte, key string, v uint64) []byte {
 }
 
 func appendMsField(b []byte, key string, d time.Duration) []byte {
-	if d == 0 {
+	if d < time.Microsecond && d > -time.Microsecond { // would print as 0
 		return b
 	}
 	return appendMs(append(b, key...), d)

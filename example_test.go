@@ -119,7 +119,7 @@ func ExampleNewJSONSink() {
 
 	// A dial that failed: one event, in connection-spy's format (a fixed
 	// time here, so that the output does not change).
-	spy.Emit(&connscope.Event{
+	spy.Emit(connscope.Event{
 		Time:    time.Date(2021, 5, 7, 17, 16, 29, 743_000_000, time.UTC),
 		Message: connscope.MsgError,
 		Target:  "GET https://example.com:443/",
@@ -145,7 +145,7 @@ func ExampleNewSlogSink() {
 		},
 	})
 	spy := &connscope.Spy{Sink: connscope.NewSlogSink(slog.New(h)), Producer: "example"}
-	spy.Emit(&connscope.Event{Message: connscope.MsgTimeout, Op: "read", Err: os.ErrDeadlineExceeded})
+	spy.Emit(connscope.Event{Message: connscope.MsgTimeout, Op: "read", Err: os.ErrDeadlineExceeded})
 	// Output:
 	// level=WARN msg="Socket Timeout" producer=example op=read error="i/o timeout" errorKind=deadline
 }

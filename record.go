@@ -193,8 +193,8 @@ func (r *Record) State() State { return State(r.state.Load()) }
 func (r *Record) BeginRequest(target string) uint64 {
 	r.inFlight.Add(1)
 	r.state.CompareAndSwap(int32(StateIdle), int32(StateActive))
-	if target != "" {
-		r.target.Store(&target)
+	if p := r.target.Load(); target != "" && (p == nil || *p != target) {
+		r.target.Store(&target) // a keep-alive loop repeats its target: no allocation then
 	}
 	return r.requests.Add(1)
 }

@@ -64,6 +64,7 @@ func (rd Redaction) Target(method string, u *url.URL) string {
 		return method
 	}
 	var b strings.Builder
+	b.Grow(len(method) + len(u.Scheme) + len(u.Host) + len(u.Path) + len(u.RawPath) + len(u.RawQuery) + 16)
 	b.WriteString(method)
 	b.WriteByte(' ')
 	if u.Scheme != "" {
@@ -99,7 +100,11 @@ func (rd Redaction) Target(method string, u *url.URL) string {
 // Query returns rawQuery with the values of secret-looking keys replaced
 // by "REDACTED", keeping order and encoding of the rest.
 func (rd Redaction) Query(rawQuery string) string {
+	if !rd.anySecret(rawQuery) {
+		return rawQuery // the common case: nothing to hide, nothing to build
+	}
 	var b strings.Builder
+	b.Grow(len(rawQuery))
 	for i, part := range strings.Split(rawQuery, "&") {
 		if i > 0 {
 			b.WriteByte('&')
@@ -117,4 +122,25 @@ func (rd Redaction) Query(rawQuery string) string {
 		b.WriteString(part)
 	}
 	return b.String()
+}
+
+// anySecret reports whether any key of rawQuery that has a value looks secret.
+func (rd Redaction) anySecret(rawQuery string) bool {
+	for rest := rawQuery; rest != ""; {
+		var part string
+		part, rest, _ = strings.Cut(rest, "&")
+		k, _, hasValue := strings.Cut(part, "=")
+		if !hasValue {
+			continue
+		}
+		if strings.ContainsAny(k, "%+") {
+			if key, err := url.QueryUnescape(k); err == nil {
+				k = key
+			}
+		}
+		if rd.IsSecret(k) {
+			return true
+		}
+	}
+	return false
 }

@@ -307,8 +307,8 @@ func TestSlogSink(t *testing.T) {
 	// Level filtering is the logger's: at Info, only warnings and errors pass.
 	buf2 := newMemWriter()
 	spy2 := &Spy{Sink: NewSlogSink(slog.New(slog.NewJSONHandler(buf2, nil)))}
-	spy2.Emit(&Event{Message: MsgConnect})
-	spy2.Emit(&Event{Message: MsgError, Op: "dial", Err: errors.New("boom")})
+	spy2.Emit(Event{Message: MsgConnect})
+	spy2.Emit(Event{Message: MsgError, Op: "dial", Err: errors.New("boom")})
 	if out := buf2.String(); strings.Contains(out, MsgConnect) || !strings.Contains(out, `"error":"boom"`) || !strings.Contains(out, `"errorKind":"other"`) {
 		t.Errorf("Info logger got %q", out)
 	}
@@ -361,7 +361,7 @@ func TestHookPanics(t *testing.T) {
 func TestMultiSink(t *testing.T) {
 	a, b := newCaptureSink(), newCaptureSink()
 	spy := &Spy{Sink: MultiSink(a, b)}
-	spy.Emit(&Event{Message: MsgConnect})
+	spy.Emit(Event{Message: MsgConnect})
 	if len(a.all()) != 1 || len(b.all()) != 1 {
 		t.Errorf("MultiSink delivered %d and %d events, want 1 and 1", len(a.all()), len(b.all()))
 	}

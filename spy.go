@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http/httptrace"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -67,27 +68,41 @@ func (s *Spy) Stats() Stats {
 
 // Emit completes e (producer, time, level, byte counts) and hands it to the
 // hooks and the sink. Packages that instrument protocols above the
-// connection (httpscope) report through it.
-func (s *Spy) Emit(e *Event) {
-	if s == nil || (s.Sink == nil && s.Hooks.Event == nil) {
+// connection (httpscope) report through it. e is passed by value so that
+// the caller's event stays on its stack; the sink sees a pooled copy.
+func (s *Spy) Emit(e Event) {
+	if !s.Enabled() {
 		return
 	}
-	if e.Producer == "" {
-		e.Producer = s.producer()
+	p := eventPool.Get().(*Event)
+	*p = e
+	if p.Producer == "" {
+		p.Producer = s.producer()
 	}
-	if e.Time.IsZero() {
-		e.Time = time.Now()
+	if p.Time.IsZero() {
+		p.Time = time.Now()
 	}
-	e.Level = levelFor(e.Message)
-	if r := e.Conn; r != nil {
-		e.BytesRead, e.BytesWritten = r.bytesRead.Load(), r.bytesWritten.Load()
+	p.Level = levelFor(p.Message)
+	if r := p.Conn; r != nil {
+		p.BytesRead, p.BytesWritten = r.bytesRead.Load(), r.bytesWritten.Load()
 	}
 	if h := s.Hooks.Event; h != nil {
-		s.callHook("Event", func() { h(e) })
+		s.callHook("Event", func() { h(p) })
 	}
 	if s.Sink != nil {
-		s.Sink.Emit(e)
+		s.Sink.Emit(p)
 	}
+	*p = Event{} // drop references before pooling
+	eventPool.Put(p)
+}
+
+// eventPool holds the events handed to sinks, which must not keep them.
+var eventPool = sync.Pool{New: func() any { return new(Event) }}
+
+// Enabled reports whether events from s go anywhere (a sink or an Event
+// hook), so that callers can skip work that only feeds events.
+func (s *Spy) Enabled() bool {
+	return s != nil && (s.Sink != nil || s.Hooks.Event != nil)
 }
 
 func (s *Spy) producer() string {
@@ -131,7 +146,7 @@ func (s *Spy) WrapConn(c net.Conn, side Side) net.Conn {
 	if side == Server {
 		msg = MsgAccept
 	}
-	s.Emit(&Event{Message: msg, Conn: r})
+	s.Emit(Event{Message: msg, Conn: r})
 	return w
 }
 
@@ -189,7 +204,7 @@ func (s *Spy) WrapDial(dial DialFunc) DialFunc {
 		}
 		c, err := dial(ctx, network, address)
 		if err != nil {
-			s.Emit(&Event{Message: MsgError, ID: id, Target: target, Host: address, Op: "dial", Err: err,
+			s.Emit(Event{Message: MsgError, ID: id, Target: target, Host: address, Op: "dial", Err: err,
 				DNS: dt.dns, Connect: dt.sinceConnect()})
 			return c, err
 		}
@@ -200,7 +215,7 @@ func (s *Spy) WrapDial(dial DialFunc) DialFunc {
 		if target != "" {
 			r.target.Store(&target)
 		}
-		s.Emit(&Event{Message: MsgConnect, Conn: r, Target: target, DNS: dt.dns, Connect: dt.sinceConnect()})
+		s.Emit(Event{Message: MsgConnect, Conn: r, Target: target, DNS: dt.dns, Connect: dt.sinceConnect()})
 		return w, nil
 	}
 }
@@ -222,7 +237,7 @@ func (dt *dialTiming) trace(s *Spy, id ID, target string) *httptrace.ClientTrace
 			for i, a := range info.Addrs {
 				addrs[i] = a.String()
 			}
-			s.Emit(&Event{Message: MsgDNS, ID: id, Target: target, Host: hostOf(target), DNS: dt.dns,
+			s.Emit(Event{Message: MsgDNS, ID: id, Target: target, Host: hostOf(target), DNS: dt.dns,
 				Addrs: strings.Join(addrs, ","), Op: "dns", Err: info.Err})
 		},
 		ConnectStart: func(network, addr string) {
@@ -300,7 +315,7 @@ func (s *Spy) TLSHandshake(r *Record, cs *tls.ConnectionState, took time.Duratio
 			e.TLS += " resumed"
 		}
 	}
-	s.Emit(&e)
+	s.Emit(e)
 }
 
 type targetKey struct{}

@@ -11,6 +11,12 @@ package httpscope_test
 //	go test -run '^$' -bench . -benchtime 2s -count 6 ./httpscope/ | tee /tmp/httpbench.txt
 //	benchstat -filter '.name:HTTP' -col /env /tmp/httpbench.txt   # the three set-ups side by side
 //
+// As the issue sets it, "spied" is the client instrumented with
+// httpscope.WrapTransport (the seed's connection-spy instruments the client
+// pool) and "otelhttp" its reference peer, otelhttp.NewTransport; the
+// servers are bare. "spied-both" and "otelhttp-both" instrument the server
+// too (InstrumentServer + WrapListener; otelhttp.NewHandler).
+//
 // BenchmarkHTTP/env=bare, env=spied and env=otelhttp each measure one
 // set-up alone and report req/s, cpu-ns/req and allocs/op (client and server
 // together: both run in this process). BenchmarkHTTP/env=alternate runs the
@@ -122,7 +128,7 @@ func newBenchEnv(tb testing.TB, name, dir string) *benchEnv {
 	var h http.Handler = http.HandlerFunc(benchHandler)
 	switch name {
 	case "bare":
-	case "spied", "spied-nosink", "spied-discard":
+	case "spied", "spied-both", "spied-nosink", "spied-discard":
 		// spied: events go to a file on disk (ext4 here), through the
 		// buffered JSON-lines sink with its default options. Client and
 		// server share the sink, as one process that is both would.
@@ -132,7 +138,7 @@ func newBenchEnv(tb testing.TB, name, dir string) *benchEnv {
 		// the cost of "spied" in BenchmarkHTTPSpyCost.
 		var sink connscope.Sink
 		switch name {
-		case "spied":
+		case "spied", "spied-both":
 			env.logFile, err = os.Create(filepath.Join(dir, "events.ndjson"))
 			if err != nil {
 				ln.Close()
@@ -151,17 +157,23 @@ func newBenchEnv(tb testing.TB, name, dir string) *benchEnv {
 		serverSpy := &connscope.Spy{Sink: sink, Producer: "bench-server", Hooks: hooks}
 		env.spies = []*connscope.Spy{clientSpy, serverSpy}
 		rt = httpscope.WrapTransport(clientSpy, env.tr, nil)
-		env.srv = &http.Server{Handler: h}
-		httpscope.InstrumentServer(serverSpy, env.srv, nil)
-		l = serverSpy.WrapListener(l)
-	case "otelhttp":
+		if name == "spied-both" {
+			env.srv = &http.Server{Handler: h}
+			httpscope.InstrumentServer(serverSpy, env.srv, nil)
+			l = serverSpy.WrapListener(l)
+		} else {
+			env.spies = env.spies[:1]
+		}
+	case "otelhttp", "otelhttp-both":
 		// The OTel API only, no SDK: otelhttp takes the global tracer and
 		// meter providers and propagator, which, with nothing registered
 		// (this package never calls otel.Set*), are the API's default
 		// no-op delegates. That is what a library user who has not wired
 		// an SDK pays; with an SDK exporting spans it costs more.
 		rt = otelhttp.NewTransport(env.tr)
-		h = otelhttp.NewHandler(h, "bench")
+		if name == "otelhttp-both" {
+			h = otelhttp.NewHandler(h, "bench")
+		}
 	default:
 		ln.Close()
 		tb.Fatalf("unknown set-up %q", name)
@@ -331,7 +343,7 @@ func (env *benchEnv) opened() int64 {
 }
 
 func BenchmarkHTTP(b *testing.B) {
-	for _, name := range []string{"bare", "spied", "otelhttp"} {
+	for _, name := range []string{"bare", "spied", "otelhttp", "spied-both", "otelhttp-both"} {
 		b.Run("env="+name, func(b *testing.B) { benchOne(b, name) })
 	}
 	b.Run("env=alternate", func(b *testing.B) {
@@ -412,7 +424,7 @@ func benchOne(b *testing.B, name string) {
 // `go test ./...` catches a broken benchmark without running it, and checks
 // that the spied set-up's file holds the events of a keep-alive request.
 func TestBenchSetups(t *testing.T) {
-	for _, name := range []string{"bare", "spied", "otelhttp", "spied-nosink", "spied-discard"} {
+	for _, name := range []string{"bare", "spied", "otelhttp", "spied-both", "otelhttp-both", "spied-nosink", "spied-discard"} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
 			env := newBenchEnv(t, name, dir)
@@ -423,7 +435,7 @@ func TestBenchSetups(t *testing.T) {
 			env.checkKeepAlive(t, warmRequests+2*benchWorkers)
 			ev := env.events(t)
 			env.close(t)
-			if name != "spied" {
+			if name != "spied-both" {
 				return
 			}
 			data, err := os.ReadFile(filepath.Join(dir, "events.ndjson"))

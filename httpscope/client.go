@@ -100,14 +100,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if len(t.opts.LogHeaders) > 0 {
 		rt.headers = copyHeaders(spy, req.Header, t.opts.LogHeaders)
 	}
-	ctx := httptrace.WithClientTrace(req.Context(), rt.clientTrace())
+	ctx := httptrace.WithClientTrace(req.Context(), rt.clientTrace(req.URL.Scheme == "https"))
 	ctx = connscope.ContextWithTarget(ctx, rt.target)
 	resp, err := t.base.RoundTrip(req.WithContext(ctx))
 	rt.mu.Lock()
 	r, seq, ttfb := rt.rec, rt.seq, rt.ttfb
 	rt.mu.Unlock()
 	if err != nil {
-		spy.Emit(&connscope.Event{Message: connscope.MsgRequestError, Conn: r, Target: rt.target, Request: seq,
+		spy.Emit(connscope.Event{Message: connscope.MsgRequestError, Conn: r, Target: rt.target, Request: seq,
 			Headers: rt.headers, Duration: time.Since(rt.start), Op: "request", Err: err})
 		if r != nil {
 			r.EndRequest()
@@ -115,7 +115,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return resp, err
 	}
 	resp.Request = req // as if the trace had not been there
-	spy.Emit(&connscope.Event{Message: connscope.MsgResponse, Conn: r, Target: rt.target, Request: seq,
+	spy.Emit(connscope.Event{Message: connscope.MsgResponse, Conn: r, Target: rt.target, Request: seq,
 		Status: resp.StatusCode, Protocol: resp.Proto, Headers: rt.headers, TTFB: ttfb, Duration: time.Since(rt.start)})
 	rt.mu.Lock()
 	rt.responded = true
@@ -155,18 +155,8 @@ type reqTrace struct {
 	idlePending bool
 }
 
-func (rt *reqTrace) clientTrace() *httptrace.ClientTrace {
-	return &httptrace.ClientTrace{
-		TLSHandshakeStart: func() {
-			rt.mu.Lock()
-			rt.tlsStart = time.Now()
-			rt.mu.Unlock()
-		},
-		TLSHandshakeDone: func(tls.ConnectionState, error) {
-			rt.mu.Lock()
-			rt.tlsTook = time.Since(rt.tlsStart)
-			rt.mu.Unlock()
-		},
+func (rt *reqTrace) clientTrace(https bool) *httptrace.ClientTrace {
+	ct := &httptrace.ClientTrace{
 		GotConn:              rt.gotConn,
 		WroteRequest:         func(httptrace.WroteRequestInfo) { rt.mu.Lock(); rt.wrote = time.Now(); rt.mu.Unlock() },
 		GotFirstResponseByte: func() { rt.mu.Lock(); rt.ttfb = time.Since(rt.wrote); rt.mu.Unlock() },
@@ -185,6 +175,19 @@ func (rt *reqTrace) clientTrace() *httptrace.ClientTrace {
 			}
 		},
 	}
+	if https { // each hook is an allocation: only what the request can use
+		ct.TLSHandshakeStart = func() {
+			rt.mu.Lock()
+			rt.tlsStart = time.Now()
+			rt.mu.Unlock()
+		}
+		ct.TLSHandshakeDone = func(tls.ConnectionState, error) {
+			rt.mu.Lock()
+			rt.tlsTook = time.Since(rt.tlsStart)
+			rt.mu.Unlock()
+		}
+	}
+	return ct
 }
 
 func (rt *reqTrace) gotConn(info httptrace.GotConnInfo) {
@@ -202,7 +205,7 @@ func (rt *reqTrace) gotConn(info httptrace.GotConnInfo) {
 		rt.spy.TLSHandshake(r, &cs, tlsTook, nil)
 	}
 	if info.Reused {
-		rt.spy.Emit(&connscope.Event{Message: connscope.MsgReuse, Conn: r, Target: rt.target, Request: seq, Idle: info.IdleTime})
+		rt.spy.Emit(connscope.Event{Message: connscope.MsgReuse, Conn: r, Target: rt.target, Request: seq, Idle: info.IdleTime})
 	}
 }
 
@@ -211,7 +214,7 @@ func (rt *reqTrace) gotConn(info httptrace.GotConnInfo) {
 func endRequest(spy *connscope.Spy, r *connscope.Record) {
 	if r.EndRequest() && r.State() != connscope.StateClosed {
 		r.SetState(connscope.StateIdle)
-		spy.Emit(&connscope.Event{Message: connscope.MsgIdle, Conn: r})
+		spy.Emit(connscope.Event{Message: connscope.MsgIdle, Conn: r})
 	}
 }
 

@@ -50,12 +50,12 @@ func InstrumentServer(spy *connscope.Spy, srv *http.Server, opts *Options) {
 				r.SetState(connscope.StateActive)
 			case http.StateIdle:
 				r.SetState(connscope.StateIdle)
-				spy.Emit(&connscope.Event{Message: connscope.MsgIdle, Conn: r})
+				spy.Emit(connscope.Event{Message: connscope.MsgIdle, Conn: r})
 			case http.StateHijacked:
 				// ConnState never reports StateClosed after a hijack; the
 				// connection wrapper reports the close.
 				r.SetState(connscope.StateHijacked)
-				spy.Emit(&connscope.Event{Message: connscope.MsgHijack, Conn: r})
+				spy.Emit(connscope.Event{Message: connscope.MsgHijack, Conn: r})
 			}
 		}
 		if userConnState != nil {
@@ -103,7 +103,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		if e.Status == 0 && !rw.hijacked {
 			e.Status = http.StatusOK // the server writes 200 for a handler that wrote nothing
 		}
-		spy.Emit(&e)
+		spy.Emit(e)
 	}()
 	h.next.ServeHTTP(wrapWriter(rw), req)
 }
