@@ -165,28 +165,17 @@ type benchOpError struct {
 func (e benchOpError) Error() string { return e.msg }
 func (e benchOpError) Unwrap() error { return e.err }
 
-func BenchmarkEventJSON(b *testing.B) {
-	for _, name := range []string{"close", "response", "error"} {
-		e := benchEvents()[name]
-		b.Run(name, func(b *testing.B) {
-			b.ReportAllocs()
-			buf := make([]byte, 0, 1024)
-			for b.Loop() {
-				buf = e.AppendJSON(buf[:0])
-			}
-			b.SetBytes(int64(len(buf)))
-		})
-	}
-}
+func BenchmarkEventJSON(b *testing.B) { benchEncode(b, (*Event).AppendJSON) }
+func BenchmarkEventText(b *testing.B) { benchEncode(b, (*Event).AppendText) }
 
-func BenchmarkEventText(b *testing.B) {
+func benchEncode(b *testing.B, encode func(*Event, []byte) []byte) {
 	for _, name := range []string{"close", "response", "error"} {
 		e := benchEvents()[name]
 		b.Run(name, func(b *testing.B) {
 			b.ReportAllocs()
 			buf := make([]byte, 0, 1024)
 			for b.Loop() {
-				buf = e.AppendText(buf[:0])
+				buf = encode(e, buf[:0])
 			}
 			b.SetBytes(int64(len(buf)))
 		})
