@@ -153,6 +153,7 @@ func TestDemoBadInput(t *testing.T) {
 		{[]string{"demo", "extra"}, "extra"},
 		{[]string{"nosuch"}, "nosuch"},
 		{nil, "missing command"},
+		{[]string{"keepalive", "lab", "--html", "/nonexistent-dir/r.html"}, "--html"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

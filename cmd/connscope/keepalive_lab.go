@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -129,6 +130,12 @@ func labFlags(o labOptions) (lab.Options, []lab.Scenario, error) {
 		return opt, nil, usagef("--state-timeout %v: want whole seconds, at least 1s", opt.StateTimeout)
 	}
 	opt.Long, opt.Userspace = o.long, o.userspace
+	if o.html != "" {
+		// Say so now, not after a run that may take many minutes.
+		if fi, err := os.Stat(filepath.Dir(o.html)); err != nil || !fi.IsDir() {
+			return opt, nil, usagef("--html %s: directory %s does not exist", o.html, filepath.Dir(o.html))
+		}
+	}
 	scs, err := lab.ParseNames(o.scenarios)
 	if err != nil {
 		return opt, nil, usagef("--scenario: %v", strings.TrimPrefix(err.Error(), "lab: "))
