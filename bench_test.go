@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"syscall"
 	"testing"
@@ -191,5 +192,19 @@ func BenchmarkWriterSinkEmit(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		s.Emit(e)
+	}
+}
+
+// BenchmarkRedactionTarget: the target of a request without secrets, as
+// httpscope builds it for every request.
+func BenchmarkRedactionTarget(b *testing.B) {
+	u, err := url.Parse("https://api.example.com/v1/items?page=2&sort=name")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var rd Redaction
+	b.ReportAllocs()
+	for b.Loop() {
+		rd.Target("GET", u)
 	}
 }

@@ -10,30 +10,18 @@ import (
 
 // AppendJSON appends e as one JSON object in connection-spy's format
 // (its fields first, in its order, then connscope's), without a newline.
-// It does not allocate when b has room, and produces valid JSON whatever
+// It does not allocate when b has room (but for a cache built on a
+// connection's first event), and produces valid JSON whatever
 // bytes the target, headers or error hold.
 func (e *Event) AppendJSON(b []byte) []byte {
 	r := e.Conn
-	b = append(b, `{"id":`...)
-	id := e.ID
+	var head *jsonHead
 	if r != nil {
-		id = r.id
-	}
-	if id.IsZero() {
-		b = append(b, "null"...)
+		head = r.appendJSONHead(e.Producer)
+		b = append(b, head.head...)
 	} else {
-		b = append(b, '"')
-		b = id.AppendText(b)
-		b = append(b, '"')
+		b = appendJSONHeadOf(b, e.ID, e.Producer, endpoint{port: -1}, endpoint{port: -1})
 	}
-	b = append(b, `,"producer":`...)
-	b = appendJSONString(b, e.Producer)
-	var local, remote endpoint
-	if r != nil {
-		local, remote = r.local, r.remote
-	}
-	b = appendEndpoint(b, `,"localAddress":`, `,"localPort":`, local)
-	b = appendEndpoint(b, `,"remoteAddress":`, `,"remotePort":`, remote)
 	if e.Target != "" {
 		b = append(b, `,"target":`...)
 		b = appendJSONString(b, e.Target)
@@ -50,11 +38,8 @@ func (e *Event) AppendJSON(b []byte) []byte {
 	b = appendTimestamp(b, e.Time)
 	b = append(b, '"')
 
-	if r != nil {
-		b = append(b, `,"side":"`...)
-		b = append(b, r.side.String()...)
-		b = append(b, `","network":`...)
-		b = appendJSONString(b, r.network)
+	if head != nil {
+		b = append(b, head.side...)
 	}
 	b = appendUintField(b, `,"request":`, e.Request)
 	b = appendUintField(b, `,"status":`, uint64(max(e.Status, 0)))
@@ -184,6 +169,47 @@ func (e *Event) AppendText(b []byte) []byte {
 		b = strconv.AppendUint(kv(b, "dropped="), e.Dropped, 10)
 	}
 	return b
+}
+
+// jsonHead is the part of a connection's JSON lines that never changes:
+// the object's start up to remotePort, and its side and network fields.
+// Formatting the id and addresses was a third of the cost of an event.
+type jsonHead struct {
+	producer   string
+	head, side []byte
+}
+
+// appendJSONHead returns r's cached head for producer, building it on the
+// connection's first event. Every event of a Spy has the same producer,
+// so the cache holds; an event with another one gets a head of its own.
+func (r *Record) appendJSONHead(producer string) *jsonHead {
+	if h := r.jsonHead.Load(); h != nil && h.producer == producer {
+		return h
+	}
+	h := &jsonHead{producer: producer, head: appendJSONHeadOf(nil, r.id, producer, r.local, r.remote)}
+	h.side = append(h.side, `,"side":"`...)
+	h.side = append(h.side, r.side.String()...)
+	h.side = append(h.side, `","network":`...)
+	h.side = appendJSONString(h.side, r.network)
+	r.jsonHead.CompareAndSwap(nil, h)
+	return h
+}
+
+// appendJSONHeadOf appends connection-spy's leading fields: id, producer,
+// and the local and remote addresses and ports.
+func appendJSONHeadOf(b []byte, id ID, producer string, local, remote endpoint) []byte {
+	b = append(b, `{"id":`...)
+	if id.IsZero() {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '"')
+		b = id.AppendText(b)
+		b = append(b, '"')
+	}
+	b = append(b, `,"producer":`...)
+	b = appendJSONString(b, producer)
+	b = appendEndpoint(b, `,"localAddress":`, `,"localPort":`, local)
+	return appendEndpoint(b, `,"remoteAddress":`, `,"remotePort":`, remote)
 }
 
 func levelName(l slog.Level) string {

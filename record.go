@@ -126,6 +126,7 @@ type Record struct {
 	idleNs       atomic.Int64 // when the connection last went idle
 	lastErr      atomic.Pointer[errorRecord]
 	target       atomic.Pointer[string]
+	jsonHead     atomic.Pointer[jsonHead] // see appendJSONHead
 }
 
 type errorRecord struct {
@@ -194,7 +195,11 @@ func (r *Record) BeginRequest(target string) uint64 {
 	r.inFlight.Add(1)
 	r.state.CompareAndSwap(int32(StateIdle), int32(StateActive))
 	if p := r.target.Load(); target != "" && (p == nil || *p != target) {
-		r.target.Store(&target) // a keep-alive loop repeats its target: no allocation then
+		// A keep-alive loop repeats its target: no allocation then. (The
+		// copy keeps target itself on the stack: storing &target would
+		// move it to the heap on every call.)
+		t := target
+		r.target.Store(&t)
 	}
 	return r.requests.Add(1)
 }

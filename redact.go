@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 )
 
 // DefaultSecretKeys are the substrings that make a query key (or header
@@ -35,25 +36,81 @@ func (rd Redaction) keys() []string {
 
 // IsSecret reports whether a query key or header name looks secret.
 func (rd Redaction) IsSecret(name string) bool {
-	switch strings.ToLower(name) {
+	// Fold ASCII names once, on the stack, then search each key in them:
+	// this runs for every query key of every request. Other names (long
+	// or not ASCII) take the slower Unicode case folding.
+	var buf [32]byte
+	if len(name) > len(buf) || !lowerASCII(buf[:], name) {
+		return rd.isSecretFold(name)
+	}
+	lower := buf[:len(name)]
+	switch string(lower) {
 	case "authorization", "proxy-authorization", "cookie", "set-cookie":
 		return true // always, whatever SecretKeys says
 	}
 	for _, k := range rd.keys() {
-		if len(k) <= len(name) && containsFold(name, k) {
+		if containsLowerASCII(lower, k) {
 			return true
 		}
 	}
 	return false
 }
 
-func containsFold(s, sub string) bool {
+// containsLowerASCII reports whether s, in lower case, contains sub with
+// its ASCII letters folded to lower case. A plain loop: names and keys are
+// a few bytes, too short for strings.Contains to pay off.
+func containsLowerASCII(s []byte, sub string) bool {
+	if len(sub) == 0 {
+		return true
+	}
+	c0 := lowerByte(sub[0])
 	for i := 0; i+len(sub) <= len(s); i++ {
-		if strings.EqualFold(s[i:i+len(sub)], sub) {
+		if s[i] != c0 {
+			continue
+		}
+		j := 1
+		for j < len(sub) && s[i+j] == lowerByte(sub[j]) {
+			j++
+		}
+		if j == len(sub) {
 			return true
 		}
 	}
 	return false
+}
+
+func lowerByte(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+func (rd Redaction) isSecretFold(name string) bool {
+	lower := strings.ToLower(name) // folds runes such as U+212A KELVIN SIGN to ASCII
+	switch lower {
+	case "authorization", "proxy-authorization", "cookie", "set-cookie":
+		return true
+	}
+	for _, k := range rd.keys() {
+		if strings.Contains(lower, strings.ToLower(k)) {
+			return true
+		}
+	}
+	return false
+}
+
+// lowerASCII writes s in lower case into dst and reports whether s was
+// all ASCII.
+func lowerASCII(dst []byte, s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= utf8.RuneSelf {
+			return false
+		}
+		dst[i] = lowerByte(c)
+	}
+	return true
 }
 
 // Target formats a request as connection-spy does, "GET https://host:443/path?query",

@@ -78,9 +78,43 @@ func TestRedactionIsSecret(t *testing.T) {
 		{Redaction{}, "", false},
 		{Redaction{SecretKeys: []string{"tenant"}}, "X-Tenant-Id", true},
 		{Redaction{SecretKeys: []string{"tenant"}}, "X-Api-Key", false},
+		// Keys given in upper case match too.
+		{Redaction{SecretKeys: []string{"TenAnt"}}, "x-tenant-id", true},
+		// Names past the fast path's stack buffer, or not ASCII, take the
+		// Unicode folding path: same answers.
+		{Redaction{}, "X-Very-Long-Header-Name-That-Holds-A-Token", true},
+		{Redaction{}, "X-Very-Long-Header-Name-That-Holds-Nothing", false},
+		{Redaction{}, "Ümlaut-Token", true},
+		{Redaction{}, "Ümlaut", false},
+		{Redaction{}, "\u212aey", true}, // KELVIN SIGN folds to k: "key"
+		{Redaction{}, "PAGE", false},
 	} {
 		if got := tc.rd.IsSecret(tc.name); got != tc.want {
 			t.Errorf("%+v.IsSecret(%q) = %v, want %v", tc.rd, tc.name, got, tc.want)
+		}
+	}
+}
+
+// Redaction runs on every traced request: the common cases must not
+// allocate beyond the target string itself.
+func TestRedactionAllocs(t *testing.T) {
+	rd := Redaction{}
+	u, err := url.Parse("https://api.example.com/v1/items?page=2&sort=name")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		f    func()
+		want float64
+	}{
+		{"IsSecret plain", func() { rd.IsSecret("page") }, 0},
+		{"IsSecret mixed case", func() { rd.IsSecret("X-Api-Key") }, 0},
+		{"Query without secrets", func() { rd.Query(u.RawQuery) }, 0},
+		{"Target", func() { rd.Target("GET", u) }, 1},
+	} {
+		if got := testing.AllocsPerRun(100, tc.f); got != tc.want {
+			t.Errorf("%s: %v allocs, want %v", tc.name, got, tc.want)
 		}
 	}
 }
