@@ -43,22 +43,39 @@ type WriterSink struct {
 	encode func([]byte, *Event) []byte
 	opts   WriterOptions
 
-	mu      sync.Mutex // guards buf, events, closed
-	buf     []byte
-	events  uint64 // events in buf
-	closed  bool
-	writeMu sync.Mutex // one write at a time, in order
-	spare   []byte
+	// Events are encoded into cur; a cur that reaches FlushBytes joins
+	// ready, in order, for the writer. Emit never waits for the writer's
+	// goroutine to wake up (on a busy machine that takes milliseconds):
+	// it changes chunks and goes on, and no chunk is ever copied to grow.
+	mu        sync.Mutex // guards cur, curEvents, ready, pending, free, closed
+	cur       []byte
+	curEvents uint64
+	ready     []chunk
+	pending   int      // bytes in ready and cur: at most MaxPending
+	free      [][]byte // empty chunks to reuse
+	closed    bool
 
-	kick     chan struct{}
-	stop     chan struct{}
-	done     chan struct{}
-	dropped  atomic.Uint64
-	reported uint64 // dropped count already reported; guarded by writeMu
-	written  atomic.Uint64
-	errMu    sync.Mutex
-	lastErr  error
+	writeMu  sync.Mutex // one flush at a time, in order
+	writing  []chunk    // the chunks being written; guarded by writeMu
+	reported uint64     // dropped count already reported; guarded by writeMu
+
+	kick    chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+	dropped atomic.Uint64
+	written atomic.Uint64
+	errMu   sync.Mutex
+	lastErr error
 }
+
+// chunk is encoded events waiting for the writer.
+type chunk struct {
+	b      []byte
+	events uint64
+}
+
+// maxFreeChunks bounds the chunks kept for reuse after a burst.
+const maxFreeChunks = 16
 
 // NewJSONSink returns a sink that writes one JSON object per line, in
 // connection-spy's format (see Event.AppendJSON). opts may be nil.
@@ -89,9 +106,20 @@ func newWriterSink(w io.Writer, opts *WriterOptions, encode func([]byte, *Event)
 	if s.opts.CloseTimeout <= 0 {
 		s.opts.CloseTimeout = 5 * time.Second
 	}
-	s.buf = make([]byte, 0, s.opts.FlushBytes+4096)
+	s.cur = s.newChunk()
 	go s.loop()
 	return s
+}
+
+// newChunk returns an empty chunk, with room for the event that takes
+// it past FlushBytes. Called with mu held or before the sink is shared.
+func (s *WriterSink) newChunk() []byte {
+	if n := len(s.free); n > 0 {
+		b := s.free[n-1]
+		s.free = s.free[:n-1]
+		return b
+	}
+	return make([]byte, 0, s.opts.FlushBytes+4096)
 }
 
 // Emit encodes e into the buffer; it never waits for the writer.
@@ -102,16 +130,21 @@ func (s *WriterSink) Emit(e *Event) {
 		s.dropped.Add(1)
 		return
 	}
-	n := len(s.buf)
-	s.buf = s.encode(s.buf, e)
-	if len(s.buf) > s.opts.MaxPending {
-		s.buf = s.buf[:n]
+	n := len(s.cur)
+	s.cur = s.encode(s.cur, e)
+	if s.pending+len(s.cur)-n > s.opts.MaxPending {
+		s.cur = s.cur[:n]
 		s.mu.Unlock()
 		s.dropped.Add(1)
 		return
 	}
-	s.events++
-	full := len(s.buf) >= s.opts.FlushBytes
+	s.pending += len(s.cur) - n
+	s.curEvents++
+	full := len(s.cur) >= s.opts.FlushBytes
+	if full {
+		s.ready = append(s.ready, chunk{s.cur, s.curEvents})
+		s.cur, s.curEvents = s.newChunk(), 0
+	}
 	s.mu.Unlock()
 	if full {
 		select {
@@ -146,34 +179,54 @@ func (s *WriterSink) flush() error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	s.mu.Lock()
-	buf, events := s.buf, s.events
-	s.buf, s.events = s.spare[:0], 0
+	// Take every chunk, cur included; ready keeps its array (the
+	// previous writing one) so that the steady state allocates nothing.
+	s.writing, s.ready = s.ready, s.writing[:0]
+	if len(s.cur) > 0 {
+		s.writing = append(s.writing, chunk{s.cur, s.curEvents})
+		s.cur, s.curEvents = s.newChunk(), 0
+	}
+	s.pending = 0
 	s.mu.Unlock()
+	var err error
 	if drops := s.dropped.Load(); drops > s.reported {
 		// Say what was lost before what follows it.
 		e := Event{Time: time.Now(), Level: levelFor(MsgDropped), Message: MsgDropped, Producer: DefaultProducer, Dropped: drops - s.reported}
-		buf = append(s.encode(nil, &e), buf...)
-		events++
-		s.reported = drops
-	}
-	var err error
-	if len(buf) > 0 {
-		_, err = s.w.Write(buf)
-		if err != nil {
-			s.dropped.Add(events)
-			s.errMu.Lock()
-			s.lastErr = err
-			s.errMu.Unlock()
-		} else {
-			s.written.Add(events)
+		if _, err = s.w.Write(s.encode(nil, &e)); err == nil {
+			s.reported = drops
 		}
 	}
-	if cap(buf) <= 2*(s.opts.FlushBytes+4096) {
-		s.spare = buf[:0]
-	} else {
-		s.spare = nil // do not keep a buffer a burst made huge
+	for i, c := range s.writing {
+		if err == nil {
+			_, err = s.w.Write(c.b)
+		}
+		if err != nil {
+			s.dropped.Add(c.events)
+		} else {
+			s.written.Add(c.events)
+		}
+		s.writing[i] = chunk{}
+		s.recycle(c.b)
+	}
+	if err != nil {
+		s.errMu.Lock()
+		s.lastErr = err
+		s.errMu.Unlock()
 	}
 	return err
+}
+
+// recycle keeps b for reuse unless a huge event made it grow, or enough
+// are kept already.
+func (s *WriterSink) recycle(b []byte) {
+	if cap(b) > 2*(s.opts.FlushBytes+4096) {
+		return
+	}
+	s.mu.Lock()
+	if len(s.free) < maxFreeChunks {
+		s.free = append(s.free, b[:0])
+	}
+	s.mu.Unlock()
 }
 
 // Dropped returns how many events were lost: did not fit while the writer

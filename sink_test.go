@@ -247,7 +247,7 @@ func TestWriterSinkBlockedWriter(t *testing.T) {
 		t.Errorf("Dropped = %d, want between 1 and %d", d, n)
 	}
 	s.mu.Lock()
-	pending := len(s.buf)
+	pending := s.pending
 	s.mu.Unlock()
 	if pending > 8<<10 {
 		t.Errorf("%d bytes pending, above MaxPending", pending)
