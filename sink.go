@@ -39,9 +39,9 @@ type WriterOptions struct {
 // do not fit, or whose write failed, are dropped, counted (Dropped), and
 // reported by an "Events Dropped" line once the writer works again.
 type WriterSink struct {
-	w      io.Writer
-	encode func([]byte, *Event) []byte
-	opts   WriterOptions
+	w    io.Writer
+	text bool // AppendText, not AppendJSON
+	opts WriterOptions
 
 	// Events are encoded into cur; a cur that reaches FlushBytes joins
 	// ready, in order, for the writer. Emit never waits for the writer's
@@ -80,17 +80,17 @@ const maxFreeChunks = 16
 // NewJSONSink returns a sink that writes one JSON object per line, in
 // connection-spy's format (see Event.AppendJSON). opts may be nil.
 func NewJSONSink(w io.Writer, opts *WriterOptions) *WriterSink {
-	return newWriterSink(w, opts, func(b []byte, e *Event) []byte { return append(e.AppendJSON(b), '\n') })
+	return newWriterSink(w, opts, false)
 }
 
 // NewTextSink returns a sink that writes aligned lines for a person (see
 // Event.AppendText). opts may be nil.
 func NewTextSink(w io.Writer, opts *WriterOptions) *WriterSink {
-	return newWriterSink(w, opts, func(b []byte, e *Event) []byte { return append(e.AppendText(b), '\n') })
+	return newWriterSink(w, opts, true)
 }
 
-func newWriterSink(w io.Writer, opts *WriterOptions, encode func([]byte, *Event) []byte) *WriterSink {
-	s := &WriterSink{w: w, encode: encode, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+func newWriterSink(w io.Writer, opts *WriterOptions, text bool) *WriterSink {
+	s := &WriterSink{w: w, text: text, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	if opts != nil {
 		s.opts = *opts
 	}
@@ -120,6 +120,15 @@ func (s *WriterSink) newChunk() []byte {
 		return b
 	}
 	return make([]byte, 0, s.opts.FlushBytes+4096)
+}
+
+// encode appends e's line to b. A method, not a func field: a call
+// through a func value would make every event escape to the heap.
+func (s *WriterSink) encode(b []byte, e *Event) []byte {
+	if s.text {
+		return append(e.AppendText(b), '\n')
+	}
+	return append(e.AppendJSON(b), '\n')
 }
 
 // Emit encodes e into the buffer; it never waits for the writer.

@@ -74,18 +74,15 @@ func (s *Spy) Emit(e Event) {
 	if !s.Enabled() {
 		return
 	}
+	if ws, ok := s.Sink.(*WriterSink); ok && s.Hooks.Event == nil {
+		// The common set-up: e stays on this stack, no pooled copy.
+		s.complete(&e)
+		ws.Emit(&e)
+		return
+	}
 	p := eventPool.Get().(*Event)
 	*p = e
-	if p.Producer == "" {
-		p.Producer = s.producer()
-	}
-	if p.Time.IsZero() {
-		p.Time = time.Now()
-	}
-	p.Level = levelFor(p.Message)
-	if r := p.Conn; r != nil {
-		p.BytesRead, p.BytesWritten = r.bytesRead.Load(), r.bytesWritten.Load()
-	}
+	s.complete(p)
 	if h := s.Hooks.Event; h != nil {
 		s.callHook("Event", func() { h(p) })
 	}
@@ -94,6 +91,21 @@ func (s *Spy) Emit(e Event) {
 	}
 	*p = Event{} // drop references before pooling
 	eventPool.Put(p)
+}
+
+// complete fills in what every event carries: producer, time, level and
+// the connection's byte counts.
+func (s *Spy) complete(e *Event) {
+	if e.Producer == "" {
+		e.Producer = s.producer()
+	}
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	e.Level = levelFor(e.Message)
+	if r := e.Conn; r != nil {
+		e.BytesRead, e.BytesWritten = r.bytesRead.Load(), r.bytesWritten.Load()
+	}
 }
 
 // eventPool holds the events handed to sinks, which must not keep them.

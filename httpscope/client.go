@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/connscope/connscope"
@@ -105,8 +106,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.base.RoundTrip(req.WithContext(ctx))
 	now := time.Now() // one clock read for the event's time and the duration
 	rt.mu.Lock()
-	r, seq, ttfb := rt.rec, rt.seq, rt.ttfb
+	r, seq := rt.rec, rt.seq
 	rt.mu.Unlock()
+	ttfb := time.Duration(rt.ttfb.Load())
 	if err != nil {
 		spy.Emit(connscope.Event{Time: now, Message: connscope.MsgRequestError, Conn: r, Target: rt.target, Request: seq,
 			Headers: rt.headers, Duration: now.Sub(rt.start), Op: "request", Err: err})
@@ -135,6 +137,12 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
+// epoch anchors the request timings: time.Since on a monotonic time reads
+// one clock, time.Now two.
+var epoch = time.Now()
+
+func sinceEpoch() int64 { return int64(time.Since(epoch)) }
+
 // reqTrace is one request's view of its connection. Its hooks run on the
 // transport's goroutines, hence the mutex.
 type reqTrace struct {
@@ -149,8 +157,10 @@ type reqTrace struct {
 	seq      uint64
 	tlsStart time.Time
 	tlsTook  time.Duration
-	wrote    time.Time
-	ttfb     time.Duration
+
+	// Set by the transport's read and write loops without the mutex.
+	wrote atomic.Int64 // when the request was written, in ns since epoch
+	ttfb  atomic.Int64 // request written to first response byte, ns
 	// A response without a body goes back to the pool before RoundTrip
 	// returns; its "Socket Idle" waits for "HTTP(S) Response".
 	responded   bool
@@ -160,9 +170,13 @@ type reqTrace struct {
 func (rt *reqTrace) clientTrace(https bool) *httptrace.ClientTrace {
 	ct := &rt.ct
 	*ct = httptrace.ClientTrace{
-		GotConn:              rt.gotConn,
-		WroteRequest:         func(httptrace.WroteRequestInfo) { rt.mu.Lock(); rt.wrote = time.Now(); rt.mu.Unlock() },
-		GotFirstResponseByte: func() { rt.mu.Lock(); rt.ttfb = time.Since(rt.wrote); rt.mu.Unlock() },
+		GotConn:      rt.gotConn,
+		WroteRequest: func(httptrace.WroteRequestInfo) { rt.wrote.Store(sinceEpoch()) },
+		GotFirstResponseByte: func() {
+			if w := rt.wrote.Load(); w != 0 {
+				rt.ttfb.Store(sinceEpoch() - w)
+			}
+		},
 		PutIdleConn: func(err error) {
 			rt.mu.Lock()
 			r := rt.rec
