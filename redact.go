@@ -1,18 +1,31 @@
 package connscope
 
 import (
-	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
 
-// DefaultSecretKeys are the substrings that make a query key (or header
-// name) secret-looking, compared without regard to case.
-var DefaultSecretKeys = []string{
+// DefaultSecretKeys returns the substrings that make a query key (or
+// header name) secret-looking, compared without regard to case: the list
+// Redaction uses when its SecretKeys is nil. The result is a copy.
+func DefaultSecretKeys() []string { return slices.Clone(defaultSecretKeys) }
+
+var defaultSecretKeys = []string{
 	"token", "key", "secret", "password", "passwd", "pwd", "signature", "sig",
 	"auth", "credential", "session", "jwt", "code",
 }
+
+// defaultKeysByFirst groups defaultSecretKeys by their first byte, so
+// that one pass over a name finds any of them: IsSecret runs for every
+// query key of every traced request.
+var defaultKeysByFirst = func() (t [utf8.RuneSelf][]string) {
+	for _, k := range defaultSecretKeys {
+		t[k[0]] = append(t[k[0]], k) // all lower-case ASCII, none empty
+	}
+	return t
+}()
 
 // Redacted replaces secret values in events.
 const Redacted = "REDACTED"
@@ -21,7 +34,7 @@ const Redacted = "REDACTED"
 // is safe: userinfo is dropped and the values of secret-looking query keys
 // are replaced by "REDACTED".
 type Redaction struct {
-	// SecretKeys replaces DefaultSecretKeys when not nil.
+	// SecretKeys replaces DefaultSecretKeys() when not nil.
 	SecretKeys []string
 	// OmitQuery leaves the query out of targets entirely.
 	OmitQuery bool
@@ -31,7 +44,7 @@ func (rd Redaction) keys() []string {
 	if rd.SecretKeys != nil {
 		return rd.SecretKeys
 	}
-	return DefaultSecretKeys
+	return defaultSecretKeys
 }
 
 // IsSecret reports whether a query key or header name looks secret.
@@ -48,7 +61,17 @@ func (rd Redaction) IsSecret(name string) bool {
 	case "authorization", "proxy-authorization", "cookie", "set-cookie":
 		return true // always, whatever SecretKeys says
 	}
-	for _, k := range rd.keys() {
+	if rd.SecretKeys == nil {
+		for i, c := range lower {
+			for _, k := range defaultKeysByFirst[c] {
+				if len(k) <= len(lower)-i && string(lower[i:i+len(k)]) == k {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	for _, k := range rd.SecretKeys {
 		if containsLowerASCII(lower, k) {
 			return true
 		}
@@ -128,20 +151,15 @@ func (rd Redaction) Target(method string, u *url.URL) string {
 		b.WriteString(u.Scheme)
 		b.WriteString("://")
 	}
-	host := u.Host
-	if u.Port() == "" && host != "" {
-		port := ""
+	b.WriteString(strings.TrimSuffix(u.Host, ":")) // an IPv6 host keeps its brackets
+	if u.Port() == "" && u.Host != "" {
 		switch u.Scheme {
 		case "http", "ws":
-			port = "80"
+			b.WriteString(":80")
 		case "https", "wss":
-			port = "443"
-		}
-		if port != "" {
-			host = net.JoinHostPort(u.Hostname(), port)
+			b.WriteString(":443")
 		}
 	}
-	b.WriteString(host)
 	if u.Opaque != "" {
 		b.WriteString(u.Opaque)
 	} else {

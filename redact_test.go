@@ -118,3 +118,24 @@ func TestRedactionAllocs(t *testing.T) {
 		}
 	}
 }
+
+// The default keys take a precomputed path; it must answer exactly as the
+// general one given the same keys, and DefaultSecretKeys must hand out a
+// copy that cannot change it.
+func TestRedactionDefaultKeysPath(t *testing.T) {
+	DefaultSecretKeys()[0] = "page"
+	general := Redaction{SecretKeys: DefaultSecretKeys()}
+	names := []string{"page", "token", "X-Api-Key", "PASSWD", "sigma", "sort", "authority", "zipcode", "q", "",
+		"access_token", "Session-Id", "monkey", "jwt", "ab", "xcredentialx", "Secret", "pw", "pwd", "SIG"}
+	for _, k := range DefaultSecretKeys() {
+		names = append(names, k, strings.ToUpper(k), "x"+k+"x", k[:len(k)-1])
+	}
+	for _, name := range names {
+		if got, want := (Redaction{}).IsSecret(name), general.IsSecret(name); got != want {
+			t.Errorf("IsSecret(%q) = %v with the default keys, %v with them given", name, got, want)
+		}
+	}
+	if (Redaction{}).IsSecret("page") {
+		t.Error("changing DefaultSecretKeys()'s result changed the defaults")
+	}
+}

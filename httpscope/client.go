@@ -97,7 +97,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if spy == nil {
 		return t.base.RoundTrip(req)
 	}
-	rt := &reqTrace{spy: spy, target: spy.Redaction.Target(req.Method, req.URL), start: time.Now()}
+	rt := &reqTrace{spy: spy, target: spy.Redaction.Target(req.Method, req.URL), start: sinceEpoch()}
 	if len(t.opts.LogHeaders) > 0 {
 		rt.headers = copyHeaders(spy, req.Header, t.opts.LogHeaders)
 	}
@@ -105,13 +105,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx = connscope.ContextWithTarget(ctx, rt.target)
 	resp, err := t.base.RoundTrip(req.WithContext(ctx))
 	now := time.Now() // one clock read for the event's time and the duration
+	took := time.Duration(int64(now.Sub(epoch)) - rt.start)
 	rt.mu.Lock()
 	r, seq := rt.rec, rt.seq
 	rt.mu.Unlock()
 	ttfb := time.Duration(rt.ttfb.Load())
 	if err != nil {
 		spy.Emit(connscope.Event{Time: now, Message: connscope.MsgRequestError, Conn: r, Target: rt.target, Request: seq,
-			Headers: rt.headers, Duration: now.Sub(rt.start), Op: "request", Err: err})
+			Headers: rt.headers, Duration: took, Op: "request", Err: err})
 		if r != nil {
 			r.EndRequest()
 		}
@@ -119,7 +120,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp.Request = req // as if the trace had not been there
 	spy.Emit(connscope.Event{Time: now, Message: connscope.MsgResponse, Conn: r, Target: rt.target, Request: seq,
-		Status: resp.StatusCode, Protocol: resp.Proto, Headers: rt.headers, TTFB: ttfb, Duration: now.Sub(rt.start)})
+		Status: resp.StatusCode, Protocol: resp.Proto, Headers: rt.headers, TTFB: ttfb, Duration: took})
 	rt.mu.Lock()
 	rt.responded = true
 	idle := rt.idlePending
@@ -150,12 +151,12 @@ type reqTrace struct {
 	spy     *connscope.Spy
 	target  string
 	headers []connscope.Header
-	start   time.Time
+	start   int64 // ns since epoch
 
 	mu       sync.Mutex
 	rec      *connscope.Record
 	seq      uint64
-	tlsStart time.Time
+	tlsStart int64 // ns since epoch
 	tlsTook  time.Duration
 
 	// Set by the transport's read and write loops without the mutex.
@@ -195,12 +196,12 @@ func (rt *reqTrace) clientTrace(https bool) *httptrace.ClientTrace {
 	if https { // each hook is an allocation: only what the request can use
 		ct.TLSHandshakeStart = func() {
 			rt.mu.Lock()
-			rt.tlsStart = time.Now()
+			rt.tlsStart = sinceEpoch()
 			rt.mu.Unlock()
 		}
 		ct.TLSHandshakeDone = func(tls.ConnectionState, error) {
 			rt.mu.Lock()
-			rt.tlsTook = time.Since(rt.tlsStart)
+			rt.tlsTook = time.Duration(sinceEpoch() - rt.tlsStart)
 			rt.mu.Unlock()
 		}
 	}
