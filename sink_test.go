@@ -264,6 +264,50 @@ func TestWriterSinkBlockedWriter(t *testing.T) {
 	}
 }
 
+// TestWriterSinkOrderAcrossChunks: events that fill many chunks while
+// the writer's goroutine runs (or not) come out complete and in order,
+// from several goroutines at once, each goroutine's own in its order.
+func TestWriterSinkOrderAcrossChunks(t *testing.T) {
+	w := newMemWriter()
+	s := NewJSONSink(w, &WriterOptions{FlushBytes: 300, FlushInterval: time.Millisecond})
+	const goroutines, each = 4, 500
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				e := testEvent(MsgResponse)
+				e.Status = 100 + g // which goroutine
+				e.Request = uint64(i + 1)
+				s.Emit(e)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	lines := w.lines()
+	if len(lines) != goroutines*each || s.Written() != goroutines*each || s.Dropped() != 0 {
+		t.Fatalf("%d lines, Written %d, Dropped %d; want %d, %d, 0", len(lines), s.Written(), s.Dropped(), goroutines*each, goroutines*each)
+	}
+	next := make(map[int]uint64)
+	for _, line := range lines {
+		var v struct {
+			Status  int    `json:"status"`
+			Request uint64 `json:"request"`
+		}
+		if err := json.Unmarshal([]byte(line), &v); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		if want := next[v.Status] + 1; v.Request != want {
+			t.Fatalf("goroutine %d: request %d after %d: out of order", v.Status-100, v.Request, next[v.Status])
+		}
+		next[v.Status] = v.Request
+	}
+}
+
 // TestSlogSink: events reach a slog JSON handler with the JSON format's
 // field names; the logger's level filters them.
 func TestSlogSink(t *testing.T) {
