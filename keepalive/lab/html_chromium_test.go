@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html"
 	"image/png"
 	"os"
 	"os/exec"
@@ -26,9 +27,10 @@ const chromiumShotEnv = "CONNSCOPE_CHROMIUM_SCREENSHOT"
 
 // TestHTMLReportChromium renders a hand-built report with WriteHTMLFile and
 // loads it in a real headless Chromium: the DOM after load must hold the
-// chart and every scenario, and the screenshot must show the grey expected
-// bars and the blue measured bars. Needs a chromium binary; no root, no
-// namespaces.
+// chart and every scenario, the screenshot must show the grey expected bars
+// and the blue measured bars, and in a 1000 px window (and a wider one) the
+// page must not scroll sideways nor cut any chart text. Needs a chromium
+// binary; no root, no namespaces.
 func TestHTMLReportChromium(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a headless Chromium; skipped under -short")
@@ -87,6 +89,9 @@ func TestHTMLReportChromium(t *testing.T) {
 	}
 	checkDOM(t, string(dom), rep)
 	checkScreenshot(t, shot)
+	for _, width := range []int{1000, 1600} {
+		checkLayout(t, bin, headless, page, width)
+	}
 }
 
 // chromiumReport has a scenario detected by both sides, one detected fast by
@@ -229,6 +234,13 @@ func checkDOM(t *testing.T, dom string, rep *Report) {
 	if n, want := strings.Count(dom, `class="meas"`)+strings.Count(dom, `class="none"`), 6; n != want {
 		t.Errorf("DOM has %d measured bars, want %d (3 run scenarios × 2 sides)", n, want)
 	}
+	// The notice must end its sentence, not run into the legend after it.
+	notice := html.EscapeString(rep.Notice)
+	if i := strings.Index(dom, notice); i < 0 {
+		t.Errorf("DOM does not hold the notice %q", rep.Notice)
+	} else if rest := dom[i+len(notice):]; !strings.HasPrefix(rest, ".") && !strings.HasPrefix(rest, "<") {
+		t.Errorf("the notice runs into what follows it: %q", tail([]byte(dom[:i+len(notice)+20]), 80))
+	}
 	for _, r := range rep.Results {
 		if !strings.Contains(dom, r.Scenario) {
 			t.Errorf("DOM does not mention scenario %q", r.Scenario)
@@ -236,6 +248,98 @@ func checkDOM(t *testing.T, dom string, rep *Report) {
 		if r.Skipped == "" && !strings.Contains(dom, r.Scenario+" · client") {
 			t.Errorf("DOM has no chart label for %q", r.Scenario+" · client")
 		}
+	}
+}
+
+// layoutProbe runs at the end of the page, once it is laid out, and writes
+// what it finds into a hidden <pre> that --dump-dom then shows: the window
+// and page widths, the SVG text elements it saw, and one line per problem.
+const layoutProbe = `<script>(function () {
+  var out = [], de = document.documentElement, texts = 0;
+  out.push("viewport " + window.innerWidth + " " + de.clientWidth + " " + de.scrollWidth);
+  document.querySelectorAll("svg").forEach(function (svg) {
+    var s = svg.getBoundingClientRect();
+    svg.querySelectorAll("text").forEach(function (t) {
+      var r = t.getBoundingClientRect();
+      texts++;
+      if (r.left < s.left - 0.5 || r.right > s.right + 0.5 || r.top < s.top - 0.5 || r.bottom > s.bottom + 0.5) {
+        out.push("text outside its svg: " + JSON.stringify(t.textContent) + " at x " + Math.round(r.left) + ".." +
+          Math.round(r.right) + ", svg x " + Math.round(s.left) + ".." + Math.round(s.right));
+      }
+      if (r.left < 0 || r.right > de.clientWidth + 0.5) {
+        out.push("text outside the window: " + JSON.stringify(t.textContent) + " at x " + Math.round(r.left) + ".." +
+          Math.round(r.right) + ", window 0.." + de.clientWidth);
+      }
+    });
+  });
+  out.push("texts " + texts);
+  document.querySelectorAll("body *").forEach(function (e) {
+    var o = getComputedStyle(e).overflowX;
+    if (o != "visible" && e.scrollWidth > e.clientWidth + 1) {
+      out.push("box scrolls sideways: <" + e.tagName.toLowerCase() + "> " + e.scrollWidth + " > " + e.clientWidth + " px");
+    }
+  });
+  var p = document.createElement("pre");
+  p.id = "layout-probe";
+  p.hidden = true;
+  p.textContent = out.join("\n");
+  document.body.appendChild(p);
+})();</script>`
+
+// checkLayout loads a copy of the page with layoutProbe in a window width px
+// wide: the page must not be wider than the window, no SVG text may lie
+// outside its SVG or the window, and no box (such as a <pre>) may scroll
+// sideways.
+func checkLayout(t *testing.T, bin, headless, page string, width int) {
+	t.Helper()
+	b, err := os.ReadFile(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.LastIndex(b, []byte("</body>"))
+	if i < 0 {
+		t.Fatalf("%s has no </body>", page)
+	}
+	probed := filepath.Join(filepath.Dir(page), fmt.Sprintf("layout-%d.html", width))
+	b = append(append(append([]byte(nil), b[:i]...), layoutProbe...), b[i:]...)
+	if err := os.WriteFile(probed, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dom, stderr, err := runChromium(t, bin, filepath.Join(filepath.Dir(page), fmt.Sprintf("profile-layout-%d", width)),
+		headless, "--dump-dom", fmt.Sprintf("--window-size=%d,800", width), "file://"+probed)
+	if err != nil {
+		t.Fatalf("chromium %s --dump-dom at %d px: %v\n%s", headless, width, err, tail(stderr, 2000))
+	}
+	const open, end = `<pre id="layout-probe" hidden="">`, "</pre>"
+	d := string(dom)
+	j := strings.Index(d, open)
+	if j < 0 {
+		t.Fatalf("at %d px the layout probe left no result; DOM:\n%s", width, tail(dom, 2000))
+	}
+	d = d[j+len(open):]
+	d = html.UnescapeString(d[:max(0, strings.Index(d, end))])
+	t.Logf("layout at %d px:\n%s", width, d)
+	var inner, client, scroll, texts int
+	for _, line := range strings.Split(d, "\n") {
+		switch {
+		case strings.HasPrefix(line, "viewport "):
+			fmt.Sscanf(line, "viewport %d %d %d", &inner, &client, &scroll)
+		case strings.HasPrefix(line, "texts "):
+			fmt.Sscanf(line, "texts %d", &texts)
+		default:
+			t.Errorf("at %d px: %s", width, line)
+		}
+	}
+	// Chromium must have honoured --window-size, or the checks prove nothing.
+	if inner != width {
+		t.Errorf("window is %d px wide, want %d", inner, width)
+	}
+	if client <= 0 || scroll > client {
+		t.Errorf("at %d px the page is %d px wide in a %d px viewport: it scrolls sideways", width, scroll, client)
+	}
+	// A label, an expected and a measured text per side, 3 scenarios × 2 sides.
+	if texts < 18 {
+		t.Errorf("at %d px the probe saw %d SVG texts, want at least 18", width, texts)
 	}
 }
 
