@@ -119,8 +119,13 @@ func (s *WriterSink) newChunk() []byte {
 		s.free = s.free[:n-1]
 		return b
 	}
-	return make([]byte, 0, s.opts.FlushBytes+4096)
+	return make([]byte, 0, s.chunkCap())
 }
+
+// chunkCap is a chunk's size: FlushBytes plus room for the event that
+// takes it past, but no more than twice FlushBytes, so that a small
+// FlushBytes does not mean mostly empty chunks.
+func (s *WriterSink) chunkCap() int { return s.opts.FlushBytes + min(4096, s.opts.FlushBytes) }
 
 // encode appends e's line to b. A method, not a func field: a call
 // through a func value would make every event escape to the heap.
@@ -151,6 +156,9 @@ func (s *WriterSink) Emit(e *Event) {
 	s.curEvents++
 	full := len(s.cur) >= s.opts.FlushBytes
 	if full {
+		// A queued chunk holds its whole allocation until written: count
+		// its unused room too, so MaxPending bounds the memory held.
+		s.pending += cap(s.cur) - len(s.cur)
 		s.ready = append(s.ready, chunk{s.cur, s.curEvents})
 		s.cur, s.curEvents = s.newChunk(), 0
 	}
@@ -228,7 +236,7 @@ func (s *WriterSink) flush() error {
 // recycle keeps b for reuse unless a huge event made it grow, or enough
 // are kept already.
 func (s *WriterSink) recycle(b []byte) {
-	if cap(b) > 2*(s.opts.FlushBytes+4096) {
+	if cap(b) > 2*s.chunkCap() {
 		return
 	}
 	s.mu.Lock()

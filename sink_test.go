@@ -308,6 +308,43 @@ func TestWriterSinkOrderAcrossChunks(t *testing.T) {
 	}
 }
 
+// TestWriterSinkMaxPendingBoundsMemory: with the writer blocked, the
+// chunks held waiting for it stay within MaxPending, whatever FlushBytes
+// (a queued chunk keeps its whole allocation, not just the bytes in it).
+func TestWriterSinkMaxPendingBoundsMemory(t *testing.T) {
+	const maxPending = 256 << 10
+	for _, flushBytes := range []int{1, 256, 4096, 64 << 10} {
+		w := &blockingWriter{release: make(chan struct{}), entered: make(chan struct{})}
+		s := NewJSONSink(w, &WriterOptions{FlushBytes: flushBytes, MaxPending: maxPending,
+			FlushInterval: time.Millisecond, CloseTimeout: 10 * time.Millisecond})
+		s.Emit(testEvent(MsgConnect))
+		select {
+		case <-w.entered:
+		case <-time.After(testTimeout):
+			t.Fatal("the sink never wrote")
+		}
+		for range 5000 { // ~1 MB of events: past MaxPending
+			s.Emit(testEvent(MsgConnect))
+		}
+		s.mu.Lock()
+		held := cap(s.cur)
+		for _, c := range s.ready {
+			held += cap(c.b)
+		}
+		s.mu.Unlock()
+		// MaxPending, plus the current chunk's room and one event.
+		if limit := maxPending + 2*flushBytes + 4096; held > limit {
+			t.Errorf("FlushBytes %d: %d bytes held waiting for a blocked writer, MaxPending %d", flushBytes, held, maxPending)
+		}
+		if s.Dropped() == 0 {
+			t.Errorf("FlushBytes %d: nothing dropped past MaxPending", flushBytes)
+		}
+		s.Close()
+		close(w.release)
+		<-s.done
+	}
+}
+
 // TestSlogSink: events reach a slog JSON handler with the JSON format's
 // field names; the logger's level filters them.
 func TestSlogSink(t *testing.T) {
