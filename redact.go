@@ -1,6 +1,7 @@
 package connscope
 
 import (
+	"net"
 	"net/url"
 	"slices"
 	"strings"
@@ -116,7 +117,18 @@ func (rd Redaction) isSecretFold(name string) bool {
 		return true
 	}
 	for _, k := range rd.keys() {
-		if strings.Contains(lower, strings.ToLower(k)) {
+		// Both foldings: ToLower maps U+212A KELVIN SIGN to k, EqualFold
+		// matches Σ with final ς and µ with μ; either one makes it secret.
+		if strings.Contains(lower, strings.ToLower(k)) || containsFold(name, k) {
+			return true
+		}
+	}
+	return false
+}
+
+func containsFold(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
 			return true
 		}
 	}
@@ -151,14 +163,30 @@ func (rd Redaction) Target(method string, u *url.URL) string {
 		b.WriteString(u.Scheme)
 		b.WriteString("://")
 	}
-	b.WriteString(strings.TrimSuffix(u.Host, ":")) // an IPv6 host keeps its brackets
+	port := ""
 	if u.Port() == "" && u.Host != "" {
 		switch u.Scheme {
 		case "http", "ws":
-			b.WriteString(":80")
+			port = "80"
 		case "https", "wss":
-			b.WriteString(":443")
+			port = "443"
 		}
+	}
+	switch host := strings.TrimSuffix(u.Host, ":"); {
+	case port == "":
+		b.WriteString(u.Host)
+	case !strings.Contains(host, ":") || host[0] == '[' && host[len(host)-1] == ']':
+		// What url.Parse gives: a name, an IPv4 address or a bracketed
+		// IPv6 one. Written as is, without net.JoinHostPort's allocation.
+		b.WriteString(host)
+		b.WriteByte(':')
+		b.WriteString(port)
+	default: // a host set by hand, such as an unbracketed "fe80::"
+		h := u.Hostname()
+		if net.ParseIP(u.Host) != nil {
+			h = u.Host // the colons are the address's, none is a port's
+		}
+		b.WriteString(net.JoinHostPort(h, port))
 	}
 	if u.Opaque != "" {
 		b.WriteString(u.Opaque)

@@ -54,6 +54,17 @@ func TestRedactionTarget(t *testing.T) {
 			}
 		})
 	}
+	// Hosts a program set by hand, which url.Parse never gives: the port
+	// is still added unambiguously.
+	for _, tc := range []struct{ host, want string }{
+		{"fe80::", "GET http://[fe80::]:80/"},
+		{"h:", "GET http://h:80/"},
+		{"[::1]:", "GET http://[::1]:80/"},
+	} {
+		if got := (Redaction{}).Target("GET", &url.URL{Scheme: "http", Host: tc.host, Path: "/"}); got != tc.want {
+			t.Errorf("Target with Host %q = %q, want %q", tc.host, got, tc.want)
+		}
+	}
 	if got := (Redaction{}).Target("GET", nil); got != "GET" {
 		t.Errorf("Target with nil URL = %q", got)
 	}
@@ -88,6 +99,11 @@ func TestRedactionIsSecret(t *testing.T) {
 		{Redaction{}, "Ümlaut", false},
 		{Redaction{}, "\u212aey", true}, // KELVIN SIGN folds to k: "key"
 		{Redaction{}, "PAGE", false},
+		// Custom keys that are not ASCII: either case folding makes a match.
+		{Redaction{SecretKeys: []string{"κωδικος"}}, "ΚΩΔΙΚΟΣ", true},
+		{Redaction{SecretKeys: []string{"κωδικος"}}, "x-κωδικοσ", true},
+		{Redaction{SecretKeys: []string{"µ-token"}}, "μ-token", true}, // MICRO SIGN vs GREEK MU
+		{Redaction{SecretKeys: []string{"ϰey"}}, "κey", true},
 	} {
 		if got := tc.rd.IsSecret(tc.name); got != tc.want {
 			t.Errorf("%+v.IsSecret(%q) = %v, want %v", tc.rd, tc.name, got, tc.want)
