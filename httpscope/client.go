@@ -209,6 +209,10 @@ func (rt *reqTrace) clientTrace(https bool) *httptrace.ClientTrace {
 }
 
 func (rt *reqTrace) gotConn(info httptrace.GotConnInfo) {
+	// A retry gets a connection again, before its own write: forget the
+	// failed attempt's times.
+	rt.wrote.Store(0)
+	rt.ttfb.Store(0)
 	r := connscope.RecordOf(info.Conn)
 	if r == nil {
 		return // dialed by a DialTLSContext we do not wrap

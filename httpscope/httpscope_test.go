@@ -38,6 +38,7 @@ type ev struct {
 	Proto    string
 	TLS      string
 	Idle     time.Duration
+	TTFB     time.Duration
 	ClosedBy string
 	Op       string
 	Err      error
@@ -50,7 +51,7 @@ type memSink struct {
 
 func (s *memSink) Emit(e *connscope.Event) {
 	c := ev{Msg: e.Message, ID: e.ID, Target: e.Target, Request: e.Request, Status: e.Status, Proto: e.Protocol,
-		TLS: e.TLS, Idle: e.Idle, ClosedBy: e.ClosedBy, Op: e.Op, Err: e.Err}
+		TLS: e.TLS, Idle: e.Idle, TTFB: e.TTFB, ClosedBy: e.ClosedBy, Op: e.Op, Err: e.Err}
 	if e.Conn != nil {
 		c.ID, c.Side = e.Conn.ID(), e.Conn.Side()
 	}
@@ -568,5 +569,78 @@ func TestContextTraceStillCalled(t *testing.T) {
 	resp.Body.Close()
 	if !gotConn || !dnsOrConnect {
 		t.Errorf("caller's trace: GotConn %v, ConnectDone %v; want both called", gotConn, dnsOrConnect)
+	}
+}
+
+// TestTTFBOfRetriedRequest: when the transport retries a request on a new
+// connection (the reused one died before answering), the TTFB is the
+// retry's, not measured from the failed attempt's write. Here the retry's
+// answer comes before its body is written, so it has no TTFB at all.
+func TestTTFBOfRetriedRequest(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	const hang = 300 * time.Millisecond
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c1, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		br := bufio.NewReader(c1)
+		if r, err := http.ReadRequest(br); err == nil {
+			io.Copy(io.Discard, r.Body)
+			io.WriteString(c1, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+		if r, err := http.ReadRequest(br); err == nil { // the second request's first attempt
+			io.Copy(io.Discard, r.Body)
+		}
+		time.Sleep(hang)
+		c1.Close() // without answering: the transport retries on a new connection
+		c2, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c2.Close()
+		r, err := http.ReadRequest(bufio.NewReader(c2))
+		if err != nil {
+			return
+		}
+		io.WriteString(c2, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok") // before reading the body
+		io.Copy(io.Discard, r.Body)
+	}()
+	sink := &memSink{}
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: httpscope.WrapTransport(&connscope.Spy{Sink: sink}, tr, nil), Timeout: 30 * time.Second}
+	url := "http://" + ln.Addr().String() + "/"
+	get(t, c, url).Body.Close()
+	// A replayable body larger than the socket buffers: the retry cannot
+	// finish writing it before the answer comes.
+	req, err := http.NewRequest("GET", url, bytes.NewReader(make([]byte, 32<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	<-done
+	var ttfbs []time.Duration
+	for _, e := range sink.events(connscope.Client) {
+		if e.Msg == connscope.MsgResponse {
+			ttfbs = append(ttfbs, e.TTFB)
+		}
+	}
+	if len(ttfbs) != 2 {
+		t.Fatalf("%d responses, want 2", len(ttfbs))
+	}
+	if ttfbs[1] >= hang {
+		t.Errorf("retried request: TTFB %v counts the failed attempt (the server hung %v before closing it)", ttfbs[1], hang)
 	}
 }
