@@ -250,7 +250,9 @@ func (s *WriterSink) recycle(b []byte) {
 // was slow, or were in a write that failed, or came after Close.
 func (s *WriterSink) Dropped() uint64 { return s.dropped.Load() }
 
-// Written returns how many events were written.
+// Written returns how many emitted events were written (the sink's own
+// "Events Dropped" lines are not counted), so that Written + Dropped is
+// what was emitted once the sink is closed.
 func (s *WriterSink) Written() uint64 { return s.written.Load() }
 
 // Err returns the last error the writer returned, or nil.

@@ -195,6 +195,11 @@ func TestWriterSinkRecovers(t *testing.T) {
 	if got := w.lines(); len(got) != 3 {
 		t.Errorf("after one more event: %d lines, want 3", len(got))
 	}
+	// Every emitted event is either written or dropped, once; the report
+	// line is the sink's own, in neither.
+	if s.Written() != 2 || s.Dropped() != 3 {
+		t.Errorf("Written %d, Dropped %d; want 2 and 3 for 5 emitted", s.Written(), s.Dropped())
+	}
 }
 
 // blockingWriter blocks every Write until release is closed.
