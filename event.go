@@ -82,7 +82,7 @@ type Event struct {
 	DNS      time.Duration // name resolution
 	Connect  time.Duration // TCP connect
 	TLSTime  time.Duration // TLS handshake
-	TTFB     time.Duration // request written to first response byte
+	TTFB     time.Duration // request written to first response byte (0 if the answer came first)
 	Idle     time.Duration // time the connection sat idle before this reuse
 	Duration time.Duration // request duration, or connection age at close
 
