@@ -168,6 +168,9 @@ func TestDemoBadInput(t *testing.T) {
 			if out.Len() != 0 {
 				t.Errorf("usage error printed to stdout: %q", out.String())
 			}
+			if strings.Contains(errOut.String(), "connscope: connscope") {
+				t.Errorf("stderr %q names the program twice", errOut.String())
+			}
 		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -38,7 +39,11 @@ func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintf(stderr, "connscope: %v\n", err)
+	if msg := err.Error(); strings.HasPrefix(msg, "connscope") {
+		fmt.Fprintln(stderr, msg) // already names the command: "connscope demo: ..."
+	} else {
+		fmt.Fprintf(stderr, "connscope: %s\n", msg)
+	}
 	var ue usageError
 	if errors.As(err, &ue) {
 		fmt.Fprintln(stderr, "Run 'connscope --help' for usage.")
