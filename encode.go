@@ -17,7 +17,7 @@ func (e *Event) AppendJSON(b []byte) []byte {
 	r := e.Conn
 	var head *jsonHead
 	if r != nil {
-		head = r.appendJSONHead(e.Producer)
+		head = r.jsonHeadFor(e.Producer)
 		b = append(b, head.head...)
 	} else {
 		b = appendJSONHeadOf(b, e.ID, e.Producer, endpoint{port: -1}, endpoint{port: -1})
@@ -179,10 +179,10 @@ type jsonHead struct {
 	head, side []byte
 }
 
-// appendJSONHead returns r's cached head for producer, building it on the
+// jsonHeadFor returns r's cached head for producer, building it on the
 // connection's first event. Every event of a Spy has the same producer,
 // so the cache holds; an event with another one gets a head of its own.
-func (r *Record) appendJSONHead(producer string) *jsonHead {
+func (r *Record) jsonHeadFor(producer string) *jsonHead {
 	if h := r.jsonHead.Load(); h != nil && h.producer == producer {
 		return h
 	}

@@ -126,7 +126,7 @@ type Record struct {
 	idleNs       atomic.Int64 // when the connection last went idle
 	lastErr      atomic.Pointer[errorRecord]
 	target       atomic.Pointer[string]
-	jsonHead     atomic.Pointer[jsonHead] // see appendJSONHead
+	jsonHead     atomic.Pointer[jsonHead] // see jsonHeadFor
 }
 
 type errorRecord struct {

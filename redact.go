@@ -73,30 +73,7 @@ func (rd Redaction) IsSecret(name string) bool {
 		return false
 	}
 	for _, k := range rd.SecretKeys {
-		if containsLowerASCII(lower, k) {
-			return true
-		}
-	}
-	return false
-}
-
-// containsLowerASCII reports whether s, in lower case, contains sub with
-// its ASCII letters folded to lower case. A plain loop: names and keys are
-// a few bytes, too short for strings.Contains to pay off.
-func containsLowerASCII(s []byte, sub string) bool {
-	if len(sub) == 0 {
-		return true
-	}
-	c0 := lowerByte(sub[0])
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i] != c0 {
-			continue
-		}
-		j := 1
-		for j < len(sub) && s[i+j] == lowerByte(sub[j]) {
-			j++
-		}
-		if j == len(sub) {
+		if containsFold(name, k) {
 			return true
 		}
 	}
