@@ -357,12 +357,38 @@ var jsonSafe = func() (t [256]bool) {
 	return t
 }()
 
+// plainUntil returns the first index at or after i where fewer than
+// eight bytes remain or a word of eight holds a byte that is not
+// jsonSafe: below 0x20, at or above 0x80, '"' or '\\'. Targets and
+// messages are mostly plain ASCII, and this skips it a word at a time.
+// (The byte tests are the classic "has a byte less than n" and "has a
+// zero byte" word tricks: exact over the word, which is all this needs.)
+func plainUntil(s string, i int) int {
+	const (
+		ones  = 0x0101010101010101
+		highs = 0x8080808080808080
+	)
+	for ; i+8 <= len(s); i += 8 {
+		w := s[i : i+8]
+		x := uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
+			uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
+		q, bs := x^('"'*ones), x^('\\'*ones)
+		control := (x - 0x20*ones) & ^x
+		quote := (q - ones) & ^q
+		backslash := (bs - ones) & ^bs
+		if (x|control|quote|backslash)&highs != 0 {
+			break
+		}
+	}
+	return i
+}
+
 // appendJSONString appends s as a JSON string. Invalid UTF-8 becomes
 // U+FFFD, so the output is valid JSON for any input bytes.
 func appendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
-	for i := 0; i < len(s); {
+	for i := plainUntil(s, 0); i < len(s); {
 		c := s[i]
 		if jsonSafe[c] {
 			i++
@@ -384,6 +410,7 @@ func appendJSONString(b []byte, s string) []byte {
 			}
 			i++
 			start = i
+			i = plainUntil(s, i)
 			continue
 		}
 		r, size := utf8.DecodeRuneInString(s[i:])
@@ -392,6 +419,7 @@ func appendJSONString(b []byte, s string) []byte {
 			b = append(b, `\ufffd`...)
 			i++
 			start = i
+			i = plainUntil(s, i)
 			continue
 		}
 		// U+2028 and U+2029 are valid JSON but break JavaScript parsers.
@@ -400,9 +428,11 @@ func appendJSONString(b []byte, s string) []byte {
 			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
 			i += size
 			start = i
+			i = plainUntil(s, i)
 			continue
 		}
 		i += size
+		i = plainUntil(s, i)
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')

@@ -129,3 +129,38 @@ func TestAppendMs(t *testing.T) {
 		check(time.Duration(rng.Int64N(1<<50)) - 1<<49)
 	}
 }
+
+// TestJSONStringEveryByteAtEveryOffset: appendJSONString skips plain ASCII
+// a word at a time; every byte value, at every offset of strings a few
+// words long, must still be escaped exactly when it is not plain, and
+// decode back. A multi-byte rune straddling a word boundary too.
+func TestJSONStringEveryByteAtEveryOffset(t *testing.T) {
+	for _, n := range []int{1, 7, 8, 9, 16, 17, 25} {
+		for pos := range n {
+			for c := range 256 {
+				b := []byte(strings.Repeat("a", n))
+				b[pos] = byte(c)
+				s := string(b)
+				got := string(appendJSONString(nil, s))
+				var back string
+				if err := json.Unmarshal([]byte(got), &back); err != nil {
+					t.Fatalf("%q: %q is not a JSON string: %v", s, got, err)
+				}
+				if back != fixUTF8(s) {
+					t.Fatalf("%q: decodes to %q", s, back)
+				}
+				if plain := jsonSafe[c]; plain != (got == `"`+s+`"`) {
+					t.Fatalf("byte %#x at %d of %d: got %s, plain=%v", c, pos, n, got, plain)
+				}
+			}
+		}
+	}
+	for pos := range 24 {
+		s := strings.Repeat("a", pos) + "é\u2028😀" + strings.Repeat("b", 9)
+		got := string(appendJSONString(nil, s))
+		want := `"` + strings.Repeat("a", pos) + `é\u2028😀` + strings.Repeat("b", 9) + `"`
+		if got != want {
+			t.Errorf("runes at %d: got %s, want %s", pos, got, want)
+		}
+	}
+}
