@@ -75,7 +75,15 @@ func instrumentDial(spy *connscope.Spy, t *http.Transport) (undo func()) {
 		dial := t.Dial
 		base = func(_ context.Context, network, addr string) (net.Conn, error) { return dial(network, addr) }
 	}
-	t.DialContext = spy.WrapDial(base)
+	dial := spy.WrapDial(base)
+	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		// Name the request the dial is for in "Socket Connect". Only here,
+		// not on every request: most requests reuse a connection.
+		if rt, ok := ctx.Value(reqTraceKey{}).(*reqTrace); ok && connscope.TargetFromContext(ctx) == "" {
+			ctx = connscope.ContextWithTarget(ctx, rt.target)
+		}
+		return dial(ctx, network, addr)
+	}
 	return func() { t.DialContext, t.ForceAttemptHTTP2 = oldDial, oldForce }
 }
 
@@ -101,9 +109,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if len(t.opts.LogHeaders) > 0 {
 		rt.headers = copyHeaders(spy, req.Header, t.opts.LogHeaders)
 	}
-	ctx := httptrace.WithClientTrace(req.Context(), rt.clientTrace(req.URL.Scheme == "https"))
-	ctx = connscope.ContextWithTarget(ctx, rt.target)
-	resp, err := t.base.RoundTrip(req.WithContext(ctx))
+	rt.setHooks(req.URL.Scheme == "https")
+	rt.Context = req.Context()
+	if key := clientTraceKey(); key == nil || httptrace.ContextClientTrace(rt.Context) != nil {
+		// The caller traces too: httptrace composes the caller's hooks
+		// into rt.ct, which Value then hands out as before.
+		rt.Context = httptrace.WithClientTrace(rt.Context, &rt.ct)
+	}
+	resp, err := t.base.RoundTrip(req.WithContext(rt))
 	now := time.Now() // one clock read for the event's time and the duration
 	took := time.Duration(int64(now.Sub(epoch)) - rt.start)
 	rt.mu.Lock()
@@ -146,12 +159,19 @@ func sinceEpoch() int64 { return int64(time.Since(epoch)) }
 
 // reqTrace is one request's view of its connection. Its hooks run on the
 // transport's goroutines, hence the mutex.
+//
+// It is also the request's context: the caller's, plus the ClientTrace
+// under httptrace's key and itself under reqTraceKey. One allocation per
+// request instead of a context.WithValue for each, and lookups in the
+// transport (it asks for the trace several times per request) stop at the
+// first link.
 type reqTrace struct {
-	ct      httptrace.ClientTrace // here, not apart: one allocation less per request
-	spy     *connscope.Spy
-	target  string
-	headers []connscope.Header
-	start   int64 // ns since epoch
+	context.Context                       // the caller's
+	ct              httptrace.ClientTrace // here, not apart: one allocation less per request
+	spy             *connscope.Spy
+	target          string
+	headers         []connscope.Header
+	start           int64 // ns since epoch
 
 	mu       sync.Mutex
 	rec      *connscope.Record
@@ -168,7 +188,37 @@ type reqTrace struct {
 	idlePending bool
 }
 
-func (rt *reqTrace) clientTrace(https bool) *httptrace.ClientTrace {
+type reqTraceKey struct{}
+
+func (rt *reqTrace) Value(key any) any {
+	if key == (reqTraceKey{}) {
+		return rt
+	}
+	if k := clientTraceKey(); k != nil && key == k {
+		return &rt.ct
+	}
+	return rt.Context.Value(key)
+}
+
+// clientTraceKey is the key httptrace.ContextClientTrace looks up, which
+// httptrace does not export: learnt by letting it look in a context that
+// notes what it is asked for. Nil if that ever stops working; RoundTrip
+// then uses httptrace.WithClientTrace.
+var clientTraceKey = sync.OnceValue(func() any {
+	var p keyProbe
+	httptrace.ContextClientTrace(&p)
+	return p.key
+})
+
+type keyProbe struct {
+	context.Context
+	key any
+}
+
+func (p *keyProbe) Value(key any) any { p.key = key; return nil }
+
+// setHooks sets the hooks of rt.ct.
+func (rt *reqTrace) setHooks(https bool) {
 	ct := &rt.ct
 	*ct = httptrace.ClientTrace{
 		GotConn:      rt.gotConn,
@@ -205,7 +255,6 @@ func (rt *reqTrace) clientTrace(https bool) *httptrace.ClientTrace {
 			rt.mu.Unlock()
 		}
 	}
-	return ct
 }
 
 func (rt *reqTrace) gotConn(info httptrace.GotConnInfo) {

@@ -3,6 +3,7 @@ package httpscope_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -553,8 +554,10 @@ func TestRequestErrors(t *testing.T) {
 }
 
 func TestContextTraceStillCalled(t *testing.T) {
-	// A trace the caller put in the request context must still run.
-	spy := &connscope.Spy{Sink: &memSink{}}
+	// A trace the caller put in the request context must still run, and
+	// the spy's own trace with it.
+	sink := &memSink{}
+	spy := &connscope.Spy{Sink: sink}
 	ts := startPlain(t, spy, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), nil)
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
@@ -569,6 +572,50 @@ func TestContextTraceStillCalled(t *testing.T) {
 	resp.Body.Close()
 	if !gotConn || !dnsOrConnect {
 		t.Errorf("caller's trace: GotConn %v, ConnectDone %v; want both called", gotConn, dnsOrConnect)
+	}
+	evs := sink.events(connscope.Client)
+	if got := messages(evs); len(got) < 3 || got[0] != connscope.MsgConnect || got[1] != connscope.MsgResponse || got[2] != connscope.MsgIdle {
+		t.Fatalf("spy's events with the caller's trace: %q", got)
+	}
+	if want := "GET " + ts.URL; evs[0].Target != want || evs[1].Target != want || evs[1].Request != 1 {
+		t.Errorf("Socket Connect target %q, response target %q request %d; want %q, 1", evs[0].Target, evs[1].Target, evs[1].Request, want)
+	}
+}
+
+// TestRequestContextPassesThrough: the traced request's context is the
+// caller's for everything but the trace: its values reach the dialer, and
+// its cancellation ends the request with the error it would have had.
+func TestRequestContextPassesThrough(t *testing.T) {
+	type key struct{}
+	spy := &connscope.Spy{Sink: &memSink{}}
+	release := make(chan struct{})
+	ts := startPlain(t, spy, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}), nil)
+	defer close(release)
+	var seen any
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		seen = ctx.Value(key{})
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: httpscope.WrapTransport(spy, tr, nil)}
+	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), key{}, "v"))
+	req, _ := http.NewRequestWithContext(ctx, "GET", ts.URL, nil)
+	time.AfterFunc(50*time.Millisecond, cancel)
+	resp, err := client.Do(req)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatal("request succeeded; want it canceled")
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("error %v, want context.Canceled", err)
+	}
+	if seen != "v" {
+		t.Errorf("the dialer saw value %v, want the caller's %q", seen, "v")
 	}
 }
 
