@@ -31,6 +31,14 @@ type WriterOptions struct {
 	// CloseTimeout bounds how long Close waits for a blocked writer
 	// (default 5s).
 	CloseTimeout time.Duration
+	// Level is the least level of the events written. Events carry slog
+	// levels: "Socket Error", "HTTP(S) Error" and "Hook Panic" are errors,
+	// "Socket Timeout" and "Events Dropped" warnings, the rest of a
+	// connection's life debug. nil writes every event, as connection-spy does;
+	// slog.LevelWarn keeps only what went wrong, and skips the encoding
+	// of the rest. The "Events Dropped" report is written whatever the
+	// level.
+	Level slog.Leveler
 }
 
 // A WriterSink encodes events into a buffer and writes them to an
@@ -138,6 +146,9 @@ func (s *WriterSink) encode(b []byte, e *Event) []byte {
 
 // Emit encodes e into the buffer; it never waits for the writer.
 func (s *WriterSink) Emit(e *Event) {
+	if l := s.opts.Level; l != nil && e.Level < l.Level() {
+		return
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()

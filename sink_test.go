@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -505,4 +507,46 @@ func jsonKeys(t *testing.T, line []byte) []string {
 		}
 	}
 	return keys
+}
+
+// TestWriterSinkLevel: WriterOptions.Level keeps the events at or above
+// it; nil keeps all of them, as connection-spy does.
+func TestWriterSinkLevel(t *testing.T) {
+	msgs := []string{MsgConnect, MsgReuse, MsgIdle, MsgTimeout, MsgError, MsgRequestError, MsgClose}
+	for _, tc := range []struct {
+		level slog.Leveler
+		want  []string
+	}{
+		{nil, msgs},
+		{slog.LevelDebug, msgs},
+		{slog.LevelInfo, []string{MsgTimeout, MsgError, MsgRequestError}},
+		{slog.LevelWarn, []string{MsgTimeout, MsgError, MsgRequestError}},
+		{slog.LevelError, []string{MsgError, MsgRequestError}},
+	} {
+		t.Run(fmt.Sprint(tc.level), func(t *testing.T) {
+			var buf bytes.Buffer
+			sink := NewJSONSink(&buf, &WriterOptions{Level: tc.level})
+			spy := &Spy{Sink: sink}
+			for _, m := range msgs {
+				spy.Emit(Event{Message: m})
+			}
+			if err := sink.Close(); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for line := range strings.Lines(buf.String()) {
+				var e struct{ Message string }
+				if err := json.Unmarshal([]byte(line), &e); err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, e.Message)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("written %q, want %q", got, tc.want)
+			}
+			if sink.Written() != uint64(len(tc.want)) || sink.Dropped() != 0 {
+				t.Errorf("Written %d, Dropped %d; want %d, 0 (filtered events are not drops)", sink.Written(), sink.Dropped(), len(tc.want))
+			}
+		})
+	}
 }
