@@ -433,10 +433,12 @@ func TestSecretsNeverLogged(t *testing.T) {
 }
 
 func TestResponseWriterKeepsInterfaces(t *testing.T) {
-	type caps struct{ flusher, hijacker, readerFrom, pusher, controller bool }
+	type caps struct{ flusher, flushError, hijacker, readerFrom, stringWriter, pusher, controller bool }
 	check := func(w http.ResponseWriter) caps {
 		var c caps
 		_, c.flusher = w.(http.Flusher)
+		_, c.flushError = w.(interface{ FlushError() error })
+		_, c.stringWriter = w.(io.StringWriter)
 		_, c.hijacker = w.(http.Hijacker)
 		_, c.readerFrom = w.(io.ReaderFrom)
 		_, c.pusher = w.(http.Pusher)
@@ -448,8 +450,8 @@ func TestResponseWriterKeepsInterfaces(t *testing.T) {
 		h2   bool
 		want caps
 	}{
-		{"HTTP/1.1", false, caps{flusher: true, hijacker: true, readerFrom: true, controller: true}},
-		{"HTTP/2", true, caps{flusher: true, pusher: true, controller: true}},
+		{"HTTP/1.1", false, caps{flusher: true, flushError: true, hijacker: true, readerFrom: true, stringWriter: true, controller: true}},
+		{"HTTP/2", true, caps{flusher: true, flushError: true, stringWriter: true, pusher: true, controller: true}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			spy := &connscope.Spy{}
@@ -689,5 +691,81 @@ func TestTTFBOfRetriedRequest(t *testing.T) {
 	}
 	if ttfbs[1] >= hang {
 		t.Errorf("retried request: TTFB %v counts the failed attempt (the server hung %v before closing it)", ttfbs[1], hang)
+	}
+}
+
+// TestServerFlushErrorReturned: http.ResponseController.Flush returns the
+// write error of a connection the client reset, through the instrumented
+// writer as without it (FlushError, not a Flush that cannot fail).
+func TestServerFlushErrorReturned(t *testing.T) {
+	for _, spied := range []bool{false, true} {
+		t.Run(fmt.Sprintf("spied=%v", spied), func(t *testing.T) {
+			got := make(chan error, 1)
+			reset := make(chan struct{})
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				<-reset
+				rc := http.NewResponseController(w)
+				buf := make([]byte, 64<<10)
+				var err error
+				for i := 0; i < 200 && err == nil; i++ { // bounded: the socket buffer fills long before
+					w.Write(buf)
+					err = rc.Flush()
+				}
+				got <- err
+			})
+			var spy *connscope.Spy
+			if spied {
+				spy = &connscope.Spy{Sink: &memSink{}}
+			}
+			ts := startPlain(t, spy, h, nil)
+			c, err := net.Dial("tcp", strings.TrimPrefix(ts.URL, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			c.(*net.TCPConn).SetLinger(0)
+			c.Close() // RST
+			time.Sleep(50 * time.Millisecond)
+			close(reset)
+			select {
+			case err = <-got:
+			case <-time.After(10 * time.Second):
+				t.Fatal("handler did not finish")
+			}
+			if err == nil {
+				t.Error("ResponseController.Flush to a reset connection returned nil")
+			}
+		})
+	}
+}
+
+// TestServerHandlerPanic: a handler that panics gets no response sent; its
+// "HTTP(S) Response" says so (an error, no 200), and the panic still
+// reaches net/http, which closes the connection as without the spy.
+func TestServerHandlerPanic(t *testing.T) {
+	sink := &memSink{}
+	spy := &connscope.Spy{Sink: sink}
+	ts := startPlain(t, spy, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		panic(http.ErrAbortHandler)
+	}), nil)
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Get(ts.URL)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("got a response (%s) from a handler that panicked", resp.Status)
+	}
+	var e ev
+	waitFor(t, "server response event", func() bool {
+		for _, ev := range sink.events(connscope.Server) {
+			if ev.Msg == connscope.MsgResponse {
+				e = ev
+				return true
+			}
+		}
+		return false
+	})
+	if e.Status != 0 || e.Err == nil || e.Op != "handler" {
+		t.Errorf("server event: status %d, op %q, error %q; want status 0 and the handler's error", e.Status, e.Op, e.Err)
 	}
 }

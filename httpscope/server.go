@@ -3,6 +3,7 @@ package httpscope
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -69,6 +70,10 @@ func InstrumentServer(spy *connscope.Spy, srv *http.Server, opts *Options) {
 	srv.Handler = &handler{spy: spy, next: h, opts: o}
 }
 
+// errHandlerPanicked marks the response of a handler that panicked (or
+// called panic(http.ErrAbortHandler)): the server aborted it.
+var errHandlerPanicked = errors.New("httpscope: the handler panicked; the response was aborted")
+
 type handler struct {
 	spy  *connscope.Spy
 	next http.Handler
@@ -91,6 +96,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	start := time.Now()
 	rw := &respWriter{ResponseWriter: w}
+	returned := false
+	// Deferred, so that a handler's panic is reported too; it is not
+	// recovered: net/http does that, as it would without the spy.
 	defer func() {
 		if r != nil {
 			r.EndRequest()
@@ -100,12 +108,17 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		if len(h.opts.LogHeaders) > 0 {
 			e.Headers = copyHeaders(spy, req.Header, h.opts.LogHeaders)
 		}
-		if e.Status == 0 && !rw.hijacked {
+		switch {
+		case !returned:
+			// The server aborts the response: no 200 for what was not sent.
+			e.Op, e.Err = "handler", errHandlerPanicked
+		case e.Status == 0 && !rw.hijacked:
 			e.Status = http.StatusOK // the server writes 200 for a handler that wrote nothing
 		}
 		spy.Emit(e)
 	}()
 	h.next.ServeHTTP(wrapWriter(rw), req)
+	returned = true
 }
 
 // respWriter records the status. The variants below add exactly the
@@ -141,6 +154,17 @@ func (w *respWriter) flush() {
 	w.ResponseWriter.(http.Flusher).Flush()
 }
 
+func (w *respWriter) flushError() error {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.(flushErrorer).FlushError()
+}
+
+// flushErrorer is what http.ResponseController.Flush looks for first, so
+// that a failed flush returns its error.
+type flushErrorer interface{ FlushError() error }
+
 func (w *respWriter) writeString(s string) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
@@ -173,10 +197,12 @@ func (w *respWriter) closeNotify() <-chan bool {
 }
 
 type (
-	// HTTP/1: Flusher, Hijacker, io.ReaderFrom, io.StringWriter, CloseNotifier.
+	// HTTP/1: Flusher, FlushError, Hijacker, io.ReaderFrom, io.StringWriter, CloseNotifier.
 	h1Writer struct{ *respWriter }
-	// HTTP/2: Flusher, Pusher, io.StringWriter, CloseNotifier.
+	// HTTP/2: Flusher, FlushError, Pusher, io.StringWriter, CloseNotifier.
 	h2Writer struct{ *respWriter }
+	// Anything else that can flush and report a failed flush.
+	flushErrWriter struct{ *respWriter }
 	// Anything else that can flush.
 	flushWriter struct{ *respWriter }
 	// Anything else.
@@ -184,29 +210,36 @@ type (
 )
 
 func (w h1Writer) Flush()                                       { w.respWriter.flush() }
+func (w h1Writer) FlushError() error                            { return w.respWriter.flushError() }
 func (w h1Writer) Hijack() (net.Conn, *bufio.ReadWriter, error) { return w.respWriter.hijack() }
 func (w h1Writer) ReadFrom(src io.Reader) (int64, error)        { return w.respWriter.readFrom(src) }
 func (w h1Writer) WriteString(s string) (int, error)            { return w.respWriter.writeString(s) }
 func (w h1Writer) CloseNotify() <-chan bool                     { return w.respWriter.closeNotify() }
 func (w h2Writer) Flush()                                       { w.respWriter.flush() }
+func (w h2Writer) FlushError() error                            { return w.respWriter.flushError() }
 func (w h2Writer) Push(t string, o *http.PushOptions) error     { return w.respWriter.push(t, o) }
 func (w h2Writer) WriteString(s string) (int, error)            { return w.respWriter.writeString(s) }
 func (w h2Writer) CloseNotify() <-chan bool                     { return w.respWriter.closeNotify() }
+func (w flushErrWriter) Flush()                                 { w.respWriter.flush() }
+func (w flushErrWriter) FlushError() error                      { return w.respWriter.flushError() }
 func (w flushWriter) Flush()                                    { w.respWriter.flush() }
 
 func wrapWriter(w *respWriter) http.ResponseWriter {
 	inner := w.ResponseWriter
 	_, fl := inner.(http.Flusher)
+	_, fe := inner.(flushErrorer)
 	_, hj := inner.(http.Hijacker)
 	_, rf := inner.(io.ReaderFrom)
 	_, ws := inner.(io.StringWriter)
 	_, cn := inner.(http.CloseNotifier)
 	_, pu := inner.(http.Pusher)
 	switch {
-	case fl && hj && rf && ws && cn:
+	case fl && fe && hj && rf && ws && cn:
 		return h1Writer{w}
-	case fl && pu && ws && cn:
+	case fl && fe && pu && ws && cn:
 		return h2Writer{w}
+	case fl && fe:
+		return flushErrWriter{w}
 	case fl:
 		return flushWriter{w}
 	}
