@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -81,6 +82,13 @@ func Classify(err error) (kind, errno string) {
 	if err == io.EOF {
 		return KindEOF, ""
 	}
+	// A user error type's Is, As or Unwrap may panic; the spy must not,
+	// where the program itself would not have looked.
+	defer func() {
+		if recover() != nil {
+			kind, errno = KindOther, ""
+		}
+	}()
 	// Most connection errors carry an errno: one walk of the chain
 	// decides them, instead of an errors.Is per kind.
 	errno, kind = errnoOf(err)
@@ -159,3 +167,15 @@ func asError[T error](err error) (T, bool) {
 }
 
 func itoa(v int64) string { return string(appendInt(nil, v)) }
+
+// errorText returns err.Error(), or a note that it panicked: an error the
+// program never prints (a typed nil whose Error method dereferences it,
+// say) must not make the spy panic where the program would not.
+func errorText(err error) (s string) {
+	defer func() {
+		if v := recover(); v != nil {
+			s = fmt.Sprintf("%T (its Error method panicked: %v)", err, v)
+		}
+	}()
+	return err.Error()
+}

@@ -76,7 +76,7 @@ func (e *Event) AppendJSON(b []byte) []byte {
 	if e.Err != nil {
 		kind, errno := Classify(e.Err)
 		b = append(b, `,"error":`...)
-		b = appendJSONString(b, e.Err.Error())
+		b = appendJSONString(b, errorText(e.Err))
 		b = appendStringField(b, `,"errorKind":`, kind)
 		b = appendStringField(b, `,"errno":`, errno)
 	}
@@ -163,7 +163,7 @@ func (e *Event) AppendText(b []byte) []byte {
 		} else {
 			b = append(kv(b, ""), kind...)
 		}
-		b = appendTextValue(kv(b, "err="), e.Err.Error())
+		b = appendTextValue(kv(b, "err="), errorText(e.Err))
 	}
 	if e.Dropped != 0 {
 		b = strconv.AppendUint(kv(b, "dropped="), e.Dropped, 10)

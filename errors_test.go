@@ -1,14 +1,18 @@
 package connscope
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"reflect"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -340,4 +344,78 @@ func TestEncodeZeroAlloc(t *testing.T) {
 	if a := testing.AllocsPerRun(100, func() { Classify(resetErr) }); a != 0 {
 		t.Errorf("Classify: %v allocs", a)
 	}
+}
+
+// panicErr is an error whose methods panic when it is a typed nil, as a
+// careless error type's do. A program that only checks err != nil never
+// sees it; the spy, which prints and classifies every error, must not
+// panic for it either (nor leave its sink locked).
+type panicErr struct{ detail *string }
+
+func (e *panicErr) Error() string        { return *e.detail }
+func (e *panicErr) Is(target error) bool { return *e.detail == "" }
+
+type panicErrConn struct{ net.Conn }
+
+func (panicErrConn) Read([]byte) (int, error)  { return 0, (*panicErr)(nil) }
+func (panicErrConn) Write([]byte) (int, error) { return 0, &panicErr{} }
+
+func TestErrorWhoseMethodsPanic(t *testing.T) {
+	for _, sink := range []struct {
+		name string
+		new  func(io.Writer) Sink
+	}{
+		{"json", func(w io.Writer) Sink { return NewJSONSink(w, nil) }},
+		{"text", func(w io.Writer) Sink { return NewTextSink(w, nil) }},
+		{"slog", func(w io.Writer) Sink { return NewSlogSink(slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))) }},
+	} {
+		t.Run(sink.name, func(t *testing.T) {
+			var buf syncBuffer
+			s := sink.new(&buf)
+			spy := &Spy{Sink: s}
+			a, b := net.Pipe()
+			defer b.Close()
+			c := spy.WrapConn(panicErrConn{a}, Client)
+			if _, err := c.Read(make([]byte, 1)); err != (*panicErr)(nil) {
+				t.Errorf("Read returned %#v, want the inner typed nil unchanged", err)
+			}
+			if _, err := c.Write([]byte("x")); err == nil {
+				t.Error("Write: no error")
+			}
+			if info := RecordOf(c).Snapshot(); !strings.Contains(info.LastError, "panicked") {
+				t.Errorf("Snapshot().LastError = %q, want a note that Error panicked", info.LastError)
+			}
+			done := make(chan struct{})
+			go func() { c.Close(); close(done) }() // emits "Socket Close" through the same sink
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				t.Fatal("Close blocked: the sink was left locked")
+			}
+			if ws, ok := s.(*WriterSink); ok {
+				ws.Close()
+			}
+			if out := buf.String(); !strings.Contains(out, "Error method panicked") || !strings.Contains(out, MsgClose) {
+				t.Errorf("events do not show the error note and the close:\n%s", out)
+			}
+		})
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a sink's goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -283,7 +283,7 @@ func (r *Record) Snapshot() ConnInfo {
 		ci.Target = *t
 	}
 	if e := r.lastErr.Load(); e != nil {
-		ci.LastError, ci.LastErrorOp, ci.LastErrorAt = e.err.Error(), e.op, e.at
+		ci.LastError, ci.LastErrorOp, ci.LastErrorAt = errorText(e.err), e.op, e.at
 	}
 	return ci
 }

@@ -371,7 +371,7 @@ func (s slogSink) Emit(e *Event) {
 	str("op", e.Op)
 	if e.Err != nil {
 		kind, errno := Classify(e.Err)
-		str("error", e.Err.Error())
+		str("error", errorText(e.Err))
 		str("errorKind", kind)
 		str("errno", errno)
 	}
