@@ -367,7 +367,9 @@ func TestErrorWhoseMethodsPanic(t *testing.T) {
 	}{
 		{"json", func(w io.Writer) Sink { return NewJSONSink(w, nil) }},
 		{"text", func(w io.Writer) Sink { return NewTextSink(w, nil) }},
-		{"slog", func(w io.Writer) Sink { return NewSlogSink(slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))) }},
+		{"slog", func(w io.Writer) Sink {
+			return NewSlogSink(slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})))
+		}},
 	} {
 		t.Run(sink.name, func(t *testing.T) {
 			var buf syncBuffer

@@ -165,6 +165,10 @@ func (r *Record) clearFlag(f uint32) {
 
 func (r *Record) has(f uint32) bool { return r.flags.Load()&f != 0 }
 
+// TLSReported reports whether a "TLS Handshake" event was emitted for the
+// connection (see Spy.TLSHandshake, which emits it once).
+func (r *Record) TLSReported() bool { return r.has(flagTLS) }
+
 // ID returns the connection's id.
 func (r *Record) ID() ID { return r.id }
 

@@ -50,9 +50,29 @@ func WrapTransport(spy *connscope.Spy, t *http.Transport, opts *Options) *Transp
 	return rt
 }
 
-// NewTransport returns a traced clone of http.DefaultTransport.
+// NewTransport returns a traced clone of http.DefaultTransport, or, if the
+// program replaced http.DefaultTransport with another RoundTripper, a new
+// *http.Transport with the standard library's default settings.
 func NewTransport(spy *connscope.Spy, opts *Options) *Transport {
-	return WrapTransport(spy, http.DefaultTransport.(*http.Transport).Clone(), opts)
+	t, ok := http.DefaultTransport.(*http.Transport)
+	if !ok {
+		return WrapTransport(spy, defaultTransport(), opts)
+	}
+	return WrapTransport(spy, t.Clone(), opts)
+}
+
+// defaultTransport has the settings of the standard library's
+// http.DefaultTransport.
+func defaultTransport() *http.Transport {
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          100,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: 1 * time.Second,
+	}
 }
 
 // instrumentDial sets t.DialContext to a spied dialer and returns a
@@ -102,8 +122,8 @@ func (t *Transport) CloseIdleConnections() {
 // composed with any trace already in req's context.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	spy := t.spy
-	if spy == nil {
-		return t.base.RoundTrip(req)
+	if spy == nil || req.URL == nil {
+		return t.base.RoundTrip(req) // and its error for a request without a URL
 	}
 	rt := &reqTrace{spy: spy, target: spy.Redaction.Target(req.Method, req.URL), start: sinceEpoch()}
 	if len(t.opts.LogHeaders) > 0 {
@@ -263,15 +283,37 @@ func (rt *reqTrace) gotConn(info httptrace.GotConnInfo) {
 	rt.wrote.Store(0)
 	rt.ttfb.Store(0)
 	r := connscope.RecordOf(info.Conn)
-	if r == nil {
-		return // dialed by a DialTLSContext we do not wrap
+	rt.mu.Lock()
+	prev := rt.rec
+	rt.mu.Unlock()
+	if prev != nil {
+		if prev == r {
+			// HTTP/2 retries a refused stream on the same connection:
+			// still the same request there.
+			return
+		}
+		// A retry on another connection: the failed attempt is over. No
+		// "Socket Idle": its connection is going away.
+		prev.EndRequest()
 	}
-	seq := r.BeginRequest(rt.target)
+	var seq uint64
+	if r != nil { // nil: dialed by a DialTLSContext we do not wrap
+		seq = r.BeginRequest(rt.target)
+	}
 	rt.mu.Lock()
 	rt.rec, rt.seq = r, seq
 	tlsTook := rt.tlsTook
 	rt.mu.Unlock()
-	if tc, ok := info.Conn.(*tls.Conn); ok && !info.Reused {
+	if r == nil {
+		return
+	}
+	// A connection dialed for a request that gave up reaches its first
+	// request from the pool, Reused: report its handshake then (without
+	// a duration: another request's trace timed it).
+	if tc, ok := info.Conn.(*tls.Conn); ok && (!info.Reused || !r.TLSReported()) {
+		if info.Reused {
+			tlsTook = 0
+		}
 		cs := tc.ConnectionState()
 		rt.spy.TLSHandshake(r, &cs, tlsTook, nil)
 	}
