@@ -1,6 +1,7 @@
 package connscope
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -66,6 +67,8 @@ type WriterSink struct {
 	writeMu  sync.Mutex // one flush at a time, in order
 	writing  []chunk    // the chunks being written; guarded by writeMu
 	reported uint64     // dropped count already reported; guarded by writeMu
+	// A short write ended in the middle of a line; guarded by writeMu.
+	brokenLine bool
 
 	kick    chan struct{}
 	stop    chan struct{}
@@ -217,19 +220,38 @@ func (s *WriterSink) flush() error {
 	s.pending = 0
 	s.mu.Unlock()
 	var err error
-	if drops := s.dropped.Load(); drops > s.reported {
+	if s.brokenLine {
+		// A failed write left half a line: end it, so that what follows
+		// starts a line of its own.
+		if _, err = s.w.Write([]byte{'\n'}); err == nil {
+			s.brokenLine = false
+		}
+	}
+	if drops := s.dropped.Load(); err == nil && drops > s.reported {
 		// Say what was lost before what follows it.
 		e := Event{Time: time.Now(), Level: levelFor(MsgDropped), Message: MsgDropped, Producer: DefaultProducer, Dropped: drops - s.reported}
-		if _, err = s.w.Write(s.encode(nil, &e)); err == nil {
+		line := s.encode(nil, &e)
+		var n int
+		if n, err = s.w.Write(line); err == nil {
 			s.reported = drops
+		} else if n > 0 && n < len(line) {
+			s.brokenLine = true
 		}
 	}
 	for i, c := range s.writing {
+		var n int
 		if err == nil {
-			_, err = s.w.Write(c.b)
+			n, err = s.w.Write(c.b)
 		}
 		if err != nil {
-			s.dropped.Add(c.events)
+			// A short write (a full disk) wrote the lines before n: they
+			// count as written, the rest as dropped.
+			done := uint64(bytes.Count(c.b[:n], []byte{'\n'}))
+			s.written.Add(done)
+			s.dropped.Add(c.events - done)
+			if n > 0 && c.b[n-1] != '\n' {
+				s.brokenLine = true
+			}
 		} else {
 			s.written.Add(c.events)
 		}
@@ -263,7 +285,7 @@ func (s *WriterSink) Dropped() uint64 { return s.dropped.Load() }
 
 // Written returns how many emitted events were written (the sink's own
 // "Events Dropped" lines are not counted), so that Written + Dropped is
-// what was emitted once the sink is closed.
+// what was emitted at or above Level once the sink is closed.
 func (s *WriterSink) Written() uint64 { return s.written.Load() }
 
 // Err returns the last error the writer returned, or nil.

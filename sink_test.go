@@ -550,3 +550,71 @@ func TestWriterSinkLevel(t *testing.T) {
 		})
 	}
 }
+
+// shortOnceWriter writes half of its first write and fails it, as a full
+// disk does (os.File returns n < len(p) and ENOSPC), then works again.
+type shortOnceWriter struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	calls int
+}
+
+func (w *shortOnceWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.calls++
+	if w.calls == 1 {
+		n := len(p)/2 + 7 // not on a line boundary
+		w.buf.Write(p[:n])
+		return n, errors.New("no space left on device")
+	}
+	return w.buf.Write(p)
+}
+
+// TestWriterSinkShortWrite: after a short write, the file still holds
+// only whole JSON lines but for the broken one, which is ended so that
+// the next line stands alone; the lines written count as written, the
+// rest as dropped, and the drop report says how many.
+func TestWriterSinkShortWrite(t *testing.T) {
+	w := &shortOnceWriter{}
+	s := NewJSONSink(w, &WriterOptions{FlushInterval: time.Hour})
+	spy := &Spy{Sink: s}
+	const first, second = 6, 2
+	for range first {
+		spy.Emit(Event{Message: MsgIdle, Target: "GET http://h:80/"})
+	}
+	if err := s.Flush(); err == nil {
+		t.Fatal("Flush: no error from the short write")
+	}
+	for range second {
+		spy.Emit(Event{Message: MsgIdle})
+	}
+	s.Close()
+	var events, broken int
+	var reported uint64
+	for line := range strings.Lines(w.buf.String()) {
+		var e struct {
+			Message string
+			Dropped uint64
+		}
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			broken++
+			continue
+		}
+		if e.Message == MsgDropped {
+			reported += e.Dropped
+			continue
+		}
+		events++
+	}
+	if broken != 1 {
+		t.Errorf("%d broken lines, want the 1 the short write cut:\n%s", broken, w.buf.String())
+	}
+	if uint64(events) != s.Written() || s.Written()+s.Dropped() != first+second || reported != s.Dropped() {
+		t.Errorf("%d event lines, Written %d, Dropped %d, reported dropped %d; want Written = lines, Written + Dropped = %d, reported = Dropped",
+			events, s.Written(), s.Dropped(), reported, first+second)
+	}
+	if s.Written() <= second {
+		t.Errorf("Written %d: the whole lines before the cut were not counted", s.Written())
+	}
+}
