@@ -198,7 +198,8 @@ type DialFunc = func(ctx context.Context, network, address string) (net.Conn, er
 // name lookup ("DNS Lookup"), the connection ("Socket Connect", with DNS
 // and connect durations and the target of the request that caused the
 // dial, see ContextWithTarget) and a failed dial ("Socket Error", op
-// "dial"). Errors are returned unchanged.
+// "dial"). Errors are returned unchanged. A dial wrapped twice (a wrapped
+// dialer given to WrapDial again) is reported once, by the outer wrapper.
 func (s *Spy) WrapDial(dial DialFunc) DialFunc {
 	if dial == nil {
 		var d net.Dialer
@@ -208,6 +209,11 @@ func (s *Spy) WrapDial(dial DialFunc) DialFunc {
 		return dial
 	}
 	return func(ctx context.Context, network, address string) (net.Conn, error) {
+		if ctx.Value(wrapDialKey{}) != nil {
+			// A dial wrapped twice: the outer wrapper reports it, once.
+			return dial(ctx, network, address)
+		}
+		ctx = context.WithValue(ctx, wrapDialKey{}, true)
 		id := NewID()
 		target := TargetFromContext(ctx)
 		var dt dialTiming
@@ -221,7 +227,7 @@ func (s *Spy) WrapDial(dial DialFunc) DialFunc {
 			return c, err
 		}
 		if RecordOf(c) != nil {
-			return c, nil // dial was already instrumented
+			return c, nil // a dialer that wraps its connections itself
 		}
 		r, w := s.wrap(c, Client, id)
 		if target != "" {
@@ -232,24 +238,28 @@ func (s *Spy) WrapDial(dial DialFunc) DialFunc {
 	}
 }
 
+// wrapDialKey marks a dial already instrumented by an outer WrapDial.
+type wrapDialKey struct{}
+
 // dialTiming collects one dial's name lookup and connect times through the
 // hooks that net.Dialer honours in its context.
 type dialTiming struct {
 	dnsStart     time.Time
+	dnsHost      string // the name looked up: the proxy's, when dialing through one
 	dns          time.Duration
 	connectStart atomic.Int64 // unix ns of the first attempt: Happy Eyeballs runs several
 }
 
 func (dt *dialTiming) trace(s *Spy, id ID, target string) *httptrace.ClientTrace {
 	return &httptrace.ClientTrace{
-		DNSStart: func(info httptrace.DNSStartInfo) { dt.dnsStart = time.Now() },
+		DNSStart: func(info httptrace.DNSStartInfo) { dt.dnsStart, dt.dnsHost = time.Now(), info.Host },
 		DNSDone: func(info httptrace.DNSDoneInfo) {
 			dt.dns = time.Since(dt.dnsStart)
 			addrs := make([]string, len(info.Addrs))
 			for i, a := range info.Addrs {
 				addrs[i] = a.String()
 			}
-			s.Emit(Event{Message: MsgDNS, ID: id, Target: target, Host: hostOf(target), DNS: dt.dns,
+			s.Emit(Event{Message: MsgDNS, ID: id, Target: target, Host: dt.dnsHost, DNS: dt.dns,
 				Addrs: strings.Join(addrs, ","), Op: "dns", Err: info.Err})
 		},
 		ConnectStart: func(network, addr string) {
@@ -263,21 +273,6 @@ func (dt *dialTiming) sinceConnect() time.Duration {
 		return time.Duration(time.Now().UnixNano() - t)
 	}
 	return 0
-}
-
-// hostOf extracts the host of a "METHOD scheme://host:port/..." target.
-func hostOf(target string) string {
-	_, rest, ok := strings.Cut(target, "://")
-	if !ok {
-		return ""
-	}
-	if i := strings.IndexAny(rest, "/?"); i >= 0 {
-		rest = rest[:i]
-	}
-	if h, _, err := net.SplitHostPort(rest); err == nil {
-		return h
-	}
-	return rest
 }
 
 // WrapListener returns a listener whose accepted connections are
