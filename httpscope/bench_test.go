@@ -33,6 +33,10 @@ package httpscope_test
 // gap between it and spied is the cost of the events (encoding, sink,
 // file); the gap between it and bare is the cost of the tracing.
 //
+// The fifth, spied-warn (warn/bare), is the spied client whose sink keeps
+// only what went wrong (WriterOptions.Level slog.LevelWarn): the cost of
+// leaving the spy on in production, where a healthy request writes nothing.
+//
 // BenchmarkHTTPSpyCost splits the spied cost: without a sink, with the JSON
 // sink writing to io.Discard, and to a file.
 //
@@ -44,6 +48,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -133,7 +138,7 @@ func newBenchEnv(tb testing.TB, name, dir string) *benchEnv {
 	var h http.Handler = http.HandlerFunc(benchHandler)
 	switch name {
 	case "bare":
-	case "spied", "spied-both", "spied-nosink", "spied-discard":
+	case "spied", "spied-both", "spied-nosink", "spied-discard", "spied-warn":
 		// spied: events go to a file on disk (ext4 here), through the
 		// buffered JSON-lines sink with its default options. Client and
 		// server share the sink, as one process that is both would.
@@ -143,13 +148,18 @@ func newBenchEnv(tb testing.TB, name, dir string) *benchEnv {
 		// the cost of "spied" in BenchmarkHTTPSpyCost.
 		var sink connscope.Sink
 		switch name {
-		case "spied", "spied-both":
-			env.logFile, err = os.Create(filepath.Join(dir, "events.ndjson"))
+		case "spied", "spied-both", "spied-warn":
+			env.logFile, err = os.Create(filepath.Join(dir, name+".ndjson"))
 			if err != nil {
 				ln.Close()
 				tb.Fatal(err)
 			}
-			env.sink = connscope.NewJSONSink(env.logFile, nil)
+			var opts *connscope.WriterOptions
+			if name == "spied-warn" {
+				// What went wrong only: errors, timeouts, drops.
+				opts = &connscope.WriterOptions{Level: slog.LevelWarn}
+			}
+			env.sink = connscope.NewJSONSink(env.logFile, opts)
 			sink = env.sink
 		case "spied-discard":
 			env.sink = connscope.NewJSONSink(io.Discard, nil)
@@ -354,7 +364,7 @@ func BenchmarkHTTP(b *testing.B) {
 	b.Run("env=alternate", func(b *testing.B) {
 		dir := b.TempDir()
 		envs := []*benchEnv{newBenchEnv(b, "bare", dir), newBenchEnv(b, "spied", dir), newBenchEnv(b, "otelhttp", dir),
-			newBenchEnv(b, "spied-nosink", dir)}
+			newBenchEnv(b, "spied-nosink", dir), newBenchEnv(b, "spied-warn", dir)}
 		for _, env := range envs {
 			defer env.close(b)
 			env.warm(b)
@@ -388,6 +398,8 @@ func BenchmarkHTTP(b *testing.B) {
 		b.ReportMetric(cpu(0)/cpu(1), "spied/bare-cpu")
 		b.ReportMetric(cpu(0)/cpu(2), "otelhttp/bare-cpu")
 		b.ReportMetric(cpu(0)/cpu(3), "nosink/bare-cpu")
+		b.ReportMetric(rate(4)/rate(0), "warn/bare")
+		b.ReportMetric(cpu(0)/cpu(4), "warn/bare-cpu")
 		envs[1].events(b)
 		for _, env := range envs {
 			env.checkKeepAlive(b, b.N+warmRequests)
@@ -432,7 +444,7 @@ func benchOne(b *testing.B, name string) {
 // `go test ./...` catches a broken benchmark without running it, and checks
 // that the spied set-up's file holds the events of a keep-alive request.
 func TestBenchSetups(t *testing.T) {
-	for _, name := range []string{"bare", "spied", "otelhttp", "spied-both", "otelhttp-both", "spied-nosink", "spied-discard"} {
+	for _, name := range []string{"bare", "spied", "otelhttp", "spied-both", "otelhttp-both", "spied-nosink", "spied-discard", "spied-warn"} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
 			env := newBenchEnv(t, name, dir)
@@ -446,7 +458,7 @@ func TestBenchSetups(t *testing.T) {
 			if name != "spied-both" {
 				return
 			}
-			data, err := os.ReadFile(filepath.Join(dir, "events.ndjson"))
+			data, err := os.ReadFile(filepath.Join(dir, name+".ndjson"))
 			if err != nil {
 				t.Fatal(err)
 			}
