@@ -168,6 +168,10 @@ func TestDemoBadInput(t *testing.T) {
 			if out.Len() != 0 {
 				t.Errorf("usage error printed to stdout: %q", out.String())
 			}
+			if len(tt.args) > 0 && (tt.args[0] == "demo" || tt.args[0] == "keepalive") &&
+				!strings.HasPrefix(errOut.String(), "connscope "+tt.args[0]) {
+				t.Errorf("stderr %q does not name the subcommand %q first", errOut.String(), tt.args[0])
+			}
 			if strings.Contains(errOut.String(), "connscope: connscope") {
 				t.Errorf("stderr %q names the program twice", errOut.String())
 			}

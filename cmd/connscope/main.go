@@ -35,14 +35,14 @@ func usagef(format string, args ...any) error {
 func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := newRootCmd(stdout, stderr)
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return 0
 	}
 	if msg := err.Error(); strings.HasPrefix(msg, "connscope") {
 		fmt.Fprintln(stderr, msg) // already names the command: "connscope demo: ..."
 	} else {
-		fmt.Fprintf(stderr, "connscope: %s\n", msg)
+		fmt.Fprintf(stderr, "%s: %s\n", cmd.CommandPath(), msg) // the subcommand that failed
 	}
 	var ue usageError
 	if errors.As(err, &ue) {
