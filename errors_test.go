@@ -1,7 +1,6 @@
 package connscope
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -12,7 +11,6 @@ import (
 	"os"
 	"reflect"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -372,8 +370,8 @@ func TestErrorWhoseMethodsPanic(t *testing.T) {
 		}},
 	} {
 		t.Run(sink.name, func(t *testing.T) {
-			var buf syncBuffer
-			s := sink.new(&buf)
+			buf := newMemWriter()
+			s := sink.new(buf)
 			spy := &Spy{Sink: s}
 			a, b := net.Pipe()
 			defer b.Close()
@@ -402,22 +400,4 @@ func TestErrorWhoseMethodsPanic(t *testing.T) {
 			}
 		})
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a sink's goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
