@@ -283,9 +283,9 @@ func (rt *reqTrace) gotConn(info httptrace.GotConnInfo) {
 	rt.wrote.Store(0)
 	rt.ttfb.Store(0)
 	r := connscope.RecordOf(info.Conn)
-	rt.mu.Lock()
+	// Read without the mutex: rec is written only here, and GotConn runs
+	// on the RoundTrip goroutine, attempt after attempt.
 	prev := rt.rec
-	rt.mu.Unlock()
 	if prev != nil {
 		if prev == r {
 			// HTTP/2 retries a refused stream on the same connection:
