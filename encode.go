@@ -271,15 +271,16 @@ func appendMs(b []byte, d time.Duration) []byte {
 	}
 	b = strconv.AppendInt(b, us/1000, 10)
 	frac := us % 1000
-	if frac == 0 {
-		return b
+	d0, d1, d2 := byte('0'+frac/100), byte('0'+frac/10%10), byte('0'+frac%10)
+	switch {
+	case d2 != '0':
+		return append(b, '.', d0, d1, d2)
+	case d1 != '0':
+		return append(b, '.', d0, d1)
+	case d0 != '0':
+		return append(b, '.', d0)
 	}
-	digits := [3]byte{byte('0' + frac/100), byte('0' + frac/10%10), byte('0' + frac%10)}
-	n := 3
-	for digits[n-1] == '0' {
-		n--
-	}
-	return append(append(b, '.'), digits[:n]...)
+	return b
 }
 
 func appendInt(b []byte, v int64) []byte { return strconv.AppendInt(b, v, 10) }
@@ -296,8 +297,8 @@ func appendTimestamp(b []byte, t time.Time) []byte {
 		tsCache.Store(p)
 	}
 	b = append(b, p.buf[:p.n]...)
-	b = appendDigits(b, t.Nanosecond()/1e6, 3)
-	return append(b, 'Z')
+	ms := t.Nanosecond() / 1e6
+	return append(b, byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), 'Z')
 }
 
 // tsPrefix is "2021-05-07T17:16:29." for one second.
