@@ -401,3 +401,40 @@ func TestErrorWhoseMethodsPanic(t *testing.T) {
 		})
 	}
 }
+
+// TestFailedEventsAreErrors: an event whose message is debug output on
+// success (TLS Handshake, DNS Lookup) is an error when it carries one, so
+// that a sink at slog.LevelWarn keeps it.
+func TestFailedEventsAreErrors(t *testing.T) {
+	client, _ := tcpPair(t)
+	for _, tc := range []struct {
+		name string
+		err  error
+		want slog.Level
+	}{
+		{"handshake done", nil, slog.LevelDebug},
+		{"handshake failed", errors.New("tls: bad certificate"), slog.LevelError},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sink := newCaptureSink()
+			spy := &Spy{Sink: sink}
+			c := spy.WrapConn(client, Client)
+			r := RecordOf(c)
+			spy.TLSHandshake(r, nil, time.Millisecond, tc.err)
+			got := sink.of(MsgTLS, r)
+			if len(got) != 1 {
+				t.Fatalf("%d TLS Handshake events, want 1", len(got))
+			}
+			if got[0].Level != tc.want {
+				t.Errorf("level %v, want %v", got[0].Level, tc.want)
+			}
+		})
+	}
+	// A timeout keeps its own level: it is a warning with an error in it.
+	sink := newCaptureSink()
+	spy := &Spy{Sink: sink}
+	spy.Emit(Event{Message: MsgTimeout, Err: os.ErrDeadlineExceeded})
+	if got := sink.all(); len(got) != 1 || got[0].Level != slog.LevelWarn {
+		t.Errorf("Socket Timeout: %+v, want one event at warn", got)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http/httptrace"
 	"strings"
@@ -103,6 +104,11 @@ func (s *Spy) complete(e *Event) {
 		e.Time = time.Now()
 	}
 	e.Level = levelFor(e.Message)
+	if e.Err != nil && e.Level < slog.LevelWarn {
+		// A failed TLS Handshake or DNS Lookup: an error, whatever its
+		// message says on success.
+		e.Level = slog.LevelError
+	}
 	if r := e.Conn; r != nil {
 		e.BytesRead, e.BytesWritten = r.bytesRead.Load(), r.bytesWritten.Load()
 	}
