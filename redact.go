@@ -18,15 +18,36 @@ var defaultSecretKeys = []string{
 	"auth", "credential", "session", "jwt", "code",
 }
 
-// defaultKeysByFirst groups defaultSecretKeys by their first byte, so
-// that one pass over a name finds any of them: IsSecret runs for every
-// query key of every traced request.
-var defaultKeysByFirst = func() (t [utf8.RuneSelf][]string) {
+// defaultKeysByByte lists defaultSecretKeys under their first byte, in
+// either case, so that one pass over a name finds any of them: IsSecret
+// runs for every query key of every traced request.
+var defaultKeysByByte = func() (t [256][]string) {
 	for _, k := range defaultSecretKeys {
-		t[k[0]] = append(t[k[0]], k) // all lower-case ASCII, none empty
+		t[k[0]] = append(t[k[0]], k) // all lower-case ASCII letters, none empty
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c-'a'+'A'] = t[c]
 	}
 	return t
 }()
+
+// defaultKeyPairs rules out most places in a name with one test: bit
+// c&31 of defaultKeyPairs[b] is set if a default key starts with the
+// letter b followed by one whose low five bits are c&31. Letters in either
+// case have the same low five bits; the few other bytes that share them
+// only cost a closer look.
+var defaultKeyPairs = func() (t [256]uint32) {
+	for c, keys := range defaultKeysByByte {
+		for _, k := range keys {
+			t[c] |= 1 << (k[1] & 31) // every key is at least 2 bytes long
+		}
+	}
+	return t
+}()
+
+// minDefaultKey is the length of the shortest default key: none can start
+// closer than that to the end of a name.
+var minDefaultKey = len(slices.MinFunc(defaultSecretKeys, func(a, b string) int { return len(a) - len(b) }))
 
 // Redacted replaces secret values in events.
 const Redacted = "REDACTED"
@@ -50,27 +71,43 @@ func (rd Redaction) keys() []string {
 
 // IsSecret reports whether a query key or header name looks secret.
 func (rd Redaction) IsSecret(name string) bool {
-	// Fold ASCII names once, on the stack, then search each key in them:
-	// this runs for every query key of every request. Other names (long
-	// or not ASCII) take the slower Unicode case folding.
-	var buf [32]byte
-	if len(name) > len(buf) || !lowerASCII(buf[:], name) {
-		return rd.isSecretFold(name)
+	if rd.SecretKeys != nil {
+		return rd.isSecretKeys(name)
 	}
-	lower := buf[:len(name)]
-	switch string(lower) {
-	case "authorization", "proxy-authorization", "cookie", "set-cookie":
-		return true // always, whatever SecretKeys says
+	// Most names are ASCII ("page", "Content-Type"): searched in place,
+	// folding case byte by byte. Others take the slower Unicode folding,
+	// which answers as this does for ASCII names, the default keys being
+	// ASCII.
+	for i := 0; i < len(name); i++ {
+		if name[i] >= utf8.RuneSelf {
+			return rd.isSecretFold(name)
+		}
 	}
-	if rd.SecretKeys == nil {
-		for i, c := range lower {
-			for _, k := range defaultKeysByFirst[c] {
-				if len(k) <= len(lower)-i && string(lower[i:i+len(k)]) == k {
-					return true
-				}
+	for i := 0; i+minDefaultKey <= len(name); i++ {
+		if defaultKeyPairs[name[i]]&(1<<(name[i+1]&31)) == 0 {
+			continue
+		}
+		for _, k := range defaultKeysByByte[name[i]] {
+			if len(k) <= len(name)-i && hasPrefixLower(name[i:], k) {
+				return true
 			}
 		}
-		return false
+	}
+	return alwaysSecret(name)
+}
+
+// isSecretKeys is IsSecret with SecretKeys set.
+func (rd Redaction) isSecretKeys(name string) bool {
+	if len(name) > maxFastName {
+		return rd.isSecretFold(name)
+	}
+	for i := 0; i < len(name); i++ {
+		if name[i] >= utf8.RuneSelf {
+			return rd.isSecretFold(name)
+		}
+	}
+	if alwaysSecret(name) {
+		return true
 	}
 	for _, k := range rd.SecretKeys {
 		if containsFold(name, k) {
@@ -78,6 +115,49 @@ func (rd Redaction) IsSecret(name string) bool {
 		}
 	}
 	return false
+}
+
+// maxFastName bounds the names isSecretKeys searches without Unicode
+// folding. Longer ASCII names give the same answers unless a key is not
+// ASCII yet lower-cases to ASCII, as U+212A KELVIN SIGN does: the bound
+// is kept so that such answers do not change.
+const maxFastName = 32
+
+// alwaysSecret reports whether the ASCII name is one of the headers that
+// are secret whatever SecretKeys says. Its length, tested inline, rules
+// out most names.
+func alwaysSecret(name string) bool {
+	switch len(name) {
+	case len("cookie"), len("set-cookie"), len("authorization"), len("proxy-authorization"):
+		return isAlwaysSecretHeader(name)
+	}
+	return false
+}
+
+func isAlwaysSecretHeader(name string) bool {
+	var header string
+	switch len(name) {
+	case len("cookie"):
+		header = "cookie"
+	case len("set-cookie"):
+		header = "set-cookie"
+	case len("authorization"):
+		header = "authorization"
+	case len("proxy-authorization"):
+		header = "proxy-authorization"
+	}
+	return strings.EqualFold(name, header)
+}
+
+// hasPrefixLower reports whether s begins with the lower-case prefix,
+// ignoring ASCII case; s is no shorter than prefix.
+func hasPrefixLower(s, prefix string) bool {
+	for j := 0; j < len(prefix); j++ {
+		if lowerByte(s[j]) != prefix[j] {
+			return false
+		}
+	}
+	return true
 }
 
 func lowerByte(c byte) byte {
@@ -112,19 +192,6 @@ func containsFold(s, sub string) bool {
 	return false
 }
 
-// lowerASCII writes s in lower case into dst and reports whether s was
-// all ASCII.
-func lowerASCII(dst []byte, s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= utf8.RuneSelf {
-			return false
-		}
-		dst[i] = lowerByte(c)
-	}
-	return true
-}
-
 // Target formats a request as connection-spy does, "GET https://host:443/path?query",
 // with the port always present, without userinfo or fragment, and with
 // secret query values redacted.
@@ -132,63 +199,175 @@ func (rd Redaction) Target(method string, u *url.URL) string {
 	if u == nil {
 		return method
 	}
-	var b strings.Builder
-	b.Grow(len(method) + len(u.Scheme) + len(u.Host) + len(u.Path) + len(u.RawPath) + len(u.RawQuery) + 16)
-	b.WriteString(method)
-	b.WriteByte(' ')
-	if u.Scheme != "" {
-		b.WriteString(u.Scheme)
-		b.WriteString("://")
+	// The common schemes are written with their "://" and default port
+	// as one piece each.
+	scheme, sep, port := u.Scheme, "", ""
+	switch scheme {
+	case "http":
+		scheme, port = "http://", ":80"
+	case "https":
+		scheme, port = "https://", ":443"
+	case "ws":
+		scheme, port = "ws://", ":80"
+	case "wss":
+		scheme, port = "wss://", ":443"
+	case "":
+	default:
+		sep = "://"
 	}
-	port := ""
-	if u.Port() == "" && u.Host != "" {
-		switch u.Scheme {
-		case "http", "ws":
-			port = "80"
-		case "https", "wss":
-			port = "443"
+	host := u.Host
+	if host == "" || hasPort(host) {
+		port = ""
+	} else if port != "" {
+		host, port = joinPort(u, port)
+	}
+	path := escapedPath(u)
+	query, mark := "", ""
+	if u.RawQuery != "" && !rd.OmitQuery {
+		query, mark = u.RawQuery, "?"
+		if i := rd.firstSecret(query); i >= 0 {
+			query = rd.redactQuery(query, i) // a second allocation, to redact
 		}
 	}
-	switch host := strings.TrimSuffix(u.Host, ":"); {
-	case port == "":
-		b.WriteString(u.Host)
-	case !strings.Contains(host, ":") || host[0] == '[' && host[len(host)-1] == ']':
+
+	// Built on the stack and copied into the result, the only allocation.
+	// The concatenation does the same for longer targets, with more work
+	// per piece.
+	var buf [256]byte
+	if len(method)+1+len(scheme)+len(sep)+len(host)+len(port)+len(path)+len(mark)+len(query) > len(buf) {
+		return method + " " + scheme + sep + host + port + path + mark + query
+	}
+	b := append(buf[:0], method...)
+	b = append(b, ' ')
+	b = append(b, scheme...)
+	if sep != "" {
+		b = append(b, sep...)
+	}
+	b = append(b, host...)
+	b = append(b, port...)
+	b = append(b, path...)
+	if query != "" {
+		b = append(b, '?')
+		b = append(b, query...)
+	}
+	return string(b)
+}
+
+// escapedPath returns what u.EscapedPath returns, or u.Opaque if set:
+// u.Path itself, unless something in it needs escaping.
+func escapedPath(u *url.URL) string {
+	if u.Opaque != "" {
+		return u.Opaque
+	}
+	if u.RawPath == "" && pathUnescaped(u.Path) {
+		return u.Path
+	}
+	return u.EscapedPath()
+}
+
+// joinPort returns u.Host, which has no port, and the default port (with
+// its colon) to write after it; or, for a host whose colons are
+// ambiguous, the host and port joined and no port.
+func joinPort(u *url.URL, port string) (host, portAfter string) {
+	host = strings.TrimSuffix(u.Host, ":")
+	if strings.IndexByte(host, ':') < 0 || host[0] == '[' && host[len(host)-1] == ']' {
 		// What url.Parse gives: a name, an IPv4 address or a bracketed
 		// IPv6 one. Written as is, without net.JoinHostPort's allocation.
-		b.WriteString(host)
-		b.WriteByte(':')
-		b.WriteString(port)
-	default: // a host set by hand, such as an unbracketed "fe80::"
-		h := u.Hostname()
-		if net.ParseIP(u.Host) != nil {
-			h = u.Host // the colons are the address's, none is a port's
-		}
-		b.WriteString(net.JoinHostPort(h, port))
+		return host, port
 	}
-	if u.Opaque != "" {
-		b.WriteString(u.Opaque)
-	} else {
-		b.WriteString(u.EscapedPath())
+	// A host set by hand, such as an unbracketed "fe80::".
+	h := u.Hostname()
+	if net.ParseIP(u.Host) != nil {
+		h = u.Host // the colons are the address's, none is a port's
 	}
-	if u.RawQuery != "" && !rd.OmitQuery {
-		b.WriteByte('?')
-		b.WriteString(rd.Query(u.RawQuery))
-	}
-	return b.String()
+	return net.JoinHostPort(h, port[1:]), ""
 }
+
+// hasPort reports whether host ends in a colon and a port number, that
+// is, whether url.URL.Port would return a port.
+func hasPort(host string) bool {
+	for i := len(host) - 1; i >= 0; i-- {
+		if c := host[i]; c < '0' || '9' < c {
+			return c == ':' && i < len(host)-1
+		}
+	}
+	return false
+}
+
+// pathUnescaped reports whether url.URL.EscapedPath leaves path as it is
+// when RawPath is empty: when no byte of it needs escaping.
+func pathUnescaped(path string) bool {
+	for _, c := range []byte(path) {
+		if !pathSafe[c] {
+			return false
+		}
+	}
+	return true
+}
+
+// pathSafe holds the bytes url.URL.EscapedPath does not escape in a path
+// ('*' aside, left alone only as the whole path "*"), as
+// TestRedactionPathSafe checks.
+var pathSafe = func() (t [256]bool) {
+	for _, c := range []byte("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-._~$&+,/:;=@") {
+		t[c] = true
+	}
+	return t
+}()
 
 // Query returns rawQuery with the values of secret-looking keys replaced
 // by "REDACTED", keeping order and encoding of the rest.
 func (rd Redaction) Query(rawQuery string) string {
-	if !rd.anySecret(rawQuery) {
-		return rawQuery // the common case: nothing to hide, nothing to build
+	if i := rd.firstSecret(rawQuery); i >= 0 {
+		return rd.redactQuery(rawQuery, i)
 	}
-	var b strings.Builder
-	b.Grow(len(rawQuery))
-	for i, part := range strings.Split(rawQuery, "&") {
-		if i > 0 {
-			b.WriteByte('&')
+	return rawQuery // the common case: nothing to hide, nothing to build
+}
+
+// firstSecret returns the offset in rawQuery of the first part whose key
+// has a value and looks secret, or -1 if there is none. It scans in
+// place, unescaping only keys that hold '%' or '+'.
+func (rd Redaction) firstSecret(rawQuery string) int {
+	q := rawQuery
+	for i := 0; i < len(q); {
+		// The key runs to the part's first '=', the part to the next '&'.
+		j, escaped := i, false
+		for ; j < len(q); j++ {
+			if c := q[j]; c <= '=' { // '%', '&', '+' and '=' sort before all letters
+				if c == '=' || c == '&' {
+					break
+				}
+				escaped = escaped || c == '%' || c == '+'
+			}
 		}
+		if j < len(q) && q[j] == '=' {
+			k := q[i:j]
+			if escaped {
+				if key, err := url.QueryUnescape(k); err == nil {
+					k = key
+				}
+			}
+			if rd.IsSecret(k) {
+				return i
+			}
+			for j < len(q) && q[j] != '&' {
+				j++
+			}
+		}
+		i = j + 1
+	}
+	return -1
+}
+
+// redactQuery returns rawQuery with the values of secret-looking keys
+// replaced, given the offset of the first part to replace, from
+// firstSecret.
+func (rd Redaction) redactQuery(rawQuery string, from int) string {
+	var b strings.Builder
+	b.Grow(len(rawQuery) + len(Redacted))
+	b.WriteString(rawQuery[:from])
+	for rest := rawQuery[from:]; ; {
+		part, next, more := strings.Cut(rest, "&")
 		k, _, hasValue := strings.Cut(part, "=")
 		key, err := url.QueryUnescape(k)
 		if err != nil {
@@ -197,30 +376,13 @@ func (rd Redaction) Query(rawQuery string) string {
 		if hasValue && rd.IsSecret(key) {
 			b.WriteString(k)
 			b.WriteString("=" + Redacted)
-			continue
+		} else {
+			b.WriteString(part)
 		}
-		b.WriteString(part)
+		if !more {
+			return b.String()
+		}
+		b.WriteByte('&')
+		rest = next
 	}
-	return b.String()
-}
-
-// anySecret reports whether any key of rawQuery that has a value looks secret.
-func (rd Redaction) anySecret(rawQuery string) bool {
-	for rest := rawQuery; rest != ""; {
-		var part string
-		part, rest, _ = strings.Cut(rest, "&")
-		k, _, hasValue := strings.Cut(part, "=")
-		if !hasValue {
-			continue
-		}
-		if strings.ContainsAny(k, "%+") {
-			if key, err := url.QueryUnescape(k); err == nil {
-				k = key
-			}
-		}
-		if rd.IsSecret(k) {
-			return true
-		}
-	}
-	return false
 }

@@ -1,9 +1,11 @@
 package connscope
 
 import (
+	"net"
 	"net/url"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestRedactionTarget(t *testing.T) {
@@ -119,6 +121,10 @@ func TestRedactionAllocs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	secret, err := url.Parse("https://api.example.com/v1/items?page=2&access_token=s3cr3t&sort=name")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name string
 		f    func()
@@ -128,6 +134,7 @@ func TestRedactionAllocs(t *testing.T) {
 		{"IsSecret mixed case", func() { rd.IsSecret("X-Api-Key") }, 0},
 		{"Query without secrets", func() { rd.Query(u.RawQuery) }, 0},
 		{"Target", func() { rd.Target("GET", u) }, 1},
+		{"Target with a secret", func() { rd.Target("GET", secret) }, 2}, // and the redacted query
 	} {
 		if got := testing.AllocsPerRun(100, tc.f); got != tc.want {
 			t.Errorf("%s: %v allocs, want %v", tc.name, got, tc.want)
@@ -154,4 +161,321 @@ func TestRedactionDefaultKeysPath(t *testing.T) {
 	if (Redaction{}).IsSecret("page") {
 		t.Error("changing DefaultSecretKeys()'s result changed the defaults")
 	}
+}
+
+// TestRedactionTargetLong: targets past Target's stack buffer are built
+// by concatenation, still in one allocation, with the same output.
+func TestRedactionTargetLong(t *testing.T) {
+	for _, n := range []int{0, 100, 200, 230, 240, 250, 260, 300, 1000} {
+		u, err := url.Parse("https://api.example.com/" + strings.Repeat("p", n) + "?page=1&token=s3cr3t&" + strings.Repeat("q", n) + "=2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, rd := range []Redaction{{}, {OmitQuery: true}} {
+			if got, want := rd.Target("GET", u), targetReference(rd, "GET", u); got != want {
+				t.Errorf("%+v.Target(%q) =\n  %q\nwant\n  %q", rd, u, got, want)
+			}
+		}
+		u.RawQuery = "page=1&" + strings.Repeat("q", n) + "=2"
+		if got := testing.AllocsPerRun(10, func() { (Redaction{}).Target("GET", u) }); got != 1 {
+			t.Errorf("path and query of %d bytes: %v allocs, want 1", n, got)
+		}
+	}
+}
+
+// pathSafe must hold exactly the bytes url.URL.EscapedPath leaves alone.
+func TestRedactionPathSafe(t *testing.T) {
+	for c := 0; c < 256; c++ {
+		u := &url.URL{Path: "/a" + string([]byte{byte(c)}) + "b"}
+		if got, want := pathSafe[c], u.EscapedPath() == u.Path; got != want {
+			t.Errorf("pathSafe[%#x] = %v; EscapedPath(%q) = %q", c, got, u.Path, u.EscapedPath())
+		}
+	}
+}
+
+// hasPort must agree with url.URL.Port on every host.
+func TestRedactionHasPort(t *testing.T) {
+	for _, host := range []string{"", ":", "h", "h:", "h:1", "h:80", "h:a", ":1", "1", "12", "1:2:3", "[::1]", "[::1]:", "[::1]:80",
+		"::1", "fe80::", "fe80::1:80", "h:8x0", "h:80x", "[::1]x:80", "h:\u0661"} {
+		if got, want := hasPort(host), (&url.URL{Host: host}).Port() != ""; got != want {
+			t.Errorf("hasPort(%q) = %v, want %v", host, got, want)
+		}
+	}
+}
+
+// targetTestURLs are URLs whose targets are hard to get right: the seeds
+// of FuzzTargetMatchesReference.
+var targetTestURLs = []string{
+	"http://127.0.0.1:34567/bench?page=1",
+	"https://api.example.com/v2/projects/42/issues?state=open&sort=updated&per_page=50&page=3",
+	"https://api.example.com/v1/items?page=2&access_token=s3cr3t&sort=name",
+	"https://example.com", "https://example.com/", "http://example.com:80/", "https://example.com:8443/x",
+	"ws://example.com/chat", "wss://example.com/chat", "WSS://Example.COM/chat", "ftp://example.com/f", "git+ssh://h/r",
+	// IPv6, with and without brackets and ports; zones.
+	"http://[::1]/x", "http://[::1]:8080/x", "http://[::1]:/x", "https://[2001:db8::1]:8443/x",
+	"http://[fe80::1%25en0]/", "http://[fe80::1%25en0]:8080/", "http://::1/", "http://[::1/",
+	// Empty hosts and ports, trailing colons, ports that are not numbers.
+	"http:///path", "http://:80/", "http://:/", "http://h:/p", "http://h::/p", "http://h:0/", "http://h:99999999/",
+	"http://h:80:90/", "http://h:x/", "//proxy.example:3128", "//h", "/just/a/path?token=1", "", "?token=1", "#frag", "*",
+	// Opaque URLs.
+	"mailto:user@example.com", "http:opaque?x=1", "urn:isbn:0451450523", "http:%2Fx?token=1", "h:80",
+	// Paths that need escaping, or keep an escaping of their own (RawPath).
+	"http://h/a%2Fb", "http://h/a%20b/c%2Fd", "http://h/%7e", "http://h/%7E", "http://h/a%2fb", "http://h/caf%C3%A9", "http://h/café",
+	"http://h/a b", "http://h/*", "http://h/a*b", "http://h/!$&'()*+,;=:@", "http://h/%25", "http://h/[x]", "http://h/a%2Fb%zz",
+	"http://h/a\"b<c>", "http://h/~user/.../", "http://h/a;b,c",
+	// Userinfo and fragments.
+	"https://alice:s3cr3t@example.com/p?q=1", "http://s3cr3t@example.com/", "http://a%40b:c@h/", "http://h/p#s3cr3t", "http://h/p?x=1#frag?token=2",
+	// Secret keys in many spellings.
+	"http://h/?token=1", "http://h/?TOKEN=1", "http://h/?ToKeN=1", "http://h/?to%6Ben=1", "http://h/?to%6ben=1", "http://h/?api%5Fkey=1",
+	"http://h/?api+key=1", "http://h/?%4Bey=1", "http://h/?\u212aey=1", "http://h/?%E2%84%AAey=1", "http://h/?%e2%84%aaey=1",
+	"http://h/?x=1&&y=2", "http://h/?token", "http://h/?token&x=1", "http://h/?=1", "http://h/?token=", "http://h/?a=b=c&token==",
+	"http://h/?%zz=1", "http://h/?k%=1", "http://h/?to%zzken=1", "http://h/?%ccode=1", "http://h/?authorization=1", "http://h/?Cookie=x",
+	"http://h/?set-cookie=1", "http://h/?Proxy-Authorization=1", "http://h/?session_id=1", "http://h/?pwd=1", "http://h/?sigma=1",
+	"http://h/?x_very_long_parameter_name_that_holds_a_token=1", "http://h/?x_very_long_parameter_name_that_holds_nothing=1",
+	"http://h/?%C3%BCmlaut=1", "http://h/?ümlaut_token=1", "http://h/?σ=1", "http://h/?\xff=1", "http://h/?tok\xffen=1",
+	"http://h/?page=1&token=s3cr3t&sort=2&KEY=3&jwt=4", "http://h/?&&&", "http://h/?&token=1&", "http://h/?a&b&c=1",
+	"http://h/?x=%20y&token=a+b", "http://h/?coo\u212aie=1", "http://h/?Session=1", "http://h/?SIG=1", "http://h/?pass=1&passwd=2",
+	"http://h/?" + strings.Repeat("q", 300) + "=1&token=2",
+	"https://" + strings.Repeat("h", 100) + ".example/" + strings.Repeat("p", 100) + "?" + strings.Repeat("a=1&", 20),
+}
+
+// FuzzTargetMatchesReference: Target, Query and IsSecret give what they
+// gave before they were made faster (targetReference and the functions
+// below it, kept as they were), for URLs parsed and set by hand.
+func FuzzTargetMatchesReference(f *testing.F) {
+	for _, s := range targetTestURLs {
+		f.Add("GET", s, "http", "h", "/p", "", "x=1", "", uint8(0))
+	}
+	for i, h := range []string{"fe80::", "h:", "[::1]:", "::1", "1.2.3.4", "[::1", "::", ":", ":80", "[", "]", "a:b:c", "[a]:b", "",
+		"[::1]:80", "h:80", "[fe80::1%en0]", "fe80::1%en0", "h:\u0661", "[]", "[]:"} {
+		scheme := []string{"http", "https", "ws", "wss", "ftp", ""}[i%6]
+		f.Add("GET", "", scheme, h, "/", "", "", "", uint8(i))
+	}
+	f.Add("POST", "", "http", "h", "/a/b", "/a%2Fb", "token=1", "", uint8(0)) // RawPath matching Path
+	f.Add("POST", "", "http", "h", "/a/b", "/a%2Fc", "token=1", "", uint8(0)) // RawPath not matching
+	f.Add("POST", "", "http", "h", "/a b", "/a%20b", "token=1", "", uint8(0)) // RawPath, the usual escaping
+	f.Add("PUT", "", "https", "h", "opaque", "", "x=1", "", uint8(4))         // opaque
+	for _, p := range []string{"*", "/*", "/a*b", "/a%b", "/café", "/a b", "/a?b", "/a#b", "/!'()", "/[x]", "/a\x00b", ""} {
+		f.Add("GET", "", "https", "h", p, "", "", "", uint8(0)) // paths that need escaping, set by hand
+	}
+	f.Add("GET", "", "http", "h", "/", "", "tenant=1&token=2", "tenant", uint8(2))                // custom keys
+	f.Add("GET", "", "http", "h", "/", "", "key=1", "\u212aey", uint8(2))                         // KELVIN SIGN key, short name
+	f.Add("GET", "", "http", "h", "/", "", strings.Repeat("x", 40)+"key=1", "\u212aey", uint8(2)) // and a long one
+	f.Add("GET", "", "http", "h", "/", "", "x-κωδικοσ=1", "κωδικος", uint8(2))
+	f.Add("GET", "", "http", "h", "/", "", "μ-token=1", "µ-token", uint8(2))
+	f.Add("GET", "", "http", "h", "/", "", "κey=1", "ϰey", uint8(2))
+	f.Add("GET", "", "http", "h", "/", "", "anything=1", "", uint8(2)) // one empty key: all secret
+	f.Add("GET", "", "http", "h", "/", "", "a+b=1", "a b", uint8(2))   // '+' unescaped to match
+	f.Add("GET", "", "http", "h", "/", "", "a+b=1", "a+b", uint8(2))   // or not to
+	f.Add("GET", "", "http", "h", "/", "", "a%2Bb=1&a+b=2", "a+b,x", uint8(2))
+	f.Add("GET", "", "http", "h", "/", "", "token=1", "", uint8(8))     // no keys at all
+	f.Add("GET", "", "http", "h", "/", "", "token=1&x=2", "", uint8(1)) // OmitQuery
+	f.Add("GET", "", "http", "h", "/", "", "Authorization=1&COOKIE=2", "", uint8(8))
+
+	f.Fuzz(func(t *testing.T, method, rawURL, scheme, host, path, rawPath, rawQuery, keys string, flags uint8) {
+		var rd Redaction
+		rd.OmitQuery = flags&1 != 0
+		switch {
+		case flags&2 != 0:
+			rd.SecretKeys = strings.Split(keys, ",")
+		case flags&8 != 0:
+			rd.SecretKeys = []string{}
+		}
+		check := func(u *url.URL) {
+			t.Helper()
+			if got, want := rd.Target(method, u), targetReference(rd, method, u); got != want {
+				t.Errorf("%+v.Target(%q, %#v) =\n  %q\nwant\n  %q", rd, method, u, got, want)
+			}
+		}
+		if u, err := url.Parse(rawURL); err == nil {
+			check(u)
+		}
+		u := &url.URL{Scheme: scheme, Host: host, Path: path, RawPath: rawPath, RawQuery: rawQuery, User: url.User("s3cr3t"), Fragment: "f"}
+		if flags&4 != 0 {
+			u.Opaque, u.Path = path, ""
+		}
+		check(u)
+		if got, want := rd.Query(rawQuery), queryReference(rd, rawQuery); got != want {
+			t.Errorf("%+v.Query(%q) = %q, want %q", rd, rawQuery, got, want)
+		}
+		for _, name := range []string{method, host, path, rawQuery, keys} {
+			if got, want := rd.IsSecret(name), isSecretReference(rd, name); got != want {
+				t.Errorf("%+v.IsSecret(%q) = %v, want %v", rd, name, got, want)
+			}
+		}
+		if got, want := hasPort(host), u.Port() != ""; got != want {
+			t.Errorf("hasPort(%q) = %v, want %v", host, got, want)
+		}
+	})
+}
+
+// targetReference is Redaction.Target as it was before it was made faster,
+// with the functions below it: the specification FuzzTargetMatchesReference
+// holds the faster code to.
+func targetReference(rd Redaction, method string, u *url.URL) string {
+	if u == nil {
+		return method
+	}
+	var b strings.Builder
+	b.Grow(len(method) + len(u.Scheme) + len(u.Host) + len(u.Path) + len(u.RawPath) + len(u.RawQuery) + 16)
+	b.WriteString(method)
+	b.WriteByte(' ')
+	if u.Scheme != "" {
+		b.WriteString(u.Scheme)
+		b.WriteString("://")
+	}
+	port := ""
+	if u.Port() == "" && u.Host != "" {
+		switch u.Scheme {
+		case "http", "ws":
+			port = "80"
+		case "https", "wss":
+			port = "443"
+		}
+	}
+	switch host := strings.TrimSuffix(u.Host, ":"); {
+	case port == "":
+		b.WriteString(u.Host)
+	case !strings.Contains(host, ":") || host[0] == '[' && host[len(host)-1] == ']':
+		b.WriteString(host)
+		b.WriteByte(':')
+		b.WriteString(port)
+	default:
+		h := u.Hostname()
+		if net.ParseIP(u.Host) != nil {
+			h = u.Host
+		}
+		b.WriteString(net.JoinHostPort(h, port))
+	}
+	if u.Opaque != "" {
+		b.WriteString(u.Opaque)
+	} else {
+		b.WriteString(u.EscapedPath())
+	}
+	if u.RawQuery != "" && !rd.OmitQuery {
+		b.WriteByte('?')
+		b.WriteString(queryReference(rd, u.RawQuery))
+	}
+	return b.String()
+}
+
+func queryReference(rd Redaction, rawQuery string) string {
+	if !anySecretReference(rd, rawQuery) {
+		return rawQuery
+	}
+	var b strings.Builder
+	b.Grow(len(rawQuery))
+	for i, part := range strings.Split(rawQuery, "&") {
+		if i > 0 {
+			b.WriteByte('&')
+		}
+		k, _, hasValue := strings.Cut(part, "=")
+		key, err := url.QueryUnescape(k)
+		if err != nil {
+			key = k
+		}
+		if hasValue && isSecretReference(rd, key) {
+			b.WriteString(k)
+			b.WriteString("=" + Redacted)
+			continue
+		}
+		b.WriteString(part)
+	}
+	return b.String()
+}
+
+func anySecretReference(rd Redaction, rawQuery string) bool {
+	for rest := rawQuery; rest != ""; {
+		var part string
+		part, rest, _ = strings.Cut(rest, "&")
+		k, _, hasValue := strings.Cut(part, "=")
+		if !hasValue {
+			continue
+		}
+		if strings.ContainsAny(k, "%+") {
+			if key, err := url.QueryUnescape(k); err == nil {
+				k = key
+			}
+		}
+		if isSecretReference(rd, k) {
+			return true
+		}
+	}
+	return false
+}
+
+var keysByFirstReference = func() (t [utf8.RuneSelf][]string) {
+	for _, k := range defaultSecretKeys {
+		t[k[0]] = append(t[k[0]], k)
+	}
+	return t
+}()
+
+func isSecretReference(rd Redaction, name string) bool {
+	var buf [32]byte
+	if len(name) > len(buf) || !lowerASCIIReference(buf[:], name) {
+		return isSecretFoldReference(rd, name)
+	}
+	lower := buf[:len(name)]
+	switch string(lower) {
+	case "authorization", "proxy-authorization", "cookie", "set-cookie":
+		return true
+	}
+	if rd.SecretKeys == nil {
+		for i, c := range lower {
+			for _, k := range keysByFirstReference[c] {
+				if len(k) <= len(lower)-i && string(lower[i:i+len(k)]) == k {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	for _, k := range rd.SecretKeys {
+		if containsFoldReference(name, k) {
+			return true
+		}
+	}
+	return false
+}
+
+func isSecretFoldReference(rd Redaction, name string) bool {
+	lower := strings.ToLower(name)
+	switch lower {
+	case "authorization", "proxy-authorization", "cookie", "set-cookie":
+		return true
+	}
+	keys := rd.SecretKeys
+	if keys == nil {
+		keys = defaultSecretKeys
+	}
+	for _, k := range keys {
+		if strings.Contains(lower, strings.ToLower(k)) || containsFoldReference(name, k) {
+			return true
+		}
+	}
+	return false
+}
+
+func containsFoldReference(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
+			return true
+		}
+	}
+	return false
+}
+
+func lowerASCIIReference(dst []byte, s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= utf8.RuneSelf {
+			return false
+		}
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst[i] = c
+	}
+	return true
 }
