@@ -147,7 +147,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		spy.Emit(connscope.Event{Time: now, Message: connscope.MsgRequestError, Conn: r, Target: rt.target, Request: seq,
 			Headers: rt.headers, Duration: took, Op: "request", Err: err})
 		if r != nil {
-			r.EndRequest()
+			if rt.h2() {
+				// A failed stream leaves an HTTP/2 connection in the
+				// pool (an HTTP/1 one is closing): idle if it was the last.
+				endRequest(spy, r)
+			} else {
+				r.EndRequest()
+			}
 		}
 		return resp, err
 	}
@@ -195,6 +201,7 @@ type reqTrace struct {
 
 	mu       sync.Mutex
 	rec      *connscope.Record
+	conn     net.Conn // the connection rec wraps, or its TLS
 	seq      uint64
 	tlsStart int64 // ns since epoch
 	tlsTook  time.Duration
@@ -301,7 +308,7 @@ func (rt *reqTrace) gotConn(info httptrace.GotConnInfo) {
 		seq = r.BeginRequest(rt.target)
 	}
 	rt.mu.Lock()
-	rt.rec, rt.seq = r, seq
+	rt.rec, rt.conn, rt.seq = r, info.Conn, seq
 	tlsTook := rt.tlsTook
 	rt.mu.Unlock()
 	if r == nil {
@@ -320,6 +327,16 @@ func (rt *reqTrace) gotConn(info httptrace.GotConnInfo) {
 	if info.Reused {
 		rt.spy.Emit(connscope.Event{Message: connscope.MsgReuse, Conn: r, Target: rt.target, Request: seq, Idle: info.IdleTime})
 	}
+}
+
+// h2 reports whether the request went over HTTP/2 with TLS. (Unencrypted
+// HTTP/2 cannot be told from HTTP/1 by its connection.)
+func (rt *reqTrace) h2() bool {
+	rt.mu.Lock()
+	c := rt.conn
+	rt.mu.Unlock()
+	tc, ok := c.(*tls.Conn)
+	return ok && tc.ConnectionState().NegotiatedProtocol == "h2"
 }
 
 // endRequest ends a request on r and, when it was the last one in flight,

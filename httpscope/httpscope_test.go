@@ -769,3 +769,48 @@ func TestServerHandlerPanic(t *testing.T) {
 		t.Errorf("server event: status %d, op %q, error %q; want status 0 and the handler's error", e.Status, e.Op, e.Err)
 	}
 }
+
+// TestHTTP2FailedStreamLeavesConnectionIdle: a request that fails on an
+// HTTP/2 connection (here its context expires while the handler waits)
+// ends its stream, not the connection, which goes back idle and serves
+// the next request.
+func TestHTTP2FailedStreamLeavesConnectionIdle(t *testing.T) {
+	sink := &memSink{}
+	spy := &connscope.Spy{Sink: sink}
+	url, p := startTLS(t, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hang" {
+			<-r.Context().Done() // the client resets the stream
+			return
+		}
+		io.WriteString(w, "ok")
+	}))
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	base.TLSClientConfig = p.cfg
+	defer base.CloseIdleConnections()
+	client := &http.Client{Transport: httpscope.WrapTransport(spy, base, nil)}
+	get(t, client, url+"/first")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/hang", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Do(req); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v, want the context's deadline", err)
+	}
+	evs := sink.events(connscope.Client)
+	want := []string{connscope.MsgConnect, connscope.MsgTLS, connscope.MsgResponse, connscope.MsgIdle,
+		connscope.MsgReuse, connscope.MsgRequestError, connscope.MsgIdle}
+	if got := messages(evs); !slices.Equal(got, want) {
+		t.Fatalf("client events:\n got %q\nwant %q", got, want)
+	}
+	resp := get(t, client, url+"/after")
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("after: %s, want HTTP/2", resp.Proto)
+	}
+	evs = sink.events(connscope.Client)
+	if last := evs[len(evs)-3]; last.Msg != connscope.MsgReuse || last.ID != evs[0].ID || last.Request != 3 {
+		t.Errorf("after the failed stream: %+v, want Reuse Socket of request 3 on the same connection", last)
+	}
+}
