@@ -311,7 +311,7 @@ func FuzzTargetMatchesReference(f *testing.F) {
 
 // targetReference is Redaction.Target as it was before it was made faster,
 // with the functions below it: the specification FuzzTargetMatchesReference
-// holds the faster code to.
+// holds the faster code to. (containsFold, unchanged, is the package's.)
 func targetReference(rd Redaction, method string, u *url.URL) string {
 	if u == nil {
 		return method
@@ -432,7 +432,7 @@ func isSecretReference(rd Redaction, name string) bool {
 		return false
 	}
 	for _, k := range rd.SecretKeys {
-		if containsFoldReference(name, k) {
+		if containsFold(name, k) {
 			return true
 		}
 	}
@@ -450,16 +450,7 @@ func isSecretFoldReference(rd Redaction, name string) bool {
 		keys = defaultSecretKeys
 	}
 	for _, k := range keys {
-		if strings.Contains(lower, strings.ToLower(k)) || containsFoldReference(name, k) {
-			return true
-		}
-	}
-	return false
-}
-
-func containsFoldReference(s, sub string) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if strings.EqualFold(s[i:i+len(sub)], sub) {
+		if strings.Contains(lower, strings.ToLower(k)) || containsFold(name, k) {
 			return true
 		}
 	}
