@@ -147,9 +147,12 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		spy.Emit(connscope.Event{Time: now, Message: connscope.MsgRequestError, Conn: r, Target: rt.target, Request: seq,
 			Headers: rt.headers, Duration: took, Op: "request", Err: err})
 		if r != nil {
-			if rt.h2() {
-				// A failed stream leaves an HTTP/2 connection in the
-				// pool (an HTTP/1 one is closing): idle if it was the last.
+			if rt.Context.Err() != nil && rt.h2() {
+				// The caller gave up: HTTP/2 resets the stream and keeps
+				// the connection in the pool (HTTP/1 closes it), idle if
+				// it was the last. Any other failure may be the
+				// connection's, which HTTP/2 closes only after failing
+				// its streams: no "Socket Idle" for it.
 				endRequest(spy, r)
 			} else {
 				r.EndRequest()

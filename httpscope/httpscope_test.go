@@ -814,3 +814,77 @@ func TestHTTP2FailedStreamLeavesConnectionIdle(t *testing.T) {
 		t.Errorf("after the failed stream: %+v, want Reuse Socket of request 3 on the same connection", last)
 	}
 }
+
+// TestHTTP2LostConnectionNotIdle: when the server drops an HTTP/2
+// connection mid-request, the transport fails the stream before it closes
+// the connection; the connection must not be reported idle in between.
+// The dialer's Close takes a while (a proxy tunnel, say), which makes the
+// window wide enough to be seen every time.
+func TestHTTP2LostConnectionNotIdle(t *testing.T) {
+	sink := &memSink{}
+	spy := &connscope.Spy{Sink: sink}
+	cert, pool, err := selfsigned.New("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type connKey struct{}
+	srv := &http.Server{
+		TLSConfig:   &tls.Config{Certificates: []tls.Certificate{cert}},
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context { return context.WithValue(ctx, connKey{}, c) },
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/drop" {
+				r.Context().Value(connKey{}).(net.Conn).Close()
+				return
+			}
+			io.WriteString(w, "ok")
+		}),
+	}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		srv.ServeTLS(ln, "", "")
+	}()
+	defer func() {
+		srv.Close()
+		<-served
+	}()
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	base.TLSClientConfig = &tls.Config{RootCAs: pool}
+	base.ForceAttemptHTTP2 = true
+	var d net.Dialer
+	base.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return slowCloseConn{c}, nil
+	}
+	defer base.CloseIdleConnections()
+	client := &http.Client{Transport: httpscope.WrapTransport(spy, base, nil)}
+	url := "https://" + ln.Addr().String()
+	if resp := get(t, client, url+"/first"); resp.ProtoMajor != 2 {
+		t.Fatalf("first: %s, want HTTP/2", resp.Proto)
+	}
+	if _, err := client.Get(url + "/drop"); err == nil {
+		t.Fatal("want an error from a dropped connection")
+	}
+	waitFor(t, "client Socket Close", func() bool { return slices.Contains(messages(sink.events(connscope.Client)), connscope.MsgClose) })
+	evs := sink.events(connscope.Client)
+	want := []string{connscope.MsgConnect, connscope.MsgTLS, connscope.MsgResponse, connscope.MsgIdle,
+		connscope.MsgReuse, connscope.MsgRequestError}
+	if got := messages(evs); len(got) < len(want) || !slices.Equal(got[:len(want)], want) || slices.Contains(got[len(want):], connscope.MsgIdle) {
+		t.Fatalf("client events:\n got %q\nwant %q, then no Socket Idle", got, want)
+	}
+}
+
+// slowCloseConn is a connection whose Close takes 50 ms.
+type slowCloseConn struct{ net.Conn }
+
+func (c slowCloseConn) Close() error {
+	time.Sleep(50 * time.Millisecond)
+	return c.Conn.Close()
+}
