@@ -105,8 +105,8 @@ func (s *Spy) complete(e *Event) {
 	}
 	e.Level = levelFor(e.Message)
 	if e.Err != nil && e.Level < slog.LevelWarn {
-		// A failed TLS Handshake or DNS Lookup: an error, whatever its
-		// message says on success.
+		// A failed TLS Handshake or DNS Lookup, a response whose handler
+		// panicked: an error, whatever the message is on success.
 		e.Level = slog.LevelError
 	}
 	if r := e.Conn; r != nil {
