@@ -100,6 +100,13 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // that trusts the certificate.
 func startTLS(t *testing.T, spy *connscope.Spy, h http.Handler) (string, *tlsPool) {
 	t.Helper()
+	return startTLSServer(t, spy, &http.Server{Handler: h})
+}
+
+// startTLSServer is startTLS for a server the test configured itself; it
+// sets srv.TLSConfig.
+func startTLSServer(t *testing.T, spy *connscope.Spy, srv *http.Server) (string, *tlsPool) {
+	t.Helper()
 	cert, pool, err := selfsigned.New("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +115,7 @@ func startTLS(t *testing.T, spy *connscope.Spy, h http.Handler) (string, *tlsPoo
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: h, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}}
+	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
 	httpscope.InstrumentServer(spy, srv, nil)
 	done := make(chan struct{})
 	go func() {
@@ -823,17 +830,8 @@ func TestHTTP2FailedStreamLeavesConnectionIdle(t *testing.T) {
 func TestHTTP2LostConnectionNotIdle(t *testing.T) {
 	sink := &memSink{}
 	spy := &connscope.Spy{Sink: sink}
-	cert, pool, err := selfsigned.New("127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	type connKey struct{}
-	srv := &http.Server{
-		TLSConfig:   &tls.Config{Certificates: []tls.Certificate{cert}},
+	url, p := startTLSServer(t, nil, &http.Server{
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context { return context.WithValue(ctx, connKey{}, c) },
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path == "/drop" {
@@ -842,18 +840,9 @@ func TestHTTP2LostConnectionNotIdle(t *testing.T) {
 			}
 			io.WriteString(w, "ok")
 		}),
-	}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		srv.ServeTLS(ln, "", "")
-	}()
-	defer func() {
-		srv.Close()
-		<-served
-	}()
+	})
 	base := http.DefaultTransport.(*http.Transport).Clone()
-	base.TLSClientConfig = &tls.Config{RootCAs: pool}
+	base.TLSClientConfig = p.cfg
 	base.ForceAttemptHTTP2 = true
 	var d net.Dialer
 	base.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -865,7 +854,6 @@ func TestHTTP2LostConnectionNotIdle(t *testing.T) {
 	}
 	defer base.CloseIdleConnections()
 	client := &http.Client{Transport: httpscope.WrapTransport(spy, base, nil)}
-	url := "https://" + ln.Addr().String()
 	if resp := get(t, client, url+"/first"); resp.ProtoMajor != 2 {
 		t.Fatalf("first: %s, want HTTP/2", resp.Proto)
 	}
