@@ -96,14 +96,19 @@ type Event struct {
 	Dropped  uint64 // Events Dropped: how many
 }
 
-// levelFor is the level of a message: errors stand out, the rest is debug
-// output like connection-spy's.
-func levelFor(msg string) slog.Level {
+// levelFor is the level of an event with message msg and error err:
+// errors stand out, the rest is debug output like connection-spy's. An
+// event that is debug output on success (TLS Handshake, DNS Lookup, a
+// server's HTTP(S) Response) is an error when it carries one.
+func levelFor(msg string, err error) slog.Level {
 	switch msg {
 	case MsgError, MsgRequestError, MsgHookPanic:
 		return slog.LevelError
 	case MsgTimeout, MsgDropped:
 		return slog.LevelWarn
+	}
+	if err != nil {
+		return slog.LevelError
 	}
 	return slog.LevelDebug
 }

@@ -35,9 +35,9 @@ type WriterOptions struct {
 	// Level is the least level of the events written. Events carry slog
 	// levels: "Socket Error", "HTTP(S) Error", "Hook Panic" and any other
 	// event that carries an error are errors, "Socket Timeout" and "Events
-	// Dropped" warnings, the rest of a connection's life debug. nil writes every event, as connection-spy does;
-	// slog.LevelWarn keeps only what went wrong, and skips the encoding
-	// of the rest. The "Events Dropped" report is written whatever the
+	// Dropped" warnings, the rest of a connection's life debug. nil writes
+	// every event, as connection-spy does; slog.LevelWarn keeps only what
+	// went wrong, and skips the encoding of the rest. The "Events Dropped" report is written whatever the
 	// level.
 	Level slog.Leveler
 }
@@ -229,7 +229,7 @@ func (s *WriterSink) flush() error {
 	}
 	if drops := s.dropped.Load(); err == nil && drops > s.reported {
 		// Say what was lost before what follows it.
-		e := Event{Time: time.Now(), Level: levelFor(MsgDropped), Message: MsgDropped, Producer: DefaultProducer, Dropped: drops - s.reported}
+		e := Event{Time: time.Now(), Level: levelFor(MsgDropped, nil), Message: MsgDropped, Producer: DefaultProducer, Dropped: drops - s.reported}
 		line := s.encode(nil, &e)
 		var n int
 		if n, err = s.w.Write(line); err == nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http/httptrace"
 	"strings"
@@ -103,12 +102,7 @@ func (s *Spy) complete(e *Event) {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
-	e.Level = levelFor(e.Message)
-	if e.Err != nil && e.Level < slog.LevelWarn {
-		// A failed TLS Handshake or DNS Lookup, a response whose handler
-		// panicked: an error, whatever the message is on success.
-		e.Level = slog.LevelError
-	}
+	e.Level = levelFor(e.Message, e.Err)
 	if r := e.Conn; r != nil {
 		e.BytesRead, e.BytesWritten = r.bytesRead.Load(), r.bytesWritten.Load()
 	}
@@ -138,7 +132,7 @@ func (s *Spy) callHook(name string, f func()) {
 			s.hookPanics.Add(1)
 			if s.Sink != nil {
 				s.Sink.Emit(&Event{
-					Time: time.Now(), Level: levelFor(MsgHookPanic), Message: MsgHookPanic,
+					Time: time.Now(), Level: levelFor(MsgHookPanic, nil), Message: MsgHookPanic,
 					Producer: s.producer(), Op: name, Err: fmt.Errorf("connscope: hook %s panicked: %v", name, v),
 				})
 			}
