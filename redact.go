@@ -124,29 +124,19 @@ func (rd Redaction) isSecretKeys(name string) bool {
 const maxFastName = 32
 
 // alwaysSecret reports whether the ASCII name is one of the headers that
-// are secret whatever SecretKeys says. Its length, tested inline, rules
-// out most names.
+// are secret whatever SecretKeys says. Its length rules out most names.
 func alwaysSecret(name string) bool {
 	switch len(name) {
-	case len("cookie"), len("set-cookie"), len("authorization"), len("proxy-authorization"):
-		return isAlwaysSecretHeader(name)
+	case len("cookie"):
+		return strings.EqualFold(name, "cookie")
+	case len("set-cookie"):
+		return strings.EqualFold(name, "set-cookie")
+	case len("authorization"):
+		return strings.EqualFold(name, "authorization")
+	case len("proxy-authorization"):
+		return strings.EqualFold(name, "proxy-authorization")
 	}
 	return false
-}
-
-func isAlwaysSecretHeader(name string) bool {
-	var header string
-	switch len(name) {
-	case len("cookie"):
-		header = "cookie"
-	case len("set-cookie"):
-		header = "set-cookie"
-	case len("authorization"):
-		header = "authorization"
-	case len("proxy-authorization"):
-		header = "proxy-authorization"
-	}
-	return strings.EqualFold(name, header)
 }
 
 // hasPrefixLower reports whether s begins with the lower-case prefix,
