@@ -862,10 +862,14 @@ func TestHTTP2LostConnectionNotIdle(t *testing.T) {
 	}
 	waitFor(t, "client Socket Close", func() bool { return slices.Contains(messages(sink.events(connscope.Client)), connscope.MsgClose) })
 	evs := sink.events(connscope.Client)
+	// The read loop's "Socket End" (the server's FIN) races the caller's
+	// "HTTP(S) Error", so after the reuse only membership is checked.
 	want := []string{connscope.MsgConnect, connscope.MsgTLS, connscope.MsgResponse, connscope.MsgIdle,
-		connscope.MsgReuse, connscope.MsgRequestError}
-	if got := messages(evs); len(got) < len(want) || !slices.Equal(got[:len(want)], want) || slices.Contains(got[len(want):], connscope.MsgIdle) {
-		t.Fatalf("client events:\n got %q\nwant %q, then no Socket Idle", got, want)
+		connscope.MsgReuse}
+	got := messages(evs)
+	if len(got) < len(want) || !slices.Equal(got[:len(want)], want) ||
+		!slices.Contains(got[len(want):], connscope.MsgRequestError) || slices.Contains(got[len(want):], connscope.MsgIdle) {
+		t.Fatalf("client events:\n got %q\nwant %q, then an HTTP(S) Error and no Socket Idle", got, want)
 	}
 }
 
