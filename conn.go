@@ -248,7 +248,7 @@ func (r *Record) opError(op string, err error) {
 
 func (r *Record) closed() {
 	r.closedNs.Store(monoNow())
-	r.state.Store(int32(StateClosed))
+	r.updateFlow(func(_ State, n int32) (State, int32) { return StateClosed, n })
 	s := r.spy
 	flags := r.flags.Load()
 	by := "local"

@@ -119,14 +119,17 @@ type Record struct {
 	lastRead     atomic.Int64 // monotonic ns; 0: never
 	lastWrite    atomic.Int64
 	requests     atomic.Uint64
-	inFlight     atomic.Int32
-	state        atomic.Int32
-	flags        atomic.Uint32
-	closedNs     atomic.Int64
-	idleNs       atomic.Int64 // when the connection last went idle
-	lastErr      atomic.Pointer[errorRecord]
-	target       atomic.Pointer[string]
-	jsonHead     atomic.Pointer[jsonHead] // see jsonHeadFor
+	// flow holds the State (high 32 bits) and the requests in flight (low
+	// 32 bits, an int32) in one word, so that ending the last request and
+	// going idle is one step that a request beginning on another goroutine
+	// cannot fall between.
+	flow     atomic.Uint64
+	flags    atomic.Uint32
+	closedNs atomic.Int64
+	idleNs   atomic.Int64 // when the connection last went idle
+	lastErr  atomic.Pointer[errorRecord]
+	target   atomic.Pointer[string]
+	jsonHead atomic.Pointer[jsonHead] // see jsonHeadFor
 }
 
 type errorRecord struct {
@@ -190,14 +193,40 @@ func (r *Record) BytesWritten() int64 { return r.bytesWritten.Load() }
 // Requests returns how many HTTP requests the connection has carried.
 func (r *Record) Requests() uint64 { return r.requests.Load() }
 
-// State returns the connection's state.
-func (r *Record) State() State { return State(r.state.Load()) }
+func packFlow(s State, inFlight int32) uint64 {
+	return uint64(uint32(s))<<32 | uint64(uint32(inFlight))
+}
 
-// BeginRequest counts a request on the connection and returns its sequence
-// number, from 1. Packages that know about requests (httpscope) call it.
+func unpackFlow(w uint64) (State, int32) { return State(int32(w >> 32)), int32(uint32(w)) }
+
+// updateFlow applies f to the state and the requests in flight, atomically,
+// and returns what f returned.
+func (r *Record) updateFlow(f func(State, int32) (State, int32)) (State, int32) {
+	for {
+		old := r.flow.Load()
+		s, n := f(unpackFlow(old))
+		if r.flow.CompareAndSwap(old, packFlow(s, n)) {
+			return s, n
+		}
+	}
+}
+
+// State returns the connection's state.
+func (r *Record) State() State { s, _ := unpackFlow(r.flow.Load()); return s }
+
+// InFlight returns how many requests are in flight on the connection.
+func (r *Record) InFlight() int32 { _, n := unpackFlow(r.flow.Load()); return n }
+
+// BeginRequest counts a request on the connection, marks an idle one
+// active, and returns the request's sequence number, from 1. Packages that
+// know about requests (httpscope) call it.
 func (r *Record) BeginRequest(target string) uint64 {
-	r.inFlight.Add(1)
-	r.state.CompareAndSwap(int32(StateIdle), int32(StateActive))
+	r.updateFlow(func(s State, n int32) (State, int32) {
+		if s == StateIdle {
+			s = StateActive
+		}
+		return s, n + 1
+	})
 	if p := r.target.Load(); target != "" && (p == nil || *p != target) {
 		// A keep-alive loop repeats its target: no allocation then. (The
 		// copy keeps target itself on the stack: storing &target would
@@ -209,21 +238,47 @@ func (r *Record) BeginRequest(target string) uint64 {
 }
 
 // EndRequest marks a request on the connection as finished and reports
-// whether none is left in flight.
-func (r *Record) EndRequest() (idle bool) {
-	return r.inFlight.Add(-1) <= 0
+// whether none is left in flight. It leaves the state alone: use it for a
+// connection that is not going back to a pool.
+func (r *Record) EndRequest() (none bool) {
+	_, n := r.updateFlow(func(s State, n int32) (State, int32) { return s, n - 1 })
+	return n <= 0
+}
+
+// EndRequestIdle marks a request on the connection as finished and, if it
+// was the last one in flight on an active connection, marks the connection
+// idle in the same atomic step; it reports whether it did. A client pool
+// calls it when a request gives its connection back. (Two steps, EndRequest
+// then SetState, would let a request that begins in between run on a
+// connection marked idle.)
+func (r *Record) EndRequestIdle() (idle bool) {
+	now := monoNow()
+	r.updateFlow(func(s State, n int32) (State, int32) {
+		n--
+		idle = n <= 0 && s == StateActive
+		if idle {
+			s = StateIdle
+		}
+		return s, n
+	})
+	if idle {
+		r.idleNs.Store(now)
+	}
+	return idle
 }
 
 // SetState records a state change reported by the layer above (an
-// http.Server's ConnState, a client pool).
+// http.Server's ConnState). A closed connection stays closed.
 func (r *Record) SetState(s State) {
-	if State(r.state.Load()) == StateClosed {
-		return
-	}
 	if s == StateIdle {
 		r.idleNs.Store(monoNow())
 	}
-	r.state.Store(int32(s))
+	r.updateFlow(func(old State, n int32) (State, int32) {
+		if old == StateClosed {
+			return old, n
+		}
+		return s, n
+	})
 }
 
 // ConnInfo is a point-in-time copy of a Record, for reports.
@@ -265,19 +320,20 @@ func (r *Record) Snapshot() ConnInfo {
 		}
 		return time.Duration(now - ns)
 	}
+	state, inFlight := unpackFlow(r.flow.Load())
 	ci := ConnInfo{
 		ID:           r.id,
 		Side:         r.side.String(),
 		Network:      r.network,
 		Local:        r.local.String(),
 		Remote:       r.remote.String(),
-		State:        r.State().String(),
+		State:        state.String(),
 		Opened:       r.opened,
 		Age:          time.Duration(now - r.openNs),
 		BytesRead:    r.bytesRead.Load(),
 		BytesWritten: r.bytesWritten.Load(),
 		Requests:     r.requests.Load(),
-		InFlight:     r.inFlight.Load(),
+		InFlight:     inFlight,
 		PeerClosed:   r.has(flagRemoteClosed),
 	}
 	if r.clock {

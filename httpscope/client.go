@@ -345,8 +345,7 @@ func (rt *reqTrace) h2() bool {
 // endRequest ends a request on r and, when it was the last one in flight,
 // reports the connection idle.
 func endRequest(spy *connscope.Spy, r *connscope.Record) {
-	if r.EndRequest() && r.State() != connscope.StateClosed {
-		r.SetState(connscope.StateIdle)
+	if r.EndRequestIdle() {
 		spy.Emit(connscope.Event{Message: connscope.MsgIdle, Conn: r})
 	}
 }
