@@ -99,10 +99,19 @@ func instrumentDial(spy *connscope.Spy, t *http.Transport) (undo func()) {
 	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		// Name the request the dial is for in "Socket Connect". Only here,
 		// not on every request: most requests reuse a connection.
-		if rt, ok := ctx.Value(reqTraceKey{}).(*reqTrace); ok && connscope.TargetFromContext(ctx) == "" {
+		rt, ok := ctx.Value(reqTraceKey{}).(*reqTrace)
+		if ok && connscope.TargetFromContext(ctx) == "" {
 			ctx = connscope.ContextWithTarget(ctx, rt.target)
 		}
-		return dial(ctx, network, addr)
+		c, err := dial(ctx, network, addr)
+		if ok && err == nil {
+			// The TLS handshake that follows reports to this request's
+			// trace: a failed one is reported on this connection.
+			rt.mu.Lock()
+			rt.dialed = connscope.RecordOf(c)
+			rt.mu.Unlock()
+		}
+		return c, err
 	}
 	return func() { t.DialContext, t.ForceAttemptHTTP2 = oldDial, oldForce }
 }
@@ -208,6 +217,7 @@ type reqTrace struct {
 	seq      uint64
 	tlsStart int64 // ns since epoch
 	tlsTook  time.Duration
+	dialed   *connscope.Record // the connection this request dialed, if any
 
 	// Set by the transport's read and write loops without the mutex.
 	wrote atomic.Int64 // when the request was written, in ns since epoch
@@ -279,10 +289,19 @@ func (rt *reqTrace) setHooks(https bool) {
 			rt.tlsStart = sinceEpoch()
 			rt.mu.Unlock()
 		}
-		ct.TLSHandshakeDone = func(tls.ConnectionState, error) {
+		ct.TLSHandshakeDone = func(cs tls.ConnectionState, err error) {
 			rt.mu.Lock()
-			rt.tlsTook = time.Duration(sinceEpoch() - rt.tlsStart)
+			took := time.Duration(sinceEpoch() - rt.tlsStart)
+			rt.tlsTook = took
+			r := rt.dialed
 			rt.mu.Unlock()
+			if err != nil {
+				// The connection closes without reaching a request: this
+				// is the only place its failed handshake is seen. (A
+				// good one is reported at GotConn, after "Socket
+				// Connect", where the request and its sequence are known.)
+				rt.spy.TLSHandshake(r, &cs, took, err)
+			}
 		}
 	}
 }

@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -879,4 +881,40 @@ type slowCloseConn struct{ net.Conn }
 func (c slowCloseConn) Close() error {
 	time.Sleep(50 * time.Millisecond)
 	return c.Conn.Close()
+}
+
+// TestFailedTLSHandshakeIsAnEvent: a client that does not trust the
+// server's certificate reports "TLS Handshake" with the error on the
+// connection it dialed. (It comes after that connection's "Socket Close":
+// the transport closes the connection before it reports the failure.)
+func TestFailedTLSHandshakeIsAnEvent(t *testing.T) {
+	sink := &memSink{}
+	spy := &connscope.Spy{Sink: sink}
+	url, _ := startTLSServer(t, nil, &http.Server{
+		Handler:  http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}),
+		ErrorLog: log.New(io.Discard, "", 0), // the server's side of the failure is expected
+	})
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	base.TLSClientConfig = &tls.Config{RootCAs: x509.NewCertPool()} // trusts nothing
+	defer base.CloseIdleConnections()
+	client := &http.Client{Transport: httpscope.WrapTransport(spy, base, nil)}
+	_, err := client.Get(url + "/x")
+	var unknown x509.UnknownAuthorityError
+	if !errors.As(err, &unknown) {
+		t.Fatalf("Get: %v, want x509.UnknownAuthorityError", err)
+	}
+	waitFor(t, "client Socket Close", func() bool { return slices.Contains(messages(sink.events(connscope.Client)), connscope.MsgClose) })
+	evs := sink.events(connscope.Client)
+	got := messages(evs)
+	i := slices.Index(got, connscope.MsgTLS)
+	if i < 1 || got[0] != connscope.MsgConnect {
+		t.Fatalf("client events %q: want Socket Connect, then TLS Handshake", got)
+	}
+	if e := evs[i]; e.ID != evs[0].ID || !errors.As(e.Err, &unknown) || e.Target != "GET "+url+"/x" {
+		t.Errorf("TLS Handshake on %v for %q with error %v; want the dialed connection %v, the request's target, the certificate error",
+			e.ID, e.Target, e.Err, evs[0].ID)
+	}
+	if n := strings.Count(strings.Join(got, "|"), connscope.MsgTLS); n != 1 {
+		t.Errorf("%d TLS Handshake events, want 1: %q", n, got)
+	}
 }
