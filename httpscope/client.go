@@ -156,7 +156,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		spy.Emit(connscope.Event{Time: now, Message: connscope.MsgRequestError, Conn: r, Target: rt.target, Request: seq,
 			Headers: rt.headers, Duration: took, Op: "request", Err: err})
 		if r != nil {
-			if rt.Context.Err() != nil && rt.h2() {
+			if rt.Context.Err() != nil && (rt.h2() || t.h2c(req)) {
 				// The caller gave up: HTTP/2 resets the stream and keeps
 				// the connection in the pool (HTTP/1 closes it), idle if
 				// it was the last. Any other failure may be the
@@ -352,13 +352,22 @@ func (rt *reqTrace) gotConn(info httptrace.GotConnInfo) {
 }
 
 // h2 reports whether the request went over HTTP/2 with TLS. (Unencrypted
-// HTTP/2 cannot be told from HTTP/1 by its connection.)
+// HTTP/2 cannot be told from HTTP/1 by its connection: see h2c.)
 func (rt *reqTrace) h2() bool {
 	rt.mu.Lock()
 	c := rt.conn
 	rt.mu.Unlock()
 	tc, ok := c.(*tls.Conn)
 	return ok && tc.ConnectionState().NegotiatedProtocol == "h2"
+}
+
+// h2c reports whether req goes over unencrypted HTTP/2: an *http.Transport
+// whose Protocols allow UnencryptedHTTP2 and not HTTP1 uses it for http://
+// URLs.
+func (t *Transport) h2c(req *http.Request) bool {
+	bt, ok := t.base.(*http.Transport)
+	return ok && req.URL.Scheme == "http" && bt.Protocols != nil &&
+		bt.Protocols.UnencryptedHTTP2() && !bt.Protocols.HTTP1()
 }
 
 // endRequest ends a request on r and, when it was the last one in flight,

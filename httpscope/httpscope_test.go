@@ -782,45 +782,72 @@ func TestServerHandlerPanic(t *testing.T) {
 // TestHTTP2FailedStreamLeavesConnectionIdle: a request that fails on an
 // HTTP/2 connection (here its context expires while the handler waits)
 // ends its stream, not the connection, which goes back idle and serves
-// the next request.
+// the next request. Over TLS, and unencrypted (h2c), where the connection
+// alone does not tell HTTP/2 from HTTP/1.
 func TestHTTP2FailedStreamLeavesConnectionIdle(t *testing.T) {
-	sink := &memSink{}
-	spy := &connscope.Spy{Sink: sink}
-	url, p := startTLS(t, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/hang" {
 			<-r.Context().Done() // the client resets the stream
 			return
 		}
 		io.WriteString(w, "ok")
-	}))
-	base := http.DefaultTransport.(*http.Transport).Clone()
-	base.TLSClientConfig = p.cfg
-	defer base.CloseIdleConnections()
-	client := &http.Client{Transport: httpscope.WrapTransport(spy, base, nil)}
-	get(t, client, url+"/first")
+	})
+	for _, tc := range []struct {
+		name  string
+		start func(t *testing.T, base *http.Transport) (url string)
+		want  []string
+	}{
+		{"tls", func(t *testing.T, base *http.Transport) string {
+			url, p := startTLS(t, nil, handler)
+			base.TLSClientConfig = p.cfg
+			return url
+		}, []string{connscope.MsgConnect, connscope.MsgTLS, connscope.MsgResponse, connscope.MsgIdle,
+			connscope.MsgReuse, connscope.MsgRequestError, connscope.MsgIdle}},
+		{"h2c", func(t *testing.T, base *http.Transport) string {
+			ts := httptest.NewUnstartedServer(handler)
+			ts.Config.Protocols = new(http.Protocols)
+			ts.Config.Protocols.SetUnencryptedHTTP2(true)
+			ts.Start()
+			t.Cleanup(ts.Close)
+			base.Protocols = new(http.Protocols)
+			base.Protocols.SetUnencryptedHTTP2(true) // and not HTTP1: h2c for http:// URLs
+			return ts.URL
+		}, []string{connscope.MsgConnect, connscope.MsgResponse, connscope.MsgIdle,
+			connscope.MsgReuse, connscope.MsgRequestError, connscope.MsgIdle}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sink := &memSink{}
+			spy := &connscope.Spy{Sink: sink}
+			base := http.DefaultTransport.(*http.Transport).Clone()
+			url := tc.start(t, base)
+			defer base.CloseIdleConnections()
+			client := &http.Client{Transport: httpscope.WrapTransport(spy, base, nil)}
+			if resp := get(t, client, url+"/first"); resp.ProtoMajor != 2 {
+				t.Fatalf("first: %s, want HTTP/2", resp.Proto)
+			}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/hang", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := client.Do(req); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("got %v, want the context's deadline", err)
-	}
-	evs := sink.events(connscope.Client)
-	want := []string{connscope.MsgConnect, connscope.MsgTLS, connscope.MsgResponse, connscope.MsgIdle,
-		connscope.MsgReuse, connscope.MsgRequestError, connscope.MsgIdle}
-	if got := messages(evs); !slices.Equal(got, want) {
-		t.Fatalf("client events:\n got %q\nwant %q", got, want)
-	}
-	resp := get(t, client, url+"/after")
-	if resp.ProtoMajor != 2 {
-		t.Fatalf("after: %s, want HTTP/2", resp.Proto)
-	}
-	evs = sink.events(connscope.Client)
-	if last := evs[len(evs)-3]; last.Msg != connscope.MsgReuse || last.ID != evs[0].ID || last.Request != 3 {
-		t.Errorf("after the failed stream: %+v, want Reuse Socket of request 3 on the same connection", last)
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			defer cancel()
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/hang", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := client.Do(req); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("got %v, want the context's deadline", err)
+			}
+			evs := sink.events(connscope.Client)
+			if got := messages(evs); !slices.Equal(got, tc.want) {
+				t.Fatalf("client events:\n got %q\nwant %q", got, tc.want)
+			}
+			resp := get(t, client, url+"/after")
+			if resp.ProtoMajor != 2 {
+				t.Fatalf("after: %s, want HTTP/2", resp.Proto)
+			}
+			evs = sink.events(connscope.Client)
+			if last := evs[len(evs)-3]; last.Msg != connscope.MsgReuse || last.ID != evs[0].ID || last.Request != 3 {
+				t.Errorf("after the failed stream: %+v, want Reuse Socket of request 3 on the same connection", last)
+			}
+		})
 	}
 }
 
