@@ -945,3 +945,70 @@ func TestFailedTLSHandshakeIsAnEvent(t *testing.T) {
 		t.Errorf("%d TLS Handshake events, want 1: %q", n, got)
 	}
 }
+
+// TestServerTLSHandshake: an instrumented TLS server reports each
+// connection's handshake once, before its first request; and a failed one
+// with the error the server logs (after the connection's "Socket Close":
+// the server closes first).
+func TestServerTLSHandshake(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		request func(t *testing.T, url string, pool *tlsPool) // makes one request to url
+		wantErr string                                         // in the TLS Handshake's error; "" for success
+	}{
+		{"trusted client", func(t *testing.T, url string, p *tlsPool) {
+			tr := &http.Transport{TLSClientConfig: p.cfg, ForceAttemptHTTP2: true}
+			defer tr.CloseIdleConnections()
+			get(t, &http.Client{Transport: tr}, url+"/")
+		}, ""},
+		{"plain HTTP to the TLS port", func(t *testing.T, url string, _ *tlsPool) {
+			tr := &http.Transport{}
+			defer tr.CloseIdleConnections()
+			if resp := get(t, &http.Client{Transport: tr}, "http"+strings.TrimPrefix(url, "https")+"/"); resp.StatusCode != http.StatusBadRequest {
+				t.Fatalf("status %d, want the server's 400", resp.StatusCode)
+			}
+		}, "does not look like a TLS handshake"},
+		{"client that does not trust the certificate", func(t *testing.T, url string, _ *tlsPool) {
+			tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: x509.NewCertPool()}}
+			defer tr.CloseIdleConnections()
+			if _, err := (&http.Client{Transport: tr}).Get(url + "/"); err == nil {
+				t.Fatal("want a certificate error")
+			}
+		}, "bad certificate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sink := &memSink{}
+			spy := &connscope.Spy{Sink: sink}
+			url, p := startTLSServer(t, spy, &http.Server{
+				Handler:  http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }),
+				ErrorLog: log.New(io.Discard, "", 0),
+			})
+			tc.request(t, url, p)
+			waitFor(t, "server TLS Handshake", func() bool {
+				return slices.Contains(messages(sink.events(connscope.Server)), connscope.MsgTLS)
+			})
+			evs := sink.events(connscope.Server)
+			got := messages(evs)
+			i := slices.Index(got, connscope.MsgTLS)
+			if n := strings.Count(strings.Join(got, "|"), connscope.MsgTLS); n != 1 {
+				t.Errorf("%d TLS Handshake events, want 1: %q", n, got)
+			}
+			e := evs[i]
+			if e.ID != evs[0].ID || got[0] != connscope.MsgAccept {
+				t.Fatalf("server events %q: want TLS Handshake on the accepted connection", got)
+			}
+			if tc.wantErr == "" {
+				if e.Err != nil || e.TLS != "TLS 1.3 h2" {
+					t.Errorf("TLS Handshake: tls %q, error %v; want TLS 1.3 h2 and no error", e.TLS, e.Err)
+				}
+				if r := slices.Index(got, connscope.MsgResponse); r < i {
+					t.Errorf("server events %q: want TLS Handshake before HTTP(S) Response", got)
+				}
+				return
+			}
+			if e.Err == nil || !strings.Contains(e.Err.Error(), tc.wantErr) {
+				t.Errorf("TLS Handshake error %v, want one with %q", e.Err, tc.wantErr)
+			}
+		})
+	}
+}

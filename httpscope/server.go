@@ -3,6 +3,7 @@ package httpscope
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -20,7 +21,9 @@ type recordKey struct{}
 // server, with status and duration) and count it on its connection. Idle
 // connections are reported as "Socket Idle", hijacked ones as "Socket
 // Hijack" (and, since the connection layer still holds them, "Socket
-// Close" when the handler closes them). Call it before srv starts.
+// Close" when the handler closes them). Over TLS, each connection's
+// handshake is reported as "TLS Handshake", a failed one with its error.
+// Call it before srv starts.
 //
 // The connections themselves are seen only if the listener is wrapped:
 //
@@ -48,10 +51,24 @@ func InstrumentServer(spy *connscope.Spy, srv *http.Server, opts *Options) {
 		if r := connscope.RecordOf(c); r != nil {
 			switch state {
 			case http.StateActive:
+				if tc, ok := c.(*tls.Conn); ok && !r.TLSReported() {
+					// The server's handshake is done before the first
+					// request is read. (Its duration is not known here.)
+					cs := tc.ConnectionState()
+					spy.TLSHandshake(r, &cs, 0, nil)
+				}
 				r.SetState(connscope.StateActive)
 			case http.StateIdle:
 				r.SetState(connscope.StateIdle)
 				spy.Emit(connscope.Event{Message: connscope.MsgIdle, Conn: r})
+			case http.StateClosed:
+				if tc, ok := c.(*tls.Conn); ok && !r.TLSReported() && !tc.ConnectionState().HandshakeComplete {
+					// The handshake failed (a plain HTTP request, an
+					// unknown certificate, a client that left): the server
+					// logs why and closes. Handshake returns the stored
+					// error without I/O.
+					spy.TLSHandshake(r, nil, 0, tc.HandshakeContext(context.Background()))
+				}
 			case http.StateHijacked:
 				// ConnState never reports StateClosed after a hijack; the
 				// connection wrapper reports the close.
