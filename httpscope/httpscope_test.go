@@ -954,7 +954,7 @@ func TestServerTLSHandshake(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		request func(t *testing.T, url string, pool *tlsPool) // makes one request to url
-		wantErr string                                         // in the TLS Handshake's error; "" for success
+		wantErr string                                        // in the TLS Handshake's error; "" for success
 	}{
 		{"trusted client", func(t *testing.T, url string, p *tlsPool) {
 			tr := &http.Transport{TLSClientConfig: p.cfg, ForceAttemptHTTP2: true}
