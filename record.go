@@ -257,13 +257,14 @@ func (r *Record) EndRequestIdle() (idle bool) {
 		n--
 		idle = n <= 0 && s == StateActive
 		if idle {
+			// Before the state: whoever sees idle sees since when. (A
+			// store from an attempt that loses the swap is harmless:
+			// idleNs is read only while idle.)
+			r.idleNs.Store(now)
 			s = StateIdle
 		}
 		return s, n
 	})
-	if idle {
-		r.idleNs.Store(now)
-	}
 	return idle
 }
 

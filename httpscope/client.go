@@ -3,6 +3,7 @@ package httpscope
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -106,10 +107,13 @@ func instrumentDial(spy *connscope.Spy, t *http.Transport) (undo func()) {
 		c, err := dial(ctx, network, addr)
 		if ok && err == nil {
 			// The TLS handshake that follows reports to this request's
-			// trace: a failed one is reported on this connection.
-			rt.mu.Lock()
-			rt.dialed = connscope.RecordOf(c)
-			rt.mu.Unlock()
+			// trace, without saying on which connection: see
+			// TLSHandshakeDone.
+			if r := connscope.RecordOf(c); r != nil {
+				rt.mu.Lock()
+				rt.dialed = append(rt.dialed, r)
+				rt.mu.Unlock()
+			}
 		}
 		return c, err
 	}
@@ -217,7 +221,7 @@ type reqTrace struct {
 	seq      uint64
 	tlsStart int64 // ns since epoch
 	tlsTook  time.Duration
-	dialed   *connscope.Record // the connection this request dialed, if any
+	dialed   []*connscope.Record // the connections dialed for this request: a retry dials again, maybe while the first one's handshake runs
 
 	// Set by the transport's read and write loops without the mutex.
 	wrote atomic.Int64 // when the request was written, in ns since epoch
@@ -293,13 +297,25 @@ func (rt *reqTrace) setHooks(https bool) {
 			rt.mu.Lock()
 			took := time.Duration(sinceEpoch() - rt.tlsStart)
 			rt.tlsTook = took
-			r := rt.dialed
-			rt.mu.Unlock()
+			var r *connscope.Record
 			if err != nil {
-				// The connection closes without reaching a request: this
-				// is the only place its failed handshake is seen. (A
-				// good one is reported at GotConn, after "Socket
-				// Connect", where the request and its sequence are known.)
+				// net/http closes a connection whose handshake failed
+				// before it calls this: it is the latest dialed one that
+				// is closed and has no handshake reported.
+				for i := len(rt.dialed) - 1; i >= 0 && r == nil; i-- {
+					if d := rt.dialed[i]; d.State() == connscope.StateClosed && !d.TLSReported() {
+						r = d
+					}
+				}
+			}
+			rt.mu.Unlock()
+			// The connection closes without reaching a request: this is
+			// the only place its failed handshake is seen. (A good one is
+			// reported at GotConn, where the request and its sequence are
+			// known.) Not when the program cancelled it: net/http cancels
+			// the dials it no longer needs, and a caller that gives up
+			// sees its own error.
+			if err != nil && !errors.Is(err, context.Canceled) {
 				rt.spy.TLSHandshake(r, &cs, took, err)
 			}
 		}
