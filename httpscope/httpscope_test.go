@@ -1012,3 +1012,39 @@ func TestServerTLSHandshake(t *testing.T) {
 		})
 	}
 }
+
+// TestServerCloseIsNoFailedHandshake: a connection still in its handshake
+// when the server closes is not reported as a failed handshake.
+func TestServerCloseIsNoFailedHandshake(t *testing.T) {
+	sink := &memSink{}
+	spy := &connscope.Spy{Sink: sink}
+	closed := make(chan struct{})
+	srv := &http.Server{ErrorLog: log.New(io.Discard, "", 0), ConnState: func(_ net.Conn, s http.ConnState) {
+		if s == http.StateClosed {
+			close(closed) // after the spy's ConnState, which InstrumentServer runs first
+		}
+	}}
+	url, _ := startTLSServer(t, spy, srv)
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "https://")) // and no ClientHello
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	waitFor(t, "the server's Socket Accept", func() bool {
+		return slices.Contains(messages(sink.events(connscope.Server)), connscope.MsgAccept)
+	})
+	time.Sleep(20 * time.Millisecond) // the server is in the handshake's first read
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no ConnState(StateClosed)")
+	}
+	for _, e := range sink.events(connscope.Server) {
+		if e.Msg == connscope.MsgTLS {
+			t.Errorf("TLS Handshake with error %v, after the server closed the connection itself", e.Err)
+		}
+	}
+}

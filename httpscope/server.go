@@ -66,8 +66,11 @@ func InstrumentServer(spy *connscope.Spy, srv *http.Server, opts *Options) {
 					// The handshake failed (a plain HTTP request, an
 					// unknown certificate, a client that left): the server
 					// logs why and closes. Handshake returns the stored
-					// error without I/O.
-					spy.TLSHandshake(r, nil, 0, tc.HandshakeContext(context.Background()))
+					// error without I/O. Not when the server closed the
+					// connection itself (Close, Shutdown): nothing failed.
+					if err := tc.HandshakeContext(context.Background()); !errors.Is(err, net.ErrClosed) {
+						spy.TLSHandshake(r, nil, 0, err)
+					}
 				}
 			case http.StateHijacked:
 				// ConnState never reports StateClosed after a hijack; the
