@@ -28,20 +28,7 @@ import (
 // client gives up.
 func badTLS(t *testing.T, hangUp <-chan struct{}) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	t.Cleanup(func() { ln.Close(); <-done })
-	go func() {
-		defer close(done)
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second)) // bounded, whatever the client does
+	return acceptOne(t, func(c net.Conn) {
 		c.Read(make([]byte, 4096))
 		if hangUp == nil {
 			io.Copy(io.Discard, c) // until the client gives up
@@ -51,8 +38,7 @@ func badTLS(t *testing.T, hangUp <-chan struct{}) string {
 		case <-hangUp:
 		case <-time.After(5 * time.Second):
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 // handshakeFailed returns a context whose trace closes failed when a TLS
@@ -107,52 +93,12 @@ func TestFailedHandshakeOnItsConnection(t *testing.T) {
 		}
 		io.WriteString(w, "ok")
 	}))
-	hangUp, xFailed, dialedX := make(chan struct{}), make(chan struct{}), make(chan struct{})
-	bad := badTLS(t, hangUp)
-	var dials atomic.Int32
-	base := &http.Transport{TLSClientConfig: p.cfg}
-	defer base.CloseIdleConnections()
-	base.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		var d net.Dialer
-		switch dials.Add(1) {
-		case 2: // X, for A's first attempt
-			defer close(dialedX)
-			return d.DialContext(ctx, network, bad)
-		case 3: // Z, for A's retry: X fails while Z's handshake waits
-			c, err := d.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			time.AfterFunc(50*time.Millisecond, func() { close(hangUp) }) // once the spy has Z
-			return &slowFirstRead{Conn: c, wait: xFailed}, nil
-		}
-		return d.DialContext(ctx, network, addr)
+	hangUp, xFailed := make(chan struct{}), make(chan struct{})
+	z := func(c net.Conn) net.Conn { // Z, for A's retry: X fails while Z's handshake waits
+		time.AfterFunc(50*time.Millisecond, func() { close(hangUp) }) // once the spy has Z
+		return &slowFirstRead{Conn: c, wait: xFailed}
 	}
-	sink := &memSink{}
-	client := &http.Client{Transport: httpscope.WrapTransport(&connscope.Spy{Sink: sink}, base, nil)}
-
-	bDone := make(chan struct{})
-	go func() { defer close(bDone); get(t, client, url+"/hold") }() // B on Y
-	<-holding
-	req, err := http.NewRequestWithContext(handshakeFailed(xFailed), http.MethodGet, url+"/drop", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	aDone := make(chan error, 1)
-	go func() {
-		resp, err := client.Do(req)
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-		}
-		aDone <- err
-	}()
-	<-dialedX
-	close(release)
-	<-bDone
-	if err := <-aDone; err != nil {
-		t.Fatalf("A: %v", err)
-	}
+	sink, _ := dialRace(t, url, p, holding, release, badTLS(t, hangUp), z, xFailed, "/drop")
 	<-xFailed
 
 	evs := sink.events(connscope.Client)
@@ -195,42 +141,8 @@ func TestCancelledDialIsNoFailedHandshake(t *testing.T) {
 		}
 		io.WriteString(w, "ok")
 	}))
-	bad := badTLS(t, nil) // never answers
-	xFailed, dialedX := make(chan struct{}), make(chan struct{})
-	var dials atomic.Int32
-	base := &http.Transport{TLSClientConfig: p.cfg}
-	base.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		var d net.Dialer
-		if dials.Add(1) == 2 {
-			defer close(dialedX)
-			return d.DialContext(ctx, network, bad)
-		}
-		return d.DialContext(ctx, network, addr)
-	}
-	sink := &memSink{}
-	client := &http.Client{Transport: httpscope.WrapTransport(&connscope.Spy{Sink: sink}, base, nil)}
-	bDone := make(chan struct{})
-	go func() { defer close(bDone); get(t, client, url+"/hold") }() // B on Y
-	<-holding
-	req, err := http.NewRequestWithContext(handshakeFailed(xFailed), http.MethodGet, url+"/a", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	aDone := make(chan struct{})
-	go func() { // A dials X, then takes Y
-		defer close(aDone)
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-	}()
-	<-dialedX
-	close(release)
-	<-bDone
-	<-aDone
+	xFailed := make(chan struct{})
+	sink, base := dialRace(t, url, p, holding, release, badTLS(t, nil), nil, xFailed, "/a")
 	base.CloseIdleConnections() // cancels X's dial, in its handshake
 	select {
 	case <-xFailed:
@@ -242,4 +154,57 @@ func TestCancelledDialIsNoFailedHandshake(t *testing.T) {
 			t.Errorf("the program's own CloseIdleConnections reported as a failed TLS handshake: %v", e.Err)
 		}
 	}
+}
+
+// dialRace plays the scene above on the server at url, whose /hold
+// handler closes holding and waits for release: B takes Y (dial 1) in
+// /hold; A, for path, dials X (dial 2) to bad, then gets Y when B is
+// released. A third dial (a retry of A's) goes through third if it is not
+// nil. A's context closes xFailed when one of its handshakes fails. It
+// returns when A is done, with the client's events and its transport.
+func dialRace(t *testing.T, url string, p *tlsPool, holding, release chan struct{}, bad string,
+	third func(net.Conn) net.Conn, xFailed chan struct{}, path string) (*memSink, *http.Transport) {
+	t.Helper()
+	dialedX := make(chan struct{})
+	var dials atomic.Int32
+	base := &http.Transport{TLSClientConfig: p.cfg}
+	t.Cleanup(base.CloseIdleConnections)
+	base.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var d net.Dialer
+		n := dials.Add(1)
+		if n == 2 {
+			defer close(dialedX)
+			return d.DialContext(ctx, network, bad)
+		}
+		c, err := d.DialContext(ctx, network, addr)
+		if err == nil && n == 3 && third != nil {
+			c = third(c)
+		}
+		return c, err
+	}
+	sink := &memSink{}
+	client := &http.Client{Transport: httpscope.WrapTransport(&connscope.Spy{Sink: sink}, base, nil)}
+	bDone := make(chan struct{})
+	go func() { defer close(bDone); get(t, client, url+"/hold") }() // B on Y
+	<-holding
+	req, err := http.NewRequestWithContext(handshakeFailed(xFailed), http.MethodGet, url+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aDone := make(chan error, 1)
+	go func() {
+		resp, err := client.Do(req)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		aDone <- err
+	}()
+	<-dialedX
+	close(release)
+	<-bDone
+	if err := <-aDone; err != nil {
+		t.Fatalf("A: %v", err)
+	}
+	return sink, base
 }

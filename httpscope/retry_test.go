@@ -24,20 +24,7 @@ import (
 // stream with an empty 200.
 func refusingH2C(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	t.Cleanup(func() { ln.Close(); <-done })
-	go func() {
-		defer close(done)
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(10 * time.Second)) // bounded, whatever the client does
+	return "http://" + acceptOne(t, func(c net.Conn) {
 		if _, err := io.ReadFull(c, make([]byte, len(http2.ClientPreface))); err != nil {
 			return
 		}
@@ -65,8 +52,31 @@ func refusingH2C(t *testing.T) string {
 				fr.WriteHeaders(http2.HeadersFrameParam{StreamID: f.StreamID, BlockFragment: hdr.Bytes(), EndHeaders: true, EndStream: true})
 			}
 		}
+	}) + "/"
+}
+
+// acceptOne listens on 127.0.0.1 and hands the first connection to serve,
+// under a 10 s deadline whatever the client does; it returns the address.
+// The test's cleanup closes the listener and waits for serve to return.
+func acceptOne(t *testing.T, serve func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() { ln.Close(); <-done })
+	go func() {
+		defer close(done)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		serve(c)
 	}()
-	return "http://" + ln.Addr().String() + "/"
+	return ln.Addr().String()
 }
 
 // TestHTTP2RefusedStreamRetry: a request the HTTP/2 client retries on the
