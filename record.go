@@ -190,6 +190,15 @@ func (r *Record) BytesRead() int64 { return r.bytesRead.Load() }
 // BytesWritten returns the bytes written so far.
 func (r *Record) BytesWritten() int64 { return r.bytesWritten.Load() }
 
+// ClosedAt returns when the connection was closed, or the zero Time while
+// it is open.
+func (r *Record) ClosedAt() time.Time {
+	if ns := r.closedNs.Load(); ns != 0 {
+		return monoTime(ns)
+	}
+	return time.Time{}
+}
+
 // Requests returns how many HTTP requests the connection has carried.
 func (r *Record) Requests() uint64 { return r.requests.Load() }
 

@@ -110,8 +110,9 @@ func instrumentDial(spy *connscope.Spy, t *http.Transport) (undo func()) {
 			// trace, without saying on which connection: see
 			// TLSHandshakeDone.
 			if r := connscope.RecordOf(c); r != nil {
+				d := dialed{rec: r, at: sinceEpoch()}
 				rt.mu.Lock()
-				rt.dialed = append(rt.dialed, r)
+				rt.dialed = append(rt.dialed, d)
 				rt.mu.Unlock()
 			}
 		}
@@ -221,7 +222,7 @@ type reqTrace struct {
 	seq      uint64
 	tlsStart int64 // ns since epoch
 	tlsTook  time.Duration
-	dialed   []*connscope.Record // the connections dialed for this request: a retry dials again, maybe while the first one's handshake runs
+	dialed   []dialed // the connections dialed for this request: a retry dials again, maybe while the first one's handshake runs
 
 	// Set by the transport's read and write loops without the mutex.
 	wrote atomic.Int64 // when the request was written, in ns since epoch
@@ -230,6 +231,13 @@ type reqTrace struct {
 	// returns; its "Socket Idle" waits for "HTTP(S) Response".
 	responded   bool
 	idlePending bool
+}
+
+// dialed is a connection dialed for a request, and when the dial returned:
+// its TLS handshake starts then.
+type dialed struct {
+	rec *connscope.Record
+	at  int64 // ns since epoch
 }
 
 type reqTraceKey struct{}
@@ -294,17 +302,22 @@ func (rt *reqTrace) setHooks(https bool) {
 			rt.mu.Unlock()
 		}
 		ct.TLSHandshakeDone = func(cs tls.ConnectionState, err error) {
+			now := sinceEpoch()
 			rt.mu.Lock()
-			took := time.Duration(sinceEpoch() - rt.tlsStart)
-			rt.tlsTook = took
 			var r *connscope.Record
-			if err != nil {
-				// net/http closes a connection whose handshake failed
-				// before it calls this: it is the latest dialed one that
-				// is closed and has no handshake reported.
-				for i := len(rt.dialed) - 1; i >= 0 && r == nil; i-- {
-					if d := rt.dialed[i]; d.State() == connscope.StateClosed && !d.TLSReported() {
-						r = d
+			var took time.Duration
+			if err == nil {
+				rt.tlsTook = time.Duration(now - rt.tlsStart)
+			} else {
+				// net/http closes a connection whose handshake failed just
+				// before it calls this: of the dialed ones with no
+				// handshake reported, the one closed last. Timed from its
+				// own dial: another dial's handshake may have started
+				// since.
+				var last time.Time
+				for _, d := range rt.dialed {
+					if at := d.rec.ClosedAt(); !at.IsZero() && !d.rec.TLSReported() && at.After(last) {
+						r, took, last = d.rec, time.Duration(now-d.at), at
 					}
 				}
 			}

@@ -118,6 +118,10 @@ func TestFailedHandshakeOnItsConnection(t *testing.T) {
 		case e.ID == conns[0] && e.Err == nil: // Y's, at B's request
 		case e.ID == conns[1] && e.Err != nil:
 			xFail++
+			if e.TLSTime < xHeadStart {
+				// Timed from Z's handshake, which began later.
+				t.Errorf("X's failed handshake took %v; it ran for more than %v", e.TLSTime, xHeadStart)
+			}
 		case e.ID == conns[2] && e.Err == nil:
 			zGood++
 		default:
@@ -155,6 +159,9 @@ func TestCancelledDialIsNoFailedHandshake(t *testing.T) {
 		}
 	}
 }
+
+// xHeadStart is how long X's handshake runs before A's retry dials Z.
+const xHeadStart = 100 * time.Millisecond
 
 // dialRace plays the scene above on the server at url, whose /hold
 // handler closes holding and waits for release: B takes Y (dial 1) in
@@ -201,6 +208,18 @@ func dialRace(t *testing.T, url string, p *tlsPool, holding, release chan struct
 		aDone <- err
 	}()
 	<-dialedX
+	// Y's and X's "Socket Connect", in that order, before Z's: the tests
+	// tell the connections apart by it.
+	waitFor(t, "X's Socket Connect", func() bool {
+		n := 0
+		for _, e := range sink.events(connscope.Client) {
+			if e.Msg == connscope.MsgConnect {
+				n++
+			}
+		}
+		return n == 2
+	})
+	time.Sleep(xHeadStart) // X's handshake runs at least this long
 	close(release)
 	<-bDone
 	if err := <-aDone; err != nil {

@@ -22,8 +22,10 @@ type recordKey struct{}
 // connections are reported as "Socket Idle", hijacked ones as "Socket
 // Hijack" (and, since the connection layer still holds them, "Socket
 // Close" when the handler closes them). Over TLS, each connection's
-// handshake is reported as "TLS Handshake", a failed one with its error.
-// Call it before srv starts.
+// handshake is reported as "TLS Handshake" when its first request begins.
+// (A failed one is not: its error is known only to the server's ErrorLog,
+// and asking the connection for it could run the handshake again.) Call
+// it before srv starts.
 //
 // The connections themselves are seen only if the listener is wrapped:
 //
@@ -61,17 +63,6 @@ func InstrumentServer(spy *connscope.Spy, srv *http.Server, opts *Options) {
 			case http.StateIdle:
 				r.SetState(connscope.StateIdle)
 				spy.Emit(connscope.Event{Message: connscope.MsgIdle, Conn: r})
-			case http.StateClosed:
-				if tc, ok := c.(*tls.Conn); ok && !r.TLSReported() && !tc.ConnectionState().HandshakeComplete {
-					// The handshake failed (a plain HTTP request, an
-					// unknown certificate, a client that left): the server
-					// logs why and closes. Handshake returns the stored
-					// error without I/O. Not when the server closed the
-					// connection itself (Close, Shutdown): nothing failed.
-					if err := tc.HandshakeContext(context.Background()); !errors.Is(err, net.ErrClosed) {
-						spy.TLSHandshake(r, nil, 0, err)
-					}
-				}
 			case http.StateHijacked:
 				// ConnState never reports StateClosed after a hijack; the
 				// connection wrapper reports the close.
