@@ -114,6 +114,9 @@ func TestCloseOnce(t *testing.T) {
 			}}}
 			c, s := wrappedPair(t, spy, tc.network)
 			cr := RecordOf(c)
+			if at := cr.ClosedAt(); !at.IsZero() {
+				t.Fatalf("ClosedAt %v on an open connection, want zero", at)
+			}
 			if st := spy.Stats(); st.Open != 2 || st.Opened != 2 {
 				t.Fatalf("Stats after wrapping 2 = %+v", st)
 			}
@@ -156,6 +159,9 @@ func TestCloseOnce(t *testing.T) {
 			}
 			if cr.State() != StateClosed {
 				t.Errorf("State = %v, want closed", cr.State())
+			}
+			if at := cr.ClosedAt(); at.Before(cr.Opened()) || time.Since(at) > time.Minute {
+				t.Errorf("ClosedAt %v, want a time after Opened %v, a moment ago", at, cr.Opened())
 			}
 			if n, ok := hookCalls.Load(cr); !ok || *n.(*int) != 1 {
 				t.Errorf("ConnClosed hook ran %v times, want 1", n)
