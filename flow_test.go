@@ -111,6 +111,9 @@ func TestRequestFlowRace(t *testing.T) {
 		}
 		r.BeginRequest("") // B
 		for ack.Load() < i {
+			if time.Now().After(deadline.Add(5 * time.Second)) {
+				t.Fatalf("round %d: A did not end its request", i)
+			}
 		}
 		if aIdle.Load() {
 			idles++
