@@ -261,7 +261,6 @@ func (r *Record) EndRequest() (none bool) {
 // then SetState, would let a request that begins in between run on a
 // connection marked idle.)
 func (r *Record) EndRequestIdle() (idle bool) {
-	now := monoNow()
 	r.updateFlow(func(s State, n int32) (State, int32) {
 		n--
 		idle = n <= 0 && s == StateActive
@@ -269,7 +268,7 @@ func (r *Record) EndRequestIdle() (idle bool) {
 			// Before the state: whoever sees idle sees since when. (A
 			// store from an attempt that loses the swap is harmless:
 			// idleNs is read only while idle.)
-			r.idleNs.Store(now)
+			r.idleNs.Store(monoNow())
 			s = StateIdle
 		}
 		return s, n

@@ -105,7 +105,7 @@ func instrumentDial(spy *connscope.Spy, t *http.Transport) (undo func()) {
 			ctx = connscope.ContextWithTarget(ctx, rt.target)
 		}
 		c, err := dial(ctx, network, addr)
-		if ok && err == nil {
+		if ok && err == nil && rt.ct.TLSHandshakeDone != nil {
 			// The TLS handshake that follows reports to this request's
 			// trace, without saying on which connection: see
 			// TLSHandshakeDone.
