@@ -11,7 +11,8 @@ import (
 func TestRequestFlow(t *testing.T) {
 	type step int
 	const (
-		begin step = iota
+		begin step = iota // a client pool's: BeginRequestActive
+		beginKeep         // a server's, whose state ConnState reports: BeginRequest
 		end
 		endIdle
 		setIdle
@@ -31,7 +32,11 @@ func TestRequestFlow(t *testing.T) {
 		{"not pooled: EndRequest keeps the state", []step{begin, end}, nil, StateActive, 0},
 		{"closed during the request stays closed", []step{begin, closeConn, endIdle}, []bool{false}, StateClosed, 0},
 		{"SetState cannot reopen a closed one", []step{closeConn, setIdle, setActive}, nil, StateClosed, 0},
-		{"server idle then a request", []step{setIdle, begin}, nil, StateActive, 1},
+		{"client pool idle then a request", []step{setIdle, begin}, nil, StateActive, 1},
+		// HTTP/2 starts a handler after its stream was reset and the
+		// server reported the connection idle: still idle.
+		{"server idle then a request", []step{setIdle, beginKeep}, nil, StateIdle, 1},
+		{"server request then idle", []step{setActive, beginKeep, end, setIdle}, nil, StateIdle, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var r Record
@@ -39,6 +44,8 @@ func TestRequestFlow(t *testing.T) {
 			for _, s := range tc.steps {
 				switch s {
 				case begin:
+					r.BeginRequestActive("")
+				case beginKeep:
 					r.BeginRequest("")
 				case end:
 					r.EndRequest()
@@ -104,12 +111,12 @@ func TestRequestFlowRace(t *testing.T) {
 	var idles, ran int
 	for i := int64(1); i <= rounds && time.Now().Before(deadline); i++ {
 		ran++
-		r.BeginRequest("") // A
+		r.BeginRequestActive("") // A
 		round.Store(i)
 		for j := int64(0); j < i%96; j++ {
 			ack.Load() // a delay the compiler keeps
 		}
-		r.BeginRequest("") // B
+		r.BeginRequestActive("") // B
 		for ack.Load() < i {
 			if time.Now().After(deadline.Add(5 * time.Second)) {
 				t.Fatalf("round %d: A did not end its request", i)

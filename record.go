@@ -226,16 +226,30 @@ func (r *Record) State() State { s, _ := unpackFlow(r.flow.Load()); return s }
 // InFlight returns how many requests are in flight on the connection.
 func (r *Record) InFlight() int32 { _, n := unpackFlow(r.flow.Load()); return n }
 
-// BeginRequest counts a request on the connection, marks an idle one
-// active, and returns the request's sequence number, from 1. Packages that
-// know about requests (httpscope) call it.
+// BeginRequest counts a request on the connection and returns its
+// sequence number, from 1. It leaves the state alone, as EndRequest does:
+// use it where the layer above reports the state (an http.Server's
+// ConnState). A client pool, which reports no state, uses
+// BeginRequestActive. Packages that know about requests (httpscope) call
+// them.
 func (r *Record) BeginRequest(target string) uint64 {
+	r.updateFlow(func(s State, n int32) (State, int32) { return s, n + 1 })
+	return r.countRequest(target)
+}
+
+// BeginRequestActive is BeginRequest for a connection in a client pool: it
+// also marks an idle connection active, in the same atomic step.
+func (r *Record) BeginRequestActive(target string) uint64 {
 	r.updateFlow(func(s State, n int32) (State, int32) {
 		if s == StateIdle {
 			s = StateActive
 		}
 		return s, n + 1
 	})
+	return r.countRequest(target)
+}
+
+func (r *Record) countRequest(target string) uint64 {
 	if p := r.target.Load(); target != "" && (p == nil || *p != target) {
 		// A keep-alive loop repeats its target: no allocation then. (The
 		// copy keeps target itself on the stack: storing &target would

@@ -356,7 +356,7 @@ func (rt *reqTrace) gotConn(info httptrace.GotConnInfo) {
 	}
 	var seq uint64
 	if r != nil { // nil: dialed by a DialTLSContext we do not wrap
-		seq = r.BeginRequest(rt.target)
+		seq = r.BeginRequestActive(rt.target)
 	}
 	rt.mu.Lock()
 	rt.rec, rt.conn, rt.seq = r, info.Conn, seq
