@@ -11,8 +11,8 @@ import (
 func TestRequestFlow(t *testing.T) {
 	type step int
 	const (
-		begin step = iota // a client pool's: BeginRequestActive
-		beginKeep         // a server's, whose state ConnState reports: BeginRequest
+		begin     step = iota // a client pool's: BeginRequestActive
+		beginKeep             // a server's, whose state ConnState reports: BeginRequest
 		end
 		endIdle
 		setIdle
