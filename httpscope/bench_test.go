@@ -37,6 +37,11 @@ package httpscope_test
 // only what went wrong (WriterOptions.Level slog.LevelWarn): the cost of
 // leaving the spy on in production, where a healthy request writes nothing.
 //
+// The sixth, spied-discard (discard/bare), encodes every event like spied
+// but writes to io.Discard: the gap between it and spied is what appending
+// the lines to a file costs the kernel, the gap between it and nosink the
+// encoding.
+//
 // BenchmarkHTTPSpyCost splits the spied cost: without a sink, with the JSON
 // sink writing to io.Discard, and to a file.
 //
@@ -364,7 +369,7 @@ func BenchmarkHTTP(b *testing.B) {
 	b.Run("env=alternate", func(b *testing.B) {
 		dir := b.TempDir()
 		envs := []*benchEnv{newBenchEnv(b, "bare", dir), newBenchEnv(b, "spied", dir), newBenchEnv(b, "otelhttp", dir),
-			newBenchEnv(b, "spied-nosink", dir), newBenchEnv(b, "spied-warn", dir)}
+			newBenchEnv(b, "spied-nosink", dir), newBenchEnv(b, "spied-warn", dir), newBenchEnv(b, "spied-discard", dir)}
 		for _, env := range envs {
 			defer env.close(b)
 			env.warm(b)
@@ -400,6 +405,8 @@ func BenchmarkHTTP(b *testing.B) {
 		b.ReportMetric(cpu(0)/cpu(3), "nosink/bare-cpu")
 		b.ReportMetric(rate(4)/rate(0), "warn/bare")
 		b.ReportMetric(cpu(0)/cpu(4), "warn/bare-cpu")
+		b.ReportMetric(rate(5)/rate(0), "discard/bare")
+		b.ReportMetric(cpu(0)/cpu(5), "discard/bare-cpu")
 		envs[1].events(b)
 		for _, env := range envs {
 			env.checkKeepAlive(b, b.N+warmRequests)
