@@ -247,8 +247,7 @@ func (r *Record) opError(op string, err error) {
 }
 
 func (r *Record) closed() {
-	r.closedNs.Store(monoNow())
-	r.updateFlow(func(_ State, n int32) (State, int32) { return StateClosed, n })
+	r.closeFlow()
 	s := r.spy
 	flags := r.flags.Load()
 	by := "local"

@@ -31,6 +31,8 @@ func TestRequestFlow(t *testing.T) {
 		{"reuse of an idle connection", []step{begin, endIdle, begin}, []bool{true}, StateActive, 1},
 		{"not pooled: EndRequest keeps the state", []step{begin, end}, nil, StateActive, 0},
 		{"closed during the request stays closed", []step{begin, closeConn, endIdle}, []bool{false}, StateClosed, 0},
+		{"closing ends the requests in flight", []step{begin, begin, closeConn}, nil, StateClosed, 0},
+		{"an end after the close stays at 0", []step{begin, closeConn, end, end}, nil, StateClosed, 0},
 		{"SetState cannot reopen a closed one", []step{closeConn, setIdle, setActive}, nil, StateClosed, 0},
 		{"client pool idle then a request", []step{setIdle, begin}, nil, StateActive, 1},
 		// HTTP/2 starts a handler after its stream was reset and the
@@ -56,7 +58,7 @@ func TestRequestFlow(t *testing.T) {
 				case setActive:
 					r.SetState(StateActive)
 				case closeConn:
-					r.updateFlow(func(_ State, n int32) (State, int32) { return StateClosed, n })
+					r.closeFlow()
 				}
 			}
 			if len(got) != len(tc.wantIdle) {

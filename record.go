@@ -223,7 +223,10 @@ func (r *Record) updateFlow(f func(State, int32) (State, int32)) (State, int32) 
 // State returns the connection's state.
 func (r *Record) State() State { s, _ := unpackFlow(r.flow.Load()); return s }
 
-// InFlight returns how many requests are in flight on the connection.
+// InFlight returns how many requests are in flight on the connection. A
+// closed connection has none: closing it ends them (an HTTP/1 client
+// says nothing of a request whose connection it closes instead of pooling
+// it).
 func (r *Record) InFlight() int32 { _, n := unpackFlow(r.flow.Load()); return n }
 
 // BeginRequest counts a request on the connection and returns its
@@ -264,8 +267,8 @@ func (r *Record) countRequest(target string) uint64 {
 // whether none is left in flight. It leaves the state alone: use it for a
 // connection that is not going back to a pool.
 func (r *Record) EndRequest() (none bool) {
-	_, n := r.updateFlow(func(s State, n int32) (State, int32) { return s, n - 1 })
-	return n <= 0
+	_, n := r.updateFlow(func(s State, n int32) (State, int32) { return s, max(n-1, 0) })
+	return n == 0
 }
 
 // EndRequestIdle marks a request on the connection as finished and, if it
@@ -276,8 +279,8 @@ func (r *Record) EndRequest() (none bool) {
 // connection marked idle.)
 func (r *Record) EndRequestIdle() (idle bool) {
 	r.updateFlow(func(s State, n int32) (State, int32) {
-		n--
-		idle = n <= 0 && s == StateActive
+		n = max(n-1, 0) // 0 already if the connection closed
+		idle = n == 0 && s == StateActive
 		if idle {
 			// Before the state: whoever sees idle sees since when. (A
 			// store from an attempt that loses the swap is harmless:
@@ -288,6 +291,12 @@ func (r *Record) EndRequestIdle() (idle bool) {
 		return s, n
 	})
 	return idle
+}
+
+// closeFlow marks the connection closed, which ends its requests.
+func (r *Record) closeFlow() {
+	r.closedNs.Store(monoNow())
+	r.updateFlow(func(State, int32) (State, int32) { return StateClosed, 0 })
 }
 
 // SetState records a state change reported by the layer above (an
