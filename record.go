@@ -172,6 +172,13 @@ func (r *Record) has(f uint32) bool { return r.flags.Load()&f != 0 }
 // connection (see Spy.TLSHandshake, which emits it once).
 func (r *Record) TLSReported() bool { return r.has(flagTLS) }
 
+// Broken reports whether the connection can carry no more requests: Close
+// was called, the peer closed or reset it, or a read or write on it
+// failed. (An expired deadline alone does not break it.)
+func (r *Record) Broken() bool {
+	return r.has(flagEOF | flagRemoteClosed | flagClosed | flagHadError)
+}
+
 // ID returns the connection's id.
 func (r *Record) ID() ID { return r.id }
 

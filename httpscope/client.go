@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/http2"
+
 	"github.com/connscope/connscope"
 )
 
@@ -161,13 +163,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		spy.Emit(connscope.Event{Time: now, Message: connscope.MsgRequestError, Conn: r, Target: rt.target, Request: seq,
 			Headers: rt.headers, Duration: took, Op: "request", Err: err})
 		if r != nil {
-			if rt.Context.Err() != nil && (rt.h2() || t.h2c(req)) {
-				// The caller gave up: HTTP/2 resets the stream and keeps
-				// the connection in the pool (HTTP/1 closes it), idle if
-				// it was the last. Any other failure may be the
-				// connection's, which HTTP/2 closes only after failing
-				// its streams: no "Socket Idle" for it.
-				endRequest(spy, r)
+			if (rt.h2() || t.h2c(req)) && streamFailed(r, err, rt.Context.Err() != nil) {
+				endRequest(spy, r) // idle if it was the last stream
 			} else {
 				r.EndRequest()
 			}
@@ -186,10 +183,15 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	// HTTP/1 reports the return to the pool through PutIdleConn; HTTP/2
 	// never does, so there the end of the body marks the end of the request.
-	if r != nil && resp.ProtoMajor == 2 && resp.Body != nil && resp.Body != http.NoBody {
-		resp.Body = &h2Body{ReadCloser: resp.Body, spy: spy, rec: r}
-	} else if r != nil && resp.ProtoMajor == 2 {
-		endRequest(spy, r)
+	if r != nil && resp.ProtoMajor == 2 {
+		// A HEAD's or an empty response's stream ended with its headers:
+		// its body is net/http's own empty one, which the caller need not
+		// close.
+		if resp.Body == nil || resp.Body == http.NoBody || req.Method == http.MethodHead || resp.ContentLength == 0 {
+			endRequest(spy, r)
+		} else {
+			resp.Body = &h2Body{ReadCloser: resp.Body, spy: spy, rec: r}
+		}
 	}
 	return resp, nil
 }
@@ -399,6 +401,30 @@ func (t *Transport) h2c(req *http.Request) bool {
 		bt.Protocols.UnencryptedHTTP2() && !bt.Protocols.HTTP1()
 }
 
+// streamFailed reports whether err, the error of an HTTP/2 request or of
+// its body on connection r, is the stream's alone: the caller gave up
+// (ctxDone, or a context error from the body), the server reset the
+// stream, or the transport timed out waiting for its headers. HTTP/2
+// resets such a stream and keeps the connection in the pool (HTTP/1
+// closes it). Anything else may be the connection's failure, which HTTP/2
+// reports to its streams before it closes the connection: not idle then.
+func streamFailed(r *connscope.Record, err error, ctxDone bool) bool {
+	if r.Broken() {
+		return false
+	}
+	if ctxDone || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var se http2.StreamError // net/http's own converts to it (errors.As)
+	if errors.As(err, &se) {
+		return true
+	}
+	// The connection's own timeouts break r; this one is a transport
+	// timer's: ResponseHeaderTimeout.
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
 // endRequest ends a request on r and, when it was the last one in flight,
 // reports the connection idle.
 func endRequest(spy *connscope.Spy, r *connscope.Record) {
@@ -418,15 +444,31 @@ type h2Body struct {
 func (b *h2Body) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	if err != nil {
-		b.once.Do(func() { endRequest(b.spy, b.rec) })
+		b.once.Do(func() { b.end(err) })
 	}
 	return n, err
 }
 
+// Close before the end resets the stream; the connection stays pooled.
 func (b *h2Body) Close() error {
 	err := b.ReadCloser.Close()
-	b.once.Do(func() { endRequest(b.spy, b.rec) })
+	b.once.Do(func() { b.end(nil) })
 	return err
+}
+
+// end ends the request at the body's EOF, its error, or its Close (err
+// nil), and reports the connection idle unless it failed with the body (a
+// connection lost mid-body).
+func (b *h2Body) end(err error) {
+	idle := !b.rec.Broken()
+	if err != nil && err != io.EOF {
+		idle = streamFailed(b.rec, err, false)
+	}
+	if idle {
+		endRequest(b.spy, b.rec)
+	} else {
+		b.rec.EndRequest()
+	}
 }
 
 func copyHeaders(spy *connscope.Spy, h http.Header, names []string) []connscope.Header {
