@@ -17,6 +17,8 @@ var (
 	errFakeCloseWrite  = errors.New("fake CloseWrite")
 	errFakeCloseRead   = errors.New("fake CloseRead")
 	errFakeSyscallConn = errors.New("fake SyscallConn")
+	errFakePacketRead  = errors.New("fake PacketConn ReadFrom")
+	errFakePacketWrite = errors.New("fake PacketConn WriteTo")
 )
 
 // fakeBase is a net.Conn with no optional method (one end of a net.Pipe).
@@ -41,6 +43,11 @@ func (fCR) CloseRead() error { return errFakeCloseRead }
 type fSC struct{}
 
 func (fSC) SyscallConn() (syscall.RawConn, error) { return nil, errFakeSyscallConn }
+
+type fPC struct{}
+
+func (fPC) ReadFrom([]byte) (int, net.Addr, error) { return 5, nil, errFakePacketRead }
+func (fPC) WriteTo([]byte, net.Addr) (int, error)  { return 6, errFakePacketWrite }
 
 type fake00 struct {
 	*fakeBase
@@ -250,9 +257,63 @@ type fake31 struct {
 	fSC
 }
 
+type fake32 struct {
+	*fakeBase
+	fPC
+}
+
+type fake36 struct {
+	*fakeBase
+	fCW
+	fPC
+}
+
+type fake40 struct {
+	*fakeBase
+	fCR
+	fPC
+}
+
+type fake44 struct {
+	*fakeBase
+	fCW
+	fCR
+	fPC
+}
+
+type fake48 struct {
+	*fakeBase
+	fSC
+	fPC
+}
+
+type fake52 struct {
+	*fakeBase
+	fCW
+	fSC
+	fPC
+}
+
+type fake56 struct {
+	*fakeBase
+	fCR
+	fSC
+	fPC
+}
+
+type fake60 struct {
+	*fakeBase
+	fCW
+	fCR
+	fSC
+	fPC
+}
+
 // fakeCtors[m] builds a conn with the optional methods of bit mask m
-// (1 ReadFrom, 2 WriteTo, 4 CloseWrite, 8 CloseRead, 16 SyscallConn).
-var fakeCtors = [32]func(*fakeBase) net.Conn{
+// (1 ReadFrom, 2 WriteTo, 4 CloseWrite, 8 CloseRead, 16 SyscallConn, 32
+// net.PacketConn), or is nil where no conn can have them: a PacketConn's
+// ReadFrom and WriteTo take the names of io.ReaderFrom's and io.WriterTo's.
+var fakeCtors = [64]func(*fakeBase) net.Conn{
 	func(b *fakeBase) net.Conn { return fake00{fakeBase: b} },
 	func(b *fakeBase) net.Conn { return fake01{fakeBase: b} },
 	func(b *fakeBase) net.Conn { return fake02{fakeBase: b} },
@@ -285,18 +346,31 @@ var fakeCtors = [32]func(*fakeBase) net.Conn{
 	func(b *fakeBase) net.Conn { return fake29{fakeBase: b} },
 	func(b *fakeBase) net.Conn { return fake30{fakeBase: b} },
 	func(b *fakeBase) net.Conn { return fake31{fakeBase: b} },
+	32: func(b *fakeBase) net.Conn { return fake32{fakeBase: b} },
+	36: func(b *fakeBase) net.Conn { return fake36{fakeBase: b} },
+	40: func(b *fakeBase) net.Conn { return fake40{fakeBase: b} },
+	44: func(b *fakeBase) net.Conn { return fake44{fakeBase: b} },
+	48: func(b *fakeBase) net.Conn { return fake48{fakeBase: b} },
+	52: func(b *fakeBase) net.Conn { return fake52{fakeBase: b} },
+	56: func(b *fakeBase) net.Conn { return fake56{fakeBase: b} },
+	60: func(b *fakeBase) net.Conn { return fake60{fakeBase: b} },
 }
 
 type closeWriterI interface{ CloseWrite() error }
 type closeReaderI interface{ CloseRead() error }
 
-// TestCapabilitiesMethodSet checks, for each of the 32 combinations of
-// optional methods, that the wrapper has method M if and only if the
-// inner conn has it, that M delegates to the inner conn's M, and that
-// NetConn and Unwrap return the inner conn.
+// TestCapabilitiesMethodSet checks, for each of the 40 combinations of
+// optional methods a conn can have, that the wrapper has method M if and
+// only if the inner conn has it, that M delegates to the inner conn's M,
+// and that NetConn and Unwrap return the inner conn.
 func TestCapabilitiesMethodSet(t *testing.T) {
 	spy := &Spy{}
-	for m := range 32 {
+	combos := 0
+	for m := range len(fakeCtors) {
+		if fakeCtors[m] == nil {
+			continue
+		}
+		combos++
 		a, b := net.Pipe()
 		inner := fakeCtors[m](&fakeBase{a})
 		w := spy.WrapConn(inner, Client)
@@ -306,62 +380,74 @@ func TestCapabilitiesMethodSet(t *testing.T) {
 		_, cw := w.(closeWriterI)
 		_, cr := w.(closeReaderI)
 		_, sc := w.(syscall.Conn)
-		got := [5]bool{rf, wt, cw, cr, sc}
-		for i, name := range [5]string{"io.ReaderFrom", "io.WriterTo", "CloseWrite", "CloseRead", "SyscallConn"} {
+		_, pc := w.(net.PacketConn)
+		got := [6]bool{rf, wt, cw, cr, sc, pc}
+		for i, name := range [6]string{"io.ReaderFrom", "io.WriterTo", "CloseWrite", "CloseRead", "SyscallConn", "net.PacketConn"} {
 			if want := m&(1<<i) != 0; got[i] != want {
-				t.Errorf("mask %05b (%T): wrapper has %s = %v, inner has it = %v", m, w, name, got[i], want)
+				t.Errorf("mask %06b (%T): wrapper has %s = %v, inner has it = %v", m, w, name, got[i], want)
 			}
 		}
 		r := RecordOf(w)
 		if r == nil {
-			t.Fatalf("mask %05b: RecordOf(%T) = nil", m, w)
+			t.Fatalf("mask %06b: RecordOf(%T) = nil", m, w)
 		}
 		if nc := w.(interface{ NetConn() net.Conn }).NetConn(); nc != inner {
-			t.Errorf("mask %05b: NetConn() = %T, want the inner conn", m, nc)
+			t.Errorf("mask %06b: NetConn() = %T, want the inner conn", m, nc)
 		}
 		if u := w.(interface{ Unwrap() net.Conn }).Unwrap(); u != inner {
-			t.Errorf("mask %05b: Unwrap() = %T, want the inner conn", m, u)
+			t.Errorf("mask %06b: Unwrap() = %T, want the inner conn", m, u)
 		}
 		if again := spy.WrapConn(w, Client); again != w {
-			t.Errorf("mask %05b: wrapping a wrapped conn made a new wrapper", m)
+			t.Errorf("mask %06b: wrapping a wrapped conn made a new wrapper", m)
 		}
 		// Delegation: the fakes' sentinel results come back unchanged.
 		if rf {
 			if n, err := w.(io.ReaderFrom).ReadFrom(strings.NewReader("x")); n != 7 || err != errFakeReadFrom {
-				t.Errorf("mask %05b: ReadFrom = %d, %v", m, n, err)
+				t.Errorf("mask %06b: ReadFrom = %d, %v", m, n, err)
 			}
 			if r.BytesWritten() != 7 {
-				t.Errorf("mask %05b: ReadFrom of 7 bytes counted BytesWritten = %d", m, r.BytesWritten())
+				t.Errorf("mask %06b: ReadFrom of 7 bytes counted BytesWritten = %d", m, r.BytesWritten())
 			}
 		}
 		if wt {
 			if n, err := w.(io.WriterTo).WriteTo(io.Discard); n != 9 || err != errFakeWriteTo {
-				t.Errorf("mask %05b: WriteTo = %d, %v", m, n, err)
+				t.Errorf("mask %06b: WriteTo = %d, %v", m, n, err)
 			}
 			if r.BytesRead() != 9 {
-				t.Errorf("mask %05b: WriteTo of 9 bytes counted BytesRead = %d", m, r.BytesRead())
+				t.Errorf("mask %06b: WriteTo of 9 bytes counted BytesRead = %d", m, r.BytesRead())
 			}
 		}
 		if cw {
 			if err := w.(closeWriterI).CloseWrite(); err != errFakeCloseWrite {
-				t.Errorf("mask %05b: CloseWrite = %v", m, err)
+				t.Errorf("mask %06b: CloseWrite = %v", m, err)
 			}
 		}
 		if cr {
 			if err := w.(closeReaderI).CloseRead(); err != errFakeCloseRead {
-				t.Errorf("mask %05b: CloseRead = %v", m, err)
+				t.Errorf("mask %06b: CloseRead = %v", m, err)
 			}
 		}
 		if sc {
 			if _, err := w.(syscall.Conn).SyscallConn(); err != errFakeSyscallConn {
-				t.Errorf("mask %05b: SyscallConn = %v", m, err)
+				t.Errorf("mask %06b: SyscallConn = %v", m, err)
+			}
+		}
+		if pc {
+			if n, _, err := w.(net.PacketConn).ReadFrom(make([]byte, 8)); n != 5 || err != errFakePacketRead {
+				t.Errorf("mask %06b: PacketConn ReadFrom = %d, %v", m, n, err)
+			}
+			if n, err := w.(net.PacketConn).WriteTo([]byte("x"), nil); n != 6 || err != errFakePacketWrite {
+				t.Errorf("mask %06b: PacketConn WriteTo = %d, %v", m, n, err)
+			}
+			if r.BytesRead() != 5 || r.BytesWritten() != 6 {
+				t.Errorf("mask %06b: PacketConn counted %d read, %d written; want 5, 6", m, r.BytesRead(), r.BytesWritten())
 			}
 		}
 		w.Close()
 		b.Close()
 	}
-	if st := spy.Stats(); st.Opened != 32 || st.Open != 0 {
-		t.Errorf("Stats = %+v, want 32 opened, 0 open", st)
+	if st := spy.Stats(); combos != 40 || st.Opened != 40 || st.Open != 0 {
+		t.Errorf("%d combinations, Stats = %+v; want 40, 40 opened, 0 open", combos, st)
 	}
 }
 
@@ -375,14 +461,16 @@ func TestCapabilitiesRealSockets(t *testing.T) {
 	defer p1.Close()
 	defer p2.Close()
 	spy := &Spy{}
+	udp := udpConn(t)
 	for _, tt := range []struct {
-		name               string
-		inner              net.Conn
-		rf, wt, cw, cr, sc bool
+		name                   string
+		inner                  net.Conn
+		rf, wt, cw, cr, sc, pc bool
 	}{
-		{"*net.TCPConn", tc, true, true, true, true, true},
-		{"*net.UnixConn", uc, false, false, true, true, true},
-		{"net.Pipe", p1, false, false, false, false, false},
+		{"*net.TCPConn", tc, true, true, true, true, true, false},
+		{"*net.UnixConn", uc, false, false, true, true, true, true},
+		{"*net.UDPConn", udp, false, false, false, false, true, true},
+		{"net.Pipe", p1, false, false, false, false, false, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			w := spy.WrapConn(tt.inner, Client)
@@ -392,8 +480,9 @@ func TestCapabilitiesRealSockets(t *testing.T) {
 			_, cw := w.(closeWriterI)
 			_, cr := w.(closeReaderI)
 			_, sc := w.(syscall.Conn)
-			if got, want := [5]bool{rf, wt, cw, cr, sc}, [5]bool{tt.rf, tt.wt, tt.cw, tt.cr, tt.sc}; got != want {
-				t.Errorf("wrapper %T has [ReaderFrom WriterTo CloseWrite CloseRead SyscallConn] = %v, want %v", w, got, want)
+			_, pc := w.(net.PacketConn)
+			if got, want := [6]bool{rf, wt, cw, cr, sc, pc}, [6]bool{tt.rf, tt.wt, tt.cw, tt.cr, tt.sc, tt.pc}; got != want {
+				t.Errorf("wrapper %T has [ReaderFrom WriterTo CloseWrite CloseRead SyscallConn PacketConn] = %v, want %v", w, got, want)
 			}
 			if nc := w.(interface{ NetConn() net.Conn }).NetConn(); nc != tt.inner {
 				t.Errorf("NetConn() = %v, want the inner conn", nc)

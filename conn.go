@@ -1,7 +1,6 @@
 package connscope
 
 import (
-	"errors"
 	"io"
 	"net"
 	"syscall"
@@ -150,8 +149,9 @@ func unwrapReader(src io.Reader) (inner io.Reader, rec *Record, restore func()) 
 // can only come from writing; anything else is recorded on both wrapped
 // sides with op "relay", which does not claim a direction it cannot know.
 func relayError(src, dst *Record, err error) {
+	kind, _ := Classify(err) // not errors.Is: it survives an error whose Is panics
 	switch {
-	case errors.Is(err, syscall.EPIPE) && dst != nil:
+	case kind == KindBrokenPipe && dst != nil:
 		dst.opError("write", err)
 	case src != nil && dst != nil:
 		src.opError("relay", err)
@@ -163,10 +163,62 @@ func relayError(src, dst *Record, err error) {
 	}
 }
 
-func (c *conn) closeWrite() error { return c.Conn.(interface{ CloseWrite() error }).CloseWrite() }
-func (c *conn) closeRead() error  { return c.Conn.(interface{ CloseRead() error }).CloseRead() }
+func (c *conn) closeWrite() error {
+	err := c.Conn.(interface{ CloseWrite() error }).CloseWrite()
+	if err == nil {
+		c.r.flags.Or(flagLocalFIN)
+	}
+	return err
+}
+
+func (c *conn) closeRead() error { return c.Conn.(interface{ CloseRead() error }).CloseRead() }
+
+// syscallConn returns the inner connection's RawConn behind a type that
+// has only RawConn's methods. The net package's own also gives package os
+// the socket's poll descriptor, with which (*os.File).ReadFrom and WriteTo
+// splice and sendfile straight to the socket, around the wrapper and its
+// counts. Without it, os goes through the wrapper's ReadFrom, which still
+// sends a file with sendfile; only a copy from the socket into a file
+// loses its splice.
 func (c *conn) syscallConn() (syscall.RawConn, error) {
-	return c.Conn.(syscall.Conn).SyscallConn()
+	rc, err := c.Conn.(syscall.Conn).SyscallConn()
+	if err != nil || rc == nil {
+		return rc, err
+	}
+	return rawConn{rc}, nil
+}
+
+type rawConn struct{ rc syscall.RawConn }
+
+func (r rawConn) Control(f func(fd uintptr)) error    { return r.rc.Control(f) }
+func (r rawConn) Read(f func(fd uintptr) bool) error  { return r.rc.Read(f) }
+func (r rawConn) Write(f func(fd uintptr) bool) error { return r.rc.Write(f) }
+
+// readFromPacket and writeToPacket serve net.PacketConn (UDP, unixgram),
+// whose ReadFrom and WriteTo take bytes and an address: Go's DNS client,
+// for one, frames its queries by whether the conn is a PacketConn.
+func (c *conn) readFromPacket(b []byte) (int, net.Addr, error) {
+	n, addr, err := c.Conn.(net.PacketConn).ReadFrom(b)
+	if n > 0 {
+		c.r.bytesRead.Add(int64(n))
+		c.r.stamp(&c.r.lastRead)
+	}
+	if err != nil {
+		c.r.readError(err)
+	}
+	return n, addr, err
+}
+
+func (c *conn) writeToPacket(b []byte, addr net.Addr) (int, error) {
+	n, err := c.Conn.(net.PacketConn).WriteTo(b, addr)
+	if n > 0 {
+		c.r.bytesWritten.Add(int64(n))
+		c.r.stamp(&c.r.lastWrite)
+	}
+	if err != nil {
+		c.r.opError("write", err)
+	}
+	return n, err
 }
 
 // RecordOf returns the Record of a connection wrapped by a Spy, looking
@@ -200,7 +252,7 @@ func (r *Record) noteDeadline(t time.Time, f uint32) {
 func (r *Record) readError(err error) {
 	if err == io.EOF {
 		if r.setFlag(flagEOF) {
-			r.flags.Or(flagRemoteClosed)
+			r.flags.Or(r.remoteClose())
 			e := Event{Message: MsgEnd, Conn: r}
 			if r.State() == StateIdle {
 				// The peer closed a connection this program kept idle: how
@@ -214,12 +266,23 @@ func (r *Record) readError(err error) {
 	r.opError("read", err)
 }
 
+// remoteClose returns flagRemoteClosed, unless this side sent its FIN
+// first (CloseWrite): the peer's FIN, RST or EPIPE that follows is its
+// answer, and the close was this side's.
+func (r *Record) remoteClose() uint32 {
+	if r.has(flagLocalFIN) {
+		return 0
+	}
+	return flagRemoteClosed
+}
+
 func (r *Record) opError(op string, err error) {
 	flags := r.flags.Load()
-	if flags&flagClosed != 0 && errors.Is(err, net.ErrClosed) {
+	// Classify, not errors.Is: it survives an error whose Is panics.
+	kind, _ := Classify(err)
+	if flags&flagClosed != 0 && kind == KindClosed {
 		return // our own Close interrupted it
 	}
-	kind, _ := Classify(err)
 	msg := MsgError
 	switch kind {
 	case KindEOF:
@@ -238,7 +301,7 @@ func (r *Record) opError(op string, err error) {
 		msg = MsgTimeout
 		r.flags.Or(flagHadError)
 	case KindReset, KindBrokenPipe:
-		r.flags.Or(flagHadError | flagRemoteClosed)
+		r.flags.Or(flagHadError | r.remoteClose())
 	default:
 		r.flags.Or(flagHadError)
 	}

@@ -28,6 +28,14 @@ type syscallConner struct{ c *conn }
 
 func (x syscallConner) SyscallConn() (syscall.RawConn, error) { return x.c.syscallConn() }
 
+type packetConner struct{ c *conn }
+
+func (x packetConner) ReadFrom(b []byte) (int, net.Addr, error) { return x.c.readFromPacket(b) }
+
+func (x packetConner) WriteTo(b []byte, addr net.Addr) (int, error) {
+	return x.c.writeToPacket(b, addr)
+}
+
 type conn01 struct {
 	*conn
 	readerFrom
@@ -232,6 +240,58 @@ type conn31 struct {
 	syscallConner
 }
 
+type conn32 struct {
+	*conn
+	packetConner
+}
+
+type conn36 struct {
+	*conn
+	closeWriter
+	packetConner
+}
+
+type conn40 struct {
+	*conn
+	closeReader
+	packetConner
+}
+
+type conn44 struct {
+	*conn
+	closeWriter
+	closeReader
+	packetConner
+}
+
+type conn48 struct {
+	*conn
+	syscallConner
+	packetConner
+}
+
+type conn52 struct {
+	*conn
+	closeWriter
+	syscallConner
+	packetConner
+}
+
+type conn56 struct {
+	*conn
+	closeReader
+	syscallConner
+	packetConner
+}
+
+type conn60 struct {
+	*conn
+	closeWriter
+	closeReader
+	syscallConner
+	packetConner
+}
+
 // newConn wraps c in the variant that has c's optional methods.
 func newConn(c net.Conn, r *Record) net.Conn {
 	x := &conn{Conn: c, r: r}
@@ -250,6 +310,9 @@ func newConn(c net.Conn, r *Record) net.Conn {
 	}
 	if _, ok := c.(syscall.Conn); ok {
 		m |= 16
+	}
+	if _, ok := c.(net.PacketConn); ok {
+		m |= 32
 	}
 	switch m {
 	case 1:
@@ -314,6 +377,22 @@ func newConn(c net.Conn, r *Record) net.Conn {
 		return &conn30{conn: x, writerTo: writerTo{x}, closeWriter: closeWriter{x}, closeReader: closeReader{x}, syscallConner: syscallConner{x}}
 	case 31:
 		return &conn31{conn: x, readerFrom: readerFrom{x}, writerTo: writerTo{x}, closeWriter: closeWriter{x}, closeReader: closeReader{x}, syscallConner: syscallConner{x}}
+	case 32:
+		return &conn32{conn: x, packetConner: packetConner{x}}
+	case 36:
+		return &conn36{conn: x, closeWriter: closeWriter{x}, packetConner: packetConner{x}}
+	case 40:
+		return &conn40{conn: x, closeReader: closeReader{x}, packetConner: packetConner{x}}
+	case 44:
+		return &conn44{conn: x, closeWriter: closeWriter{x}, closeReader: closeReader{x}, packetConner: packetConner{x}}
+	case 48:
+		return &conn48{conn: x, syscallConner: syscallConner{x}, packetConner: packetConner{x}}
+	case 52:
+		return &conn52{conn: x, closeWriter: closeWriter{x}, syscallConner: syscallConner{x}, packetConner: packetConner{x}}
+	case 56:
+		return &conn56{conn: x, closeReader: closeReader{x}, syscallConner: syscallConner{x}, packetConner: packetConner{x}}
+	case 60:
+		return &conn60{conn: x, closeWriter: closeWriter{x}, closeReader: closeReader{x}, syscallConner: syscallConner{x}, packetConner: packetConner{x}}
 	}
 	return x
 }

@@ -392,6 +392,10 @@ func TestErrorWhoseMethodsPanic(t *testing.T) {
 			case <-time.After(5 * time.Second):
 				t.Fatal("Close blocked: the sink was left locked")
 			}
+			// After Close, the spy asks whether an error is its own Close's.
+			if _, err := c.Read(make([]byte, 1)); err != (*panicErr)(nil) {
+				t.Errorf("Read after Close returned %#v, want the inner typed nil unchanged", err)
+			}
 			if ws, ok := s.(*WriterSink); ok {
 				ws.Close()
 			}

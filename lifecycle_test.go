@@ -95,15 +95,17 @@ func TestHalfClose(t *testing.T) {
 // "Socket Close", brings Stats().Open back, and says who closed first.
 func TestCloseOnce(t *testing.T) {
 	for _, tc := range []struct {
-		name      string
-		network   string
-		peerFirst bool
-		wantBy    string
+		name    string
+		network string
+		first   string // who starts the close: "" this side's Close, "peer", or "closewrite" (this side's FIN, then the peer's)
+		wantBy  string
 	}{
-		{"tcp/local", "tcp", false, "local"},
-		{"tcp/remote", "tcp", true, "remote"},
-		{"unix/local", "unix", false, "local"},
-		{"unix/remote", "unix", true, "remote"},
+		{"tcp/local", "tcp", "", "local"},
+		{"tcp/remote", "tcp", "peer", "remote"},
+		{"tcp/local FIN first", "tcp", "closewrite", "local"},
+		{"unix/local", "unix", "", "local"},
+		{"unix/remote", "unix", "peer", "remote"},
+		{"unix/local FIN first", "unix", "closewrite", "local"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sink := newCaptureSink()
@@ -120,7 +122,17 @@ func TestCloseOnce(t *testing.T) {
 			if st := spy.Stats(); st.Open != 2 || st.Opened != 2 {
 				t.Fatalf("Stats after wrapping 2 = %+v", st)
 			}
-			if tc.peerFirst {
+			switch tc.first {
+			case "closewrite":
+				if err := c.(closeWriterI).CloseWrite(); err != nil {
+					t.Fatal(err)
+				}
+				s.SetReadDeadline(time.Now().Add(testTimeout))
+				if _, err := io.ReadAll(s); err != nil {
+					t.Fatal(err)
+				}
+				fallthrough // the peer answers our FIN with its own
+			case "peer":
 				s.Close()
 				c.SetReadDeadline(time.Now().Add(testTimeout))
 				if _, err := c.Read(make([]byte, 1)); err != io.EOF {

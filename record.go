@@ -48,6 +48,7 @@ const (
 	flagTLS                        // TLS Handshake reported
 	flagReadInterrupt              // read deadline set in the past: the program interrupts its own read
 	flagWriteInterrupt             // same for writes
+	flagLocalFIN                   // CloseWrite sent this side's FIN
 )
 
 // endpoint is an address formatted once, when the connection is wrapped,

@@ -44,6 +44,10 @@ func TestSpeedPathsStrace(t *testing.T) {
 		// http.ServeContent of an *os.File through a wrapped listener; the
 		// server copies the first 512 bytes itself, to sniff them.
 		{"sendfile", "sendfile", speedPathBytes - 512},
+		// io.Copy(wrapped conn, *os.File): the file's WriteTo finds no
+		// poll descriptor behind the wrapper's SyscallConn and goes
+		// through its ReadFrom, which still sends the file with sendfile.
+		{"file-sendfile", "sendfile", speedPathBytes},
 		// io.Copy between two wrapped TCP conns (each byte is spliced twice:
 		// socket to pipe, pipe to socket).
 		{"splice", "splice", speedPathBytes},
@@ -115,6 +119,8 @@ func TestSpeedPathHelper(t *testing.T) {
 		t.Skip("run by TestSpeedPathsStrace")
 	case "sendfile":
 		speedPathSendfile(t)
+	case "file-sendfile":
+		speedPathFileCopy(t)
 	case "splice":
 		speedPathRelay(t, "copy")
 	case "splice-copyn":
@@ -209,6 +215,39 @@ func speedPathSendfile(t *testing.T) {
 	}
 	if got := cliRecs[0].BytesRead(); got < speedPathBytes {
 		t.Errorf("client record BytesRead = %d, want >= %d", got, speedPathBytes)
+	}
+}
+
+// speedPathFileCopy sends a file over a wrapped TCP conn with io.Copy.
+func speedPathFileCopy(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "blob")
+	if err := os.WriteFile(path, make([]byte, speedPathBytes), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	raw, peer := tcpPair(t)
+	c := (&Spy{}).WrapConn(raw, Client)
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	peer.SetDeadline(time.Now().Add(30 * time.Second))
+	got := make(chan int64, 1)
+	go func() {
+		n, _ := io.Copy(io.Discard, peer)
+		got <- n
+	}()
+	if n, err := io.Copy(c, f); err != nil || n != speedPathBytes {
+		t.Fatalf("copied %d bytes, %v; want %d", n, err, speedPathBytes)
+	}
+	c.(interface{ CloseWrite() error }).CloseWrite()
+	if n := <-got; n != speedPathBytes {
+		t.Fatalf("peer received %d bytes, want %d", n, speedPathBytes)
+	}
+	if r := RecordOf(c); r.BytesWritten() != speedPathBytes {
+		t.Errorf("BytesWritten = %d, want %d", r.BytesWritten(), speedPathBytes)
 	}
 }
 
