@@ -22,8 +22,9 @@ type recordKey struct{}
 // connections are reported as "Socket Idle", hijacked ones as "Socket
 // Hijack" (and, since the connection layer still holds them, "Socket
 // Close" when the handler closes them). Over TLS, each connection's
-// handshake is reported as "TLS Handshake" when its first request begins.
-// (A failed one is not: its error is known only to the server's ErrorLog,
+// handshake is reported as "TLS Handshake" when the connection first
+// becomes active: its first request, or an HTTP/2 client's preface. (A
+// failed one is not: its error is known only to the server's ErrorLog,
 // and asking the connection for it could run the handshake again.) Call
 // it before srv starts.
 //
@@ -62,7 +63,12 @@ func InstrumentServer(spy *connscope.Spy, srv *http.Server, opts *Options) {
 				r.SetState(connscope.StateActive)
 			case http.StateIdle:
 				r.SetState(connscope.StateIdle)
-				spy.Emit(connscope.Event{Message: connscope.MsgIdle, Conn: r})
+				// An HTTP/2 server reports its connection active, then
+				// idle, as it reads the client's preface: idle before any
+				// request is not "back" idle.
+				if r.Requests() > 0 {
+					spy.Emit(connscope.Event{Message: connscope.MsgIdle, Conn: r})
+				}
 			case http.StateHijacked:
 				// ConnState never reports StateClosed after a hijack; the
 				// connection wrapper reports the close.
@@ -107,6 +113,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	start := time.Now()
 	rw := &respWriter{ResponseWriter: w}
+	if req.ProtoMajor == 1 {
+		rw.h1 = r // nil if the listener is not wrapped
+	}
 	returned := false
 	// Deferred, so that a handler's panic is reported too; it is not
 	// recovered: net/http does that, as it would without the spy.
@@ -121,8 +130,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 		switch {
 		case !returned:
-			// The server aborts the response: no 200 for what was not sent.
+			// The server aborts the response: no status for what was not sent.
 			e.Op, e.Err = "handler", errHandlerPanicked
+			if !rw.sent() {
+				e.Status = 0
+			}
 		case e.Status == 0 && !rw.hijacked:
 			e.Status = http.StatusOK // the server writes 200 for a handler that wrote nothing
 		}
@@ -139,18 +151,47 @@ type respWriter struct {
 	http.ResponseWriter
 	status   int
 	hijacked bool
+	flushed  bool              // Flush was called, or FlushError returned nil
+	h1       *connscope.Record // HTTP/1 only: see sent
+	written  int64             // h1.BytesWritten() when the status was set
+}
+
+// setStatus records the final status the handler chose.
+func (w *respWriter) setStatus(code int) {
+	w.status = code
+	if w.h1 != nil {
+		w.written = w.h1.BytesWritten()
+	}
+}
+
+// sent reports whether the response header is known to have reached the
+// connection, for a handler that panicked: net/http then drops what it
+// still buffers, so a status set is not a status sent. Signals: a flush,
+// or a hijack (which flushes the header); over HTTP/1, which carries one
+// request at a time, also any byte written to the connection since the
+// status was set (1xx responses and "100 Continue" go out before it), which
+// covers ReadFrom's sendfile path (a short ReadFrom only buffers). Over
+// HTTP/2 the bytes may be other streams'. Not seen: a header net/http
+// still holds in the connection's buffer and writes as it closes it.
+func (w *respWriter) sent() bool {
+	if w.status == 0 {
+		return false
+	}
+	return w.flushed || w.hijacked || w.h1 != nil && w.h1.BytesWritten() > w.written
 }
 
 func (w *respWriter) WriteHeader(code int) {
-	if w.status == 0 && code >= 200 {
-		w.status = code
+	// net/http sends 1xx responses at once, except 101 Switching
+	// Protocols, which is final.
+	if w.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
+		w.setStatus(code)
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *respWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
-		w.status = http.StatusOK
+		w.setStatus(http.StatusOK)
 	}
 	return w.ResponseWriter.Write(b)
 }
@@ -160,16 +201,21 @@ func (w *respWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (w *respWriter) flush() {
 	if w.status == 0 {
-		w.status = http.StatusOK
+		w.setStatus(http.StatusOK)
 	}
 	w.ResponseWriter.(http.Flusher).Flush()
+	w.flushed = true // Flush reports no failure
 }
 
 func (w *respWriter) flushError() error {
 	if w.status == 0 {
-		w.status = http.StatusOK
+		w.setStatus(http.StatusOK)
 	}
-	return w.ResponseWriter.(flushErrorer).FlushError()
+	err := w.ResponseWriter.(flushErrorer).FlushError()
+	if err == nil {
+		w.flushed = true
+	}
+	return err
 }
 
 // flushErrorer is what http.ResponseController.Flush looks for first, so
@@ -178,14 +224,14 @@ type flushErrorer interface{ FlushError() error }
 
 func (w *respWriter) writeString(s string) (int, error) {
 	if w.status == 0 {
-		w.status = http.StatusOK
+		w.setStatus(http.StatusOK)
 	}
 	return io.WriteString(w.ResponseWriter, s)
 }
 
 func (w *respWriter) readFrom(src io.Reader) (int64, error) {
 	if w.status == 0 {
-		w.status = http.StatusOK
+		w.setStatus(http.StatusOK)
 	}
 	return w.ResponseWriter.(io.ReaderFrom).ReadFrom(src)
 }

@@ -1,0 +1,224 @@
+package httpscope_test
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/connscope/connscope"
+)
+
+// serverResponse waits for the server's HTTP(S) Response of the request
+// to path and returns it.
+func serverResponse(t *testing.T, sink *memSink, path string) ev {
+	t.Helper()
+	var got ev
+	waitFor(t, "the server's HTTP(S) Response of "+path, func() bool {
+		for _, e := range sink.events(connscope.Server) {
+			if e.Msg == connscope.MsgResponse && strings.HasSuffix(e.Target, path) {
+				got = e
+				return true
+			}
+		}
+		return false
+	})
+	return got
+}
+
+// TestServer101Status: net/http treats 101 Switching Protocols as a final
+// status (the other 1xx go out at once, ahead of it), whether or not the
+// handler then hijacks the connection.
+func TestServer101Status(t *testing.T) {
+	sink := &memSink{}
+	spy := &connscope.Spy{Sink: sink}
+	ts := startPlain(t, spy, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "Upgrade")
+		w.Header().Set("Upgrade", "demo")
+		w.WriteHeader(http.StatusSwitchingProtocols)
+		if r.URL.Path == "/hijack" {
+			if c, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				c.Close()
+			}
+		}
+	}), nil)
+	for _, path := range []string{"/return", "/hijack"} {
+		t.Run(path[1:], func(t *testing.T) {
+			tr := &http.Transport{}
+			defer tr.CloseIdleConnections()
+			resp, err := (&http.Client{Transport: tr}).Get(ts.URL + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusSwitchingProtocols {
+				t.Fatalf("client got %d, want 101", resp.StatusCode)
+			}
+			if e := serverResponse(t, sink, path); e.Status != http.StatusSwitchingProtocols {
+				t.Errorf("server event status %d, the client received 101", e.Status)
+			}
+		})
+	}
+}
+
+// TestServerPanicStatusOnlyIfSent: the HTTP(S) Response of a handler that
+// panics carries the status only if the response header is known to have
+// reached the connection; the client then has it, otherwise an error.
+func TestServerPanicStatusOnlyIfSent(t *testing.T) {
+	big := bytes.Repeat([]byte("x"), 64<<10) // more than net/http buffers
+	cases := []struct {
+		path   string
+		h1Only bool // the HTTP/2 writer has no ReadFrom; its bytes are not counted
+		handle func(w http.ResponseWriter)
+		want   int // also what the client receives; 0: an error
+	}{
+		{"/set", false, func(w http.ResponseWriter) {}, 0},
+		{"/early-hints", false, func(w http.ResponseWriter) {
+			// The 103 reaches the connection before the status is set.
+			w.WriteHeader(http.StatusEarlyHints)
+		}, 0},
+		{"/flush", false, func(w http.ResponseWriter) { w.(http.Flusher).Flush() }, http.StatusCreated},
+		{"/controller-flush", false, func(w http.ResponseWriter) {
+			if err := http.NewResponseController(w).Flush(); err != nil {
+				panic(err)
+			}
+		}, http.StatusCreated},
+		{"/short-write", false, func(w http.ResponseWriter) { w.Write([]byte("buffered")) }, 0},
+		{"/big-write", true, func(w http.ResponseWriter) { w.Write(big) }, http.StatusCreated},
+		{"/short-readfrom", true, func(w http.ResponseWriter) {
+			w.(io.ReaderFrom).ReadFrom(strings.NewReader("buffered"))
+		}, 0},
+		{"/big-readfrom", true, func(w http.ResponseWriter) {
+			w.(io.ReaderFrom).ReadFrom(bytes.NewReader(big))
+		}, http.StatusCreated},
+	}
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, c := range cases {
+			if c.path != r.URL.Path {
+				continue
+			}
+			if c.path == "/early-hints" {
+				c.handle(w)
+				w.WriteHeader(http.StatusCreated)
+			} else {
+				w.WriteHeader(http.StatusCreated)
+				c.handle(w)
+			}
+		}
+		panic(http.ErrAbortHandler) // not logged
+	})
+	for _, proto := range []string{"HTTP/1.1", "HTTP/2.0"} {
+		t.Run(proto, func(t *testing.T) {
+			sink := &memSink{}
+			spy := &connscope.Spy{Sink: sink}
+			var url string
+			var tr *http.Transport
+			if proto == "HTTP/2.0" {
+				var p *tlsPool
+				url, p = startTLS(t, spy, handler)
+				tr = http.DefaultTransport.(*http.Transport).Clone()
+				tr.TLSClientConfig = p.cfg
+			} else {
+				url = startPlain(t, spy, handler, nil).URL
+				tr = &http.Transport{}
+			}
+			defer tr.CloseIdleConnections()
+			client := &http.Client{Transport: tr}
+			for _, c := range cases {
+				if c.h1Only && proto != "HTTP/1.1" {
+					continue
+				}
+				t.Run(c.path[1:], func(t *testing.T) {
+					resp, err := client.Get(url + c.path)
+					got := 0
+					if err == nil {
+						io.Copy(io.Discard, resp.Body) // fails: the response was aborted
+						resp.Body.Close()
+						got = resp.StatusCode
+						if resp.Proto != proto {
+							t.Fatalf("client used %s", resp.Proto)
+						}
+					}
+					if got != c.want {
+						t.Fatalf("client got status %d (error %v), want %d", got, err, c.want)
+					}
+					e := serverResponse(t, sink, c.path)
+					if e.Status != c.want || e.Op != "handler" || e.Err == nil {
+						t.Errorf("server event: status %d, op %q, error %v; want status %d, op handler and an error (the client received %d)",
+							e.Status, e.Op, e.Err, c.want, got)
+					}
+				})
+			}
+		})
+	}
+}
+
+// TestServerEventsOfRequests: a server connection reports Socket Idle only
+// between requests: an HTTP/2 server also reports its connection active,
+// then idle, as it reads the client's preface. The TLS Handshake comes
+// first either way.
+func TestServerEventsOfRequests(t *testing.T) {
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	for _, tc := range []struct {
+		name, proto string
+		tls         bool
+	}{
+		{"HTTP/2 over TLS", "HTTP/2.0", true},
+		{"HTTP/1 over TLS", "HTTP/1.1", true},
+		{"HTTP/1", "HTTP/1.1", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sink := &memSink{}
+			spy := &connscope.Spy{Sink: sink}
+			var url string
+			var tr *http.Transport
+			if tc.tls {
+				var p *tlsPool
+				url, p = startTLS(t, spy, handler)
+				tr = http.DefaultTransport.(*http.Transport).Clone()
+				tr.TLSClientConfig = p.cfg
+				if tc.proto == "HTTP/1.1" {
+					tr.Protocols = new(http.Protocols)
+					tr.Protocols.SetHTTP1(true)
+				}
+			} else {
+				url = startPlain(t, spy, handler, nil).URL
+				tr = &http.Transport{}
+			}
+			defer tr.CloseIdleConnections()
+			client := &http.Client{Transport: tr}
+			want := []string{connscope.MsgAccept}
+			if tc.tls {
+				want = append(want, connscope.MsgTLS)
+			}
+			for i := range 2 {
+				if resp := get(t, client, url+"/"); resp.Proto != tc.proto {
+					t.Fatalf("client used %s, want %s", resp.Proto, tc.proto)
+				}
+				// The handler's event comes before the server marks the
+				// connection idle; wait for the latter.
+				waitFor(t, "the server's Socket Idle", func() bool {
+					got := messages(sink.events(connscope.Server))
+					return len(got) > 0 && got[len(got)-1] == connscope.MsgIdle &&
+						countOf(got, connscope.MsgResponse) == i+1
+				})
+				want = append(want, connscope.MsgResponse, connscope.MsgIdle)
+			}
+			if got := messages(sink.events(connscope.Server)); !slices.Equal(got, want) {
+				t.Errorf("server events:\n got %q\nwant %q", got, want)
+			}
+		})
+	}
+}
+
+func countOf(msgs []string, msg string) int {
+	n := 0
+	for _, m := range msgs {
+		if m == msg {
+			n++
+		}
+	}
+	return n
+}
