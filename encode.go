@@ -163,6 +163,9 @@ func (e *Event) AppendText(b []byte) []byte {
 		} else {
 			b = append(kv(b, ""), kind...)
 		}
+		if e.Op != "" { // what failed: a read, a write, the dial...
+			b = appendTextValue(kv(b, "op="), e.Op)
+		}
 		b = appendTextValue(kv(b, "err="), errorText(e.Err))
 	}
 	if e.Dropped != 0 {

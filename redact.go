@@ -243,16 +243,38 @@ func (rd Redaction) Target(method string, u *url.URL) string {
 	return string(b)
 }
 
-// escapedPath returns what u.EscapedPath returns, or u.Opaque if set:
-// u.Path itself, unless something in it needs escaping.
+// escapedPath returns what u.EscapedPath returns, or u.Opaque if set
+// (without userinfo): u.Path itself, unless something in it needs
+// escaping.
 func escapedPath(u *url.URL) string {
 	if u.Opaque != "" {
-		return u.Opaque
+		return opaqueWithoutUserinfo(u.Opaque)
 	}
 	if u.RawPath == "" && pathUnescaped(u.Path) {
 		return u.Path
 	}
 	return u.EscapedPath()
+}
+
+// opaqueWithoutUserinfo drops what comes up to the last '@' before the
+// first '/' of an opaque URL: "https:alice:s3cret@example.com/" (a URL
+// that lost its "//") holds its userinfo there.
+func opaqueWithoutUserinfo(op string) string {
+	start := 0
+	if strings.HasPrefix(op, "//") {
+		start = 2
+	}
+	end := strings.IndexByte(op[start:], '/')
+	if end < 0 {
+		end = len(op)
+	} else {
+		end += start
+	}
+	at := strings.LastIndexByte(op[start:end], '@')
+	if at < 0 {
+		return op
+	}
+	return op[:start] + op[start+at+1:]
 }
 
 // joinPort returns u.Host, which has no port, and the default port (with

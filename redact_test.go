@@ -25,6 +25,8 @@ func TestRedactionTarget(t *testing.T) {
 		{"IPv6 host", Redaction{}, "GET", "http://[::1]/x", "GET http://[::1]:80/x"},
 		{"IPv6 host with port", Redaction{}, "GET", "https://[2001:db8::1]:8443/x", "GET https://[2001:db8::1]:8443/x"},
 		{"fragment dropped", Redaction{}, "GET", "https://example.com/p#s3cr3t", "GET https://example.com:443/p"},
+		{"userinfo of a URL without its //", Redaction{}, "GET", "https:alice:s3cr3t@example.com/p", "GET https://example.com/p"},
+		{"userinfo of an opaque URL without a path", Redaction{}, "GET", "https:alice:s3cr3t@example.com", "GET https://example.com"},
 		{"escaped path kept", Redaction{}, "GET", "http://h/a%20b/c%2Fd", "GET http://h:80/a%20b/c%2Fd"},
 		{"token", Redaction{}, "GET", "https://h/p?token=s3cr3t&page=2", "GET https://h:443/p?token=REDACTED&page=2"},
 		{"api_key", Redaction{}, "GET", "https://h/?api_key=s3cr3t", "GET https://h:443/?api_key=REDACTED"},
@@ -218,7 +220,7 @@ var targetTestURLs = []string{
 	"http:///path", "http://:80/", "http://:/", "http://h:/p", "http://h::/p", "http://h:0/", "http://h:99999999/",
 	"http://h:80:90/", "http://h:x/", "//proxy.example:3128", "//h", "/just/a/path?token=1", "", "?token=1", "#frag", "*",
 	// Opaque URLs.
-	"mailto:user@example.com", "http:opaque?x=1", "urn:isbn:0451450523", "http:%2Fx?token=1", "h:80",
+	"mailto:user@example.com", "http:opaque?x=1", "https:alice:s3cr3t@example.com/p", "http:a@b@c/d@e", "http://x@y", "urn:isbn:0451450523", "http:%2Fx?token=1", "h:80",
 	// Paths that need escaping, or keep an escaping of their own (RawPath).
 	"http://h/a%2Fb", "http://h/a%20b/c%2Fd", "http://h/%7e", "http://h/%7E", "http://h/a%2fb", "http://h/caf%C3%A9", "http://h/café",
 	"http://h/a b", "http://h/*", "http://h/a*b", "http://h/!$&'()*+,;=:@", "http://h/%25", "http://h/[x]", "http://h/a%2Fb%zz",
@@ -347,8 +349,21 @@ func targetReference(rd Redaction, method string, u *url.URL) string {
 		}
 		b.WriteString(net.JoinHostPort(h, port))
 	}
-	if u.Opaque != "" {
-		b.WriteString(u.Opaque)
+	if op := u.Opaque; op != "" {
+		// Userinfo dropped: up to the last '@' before the first '/'
+		// (after a leading "//").
+		prefix, op := "", op
+		if strings.HasPrefix(op, "//") {
+			prefix, op = "//", op[2:]
+		}
+		auth, rest, slash := strings.Cut(op, "/")
+		if i := strings.LastIndex(auth, "@"); i >= 0 {
+			auth = auth[i+1:]
+		}
+		b.WriteString(prefix + auth)
+		if slash {
+			b.WriteString("/" + rest)
+		}
 	} else {
 		b.WriteString(u.EscapedPath())
 	}

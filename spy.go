@@ -61,8 +61,11 @@ type Stats struct {
 	HookPanics uint64 // hook calls that panicked
 }
 
-// Stats returns the spy's counters.
+// Stats returns the spy's counters (zero for a nil Spy).
 func (s *Spy) Stats() Stats {
+	if s == nil {
+		return Stats{}
+	}
 	return Stats{Opened: s.opened.Load(), Open: s.open.Load(), HookPanics: s.hookPanics.Load()}
 }
 
