@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"net"
 	"net/http/httptrace"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -287,13 +289,76 @@ func (s *Spy) WrapListener(ln net.Listener) net.Listener {
 	if s == nil || ln == nil {
 		return ln
 	}
-	return &listener{Listener: ln, spy: s}
+	l := &listener{Listener: ln, spy: s}
+	// Keep the inner listener's optional methods, as newConn does for
+	// connections: a shutdown loop that bounds Accept with SetDeadline, or
+	// code that tunes the socket, must find them.
+	_, dl := ln.(interface{ SetDeadline(time.Time) error })
+	_, sc := ln.(syscall.Conn)
+	_, fi := ln.(interface{ File() (*os.File, error) })
+	switch {
+	case dl && sc && fi:
+		return &struct {
+			*listener
+			lnDeadline
+			lnSyscall
+			lnFile
+		}{l, lnDeadline{ln}, lnSyscall{ln}, lnFile{ln}}
+	case dl && sc:
+		return &struct {
+			*listener
+			lnDeadline
+			lnSyscall
+		}{l, lnDeadline{ln}, lnSyscall{ln}}
+	case dl && fi:
+		return &struct {
+			*listener
+			lnDeadline
+			lnFile
+		}{l, lnDeadline{ln}, lnFile{ln}}
+	case sc && fi:
+		return &struct {
+			*listener
+			lnSyscall
+			lnFile
+		}{l, lnSyscall{ln}, lnFile{ln}}
+	case dl:
+		return &struct {
+			*listener
+			lnDeadline
+		}{l, lnDeadline{ln}}
+	case sc:
+		return &struct {
+			*listener
+			lnSyscall
+		}{l, lnSyscall{ln}}
+	case fi:
+		return &struct {
+			*listener
+			lnFile
+		}{l, lnFile{ln}}
+	}
+	return l
 }
 
 type listener struct {
 	net.Listener
 	spy *Spy
 }
+
+// The optional methods of a listener (*net.TCPListener and
+// *net.UnixListener have all three).
+type (
+	lnDeadline struct{ ln net.Listener }
+	lnSyscall  struct{ ln net.Listener }
+	lnFile     struct{ ln net.Listener }
+)
+
+func (x lnDeadline) SetDeadline(t time.Time) error {
+	return x.ln.(interface{ SetDeadline(time.Time) error }).SetDeadline(t)
+}
+func (x lnSyscall) SyscallConn() (syscall.RawConn, error) { return x.ln.(syscall.Conn).SyscallConn() }
+func (x lnFile) File() (*os.File, error)                  { return x.ln.(interface{ File() (*os.File, error) }).File() }
 
 func (l *listener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
