@@ -124,11 +124,23 @@ func instrumentDial(spy *connscope.Spy, t *http.Transport) (undo func()) {
 }
 
 // Unwrap returns the RoundTripper the requests go through.
-func (t *Transport) Unwrap() http.RoundTripper { return t.base }
+func (t *Transport) Unwrap() http.RoundTripper { return t.next() }
+
+// next is the RoundTripper the requests go through: the one given, or
+// http.DefaultTransport as it is at each call (InstrumentDefault, or a
+// zero Transport), as http.Client does for a nil Transport. A program
+// that replaces http.DefaultTransport later, as test helpers do, is still
+// obeyed.
+func (t *Transport) next() http.RoundTripper {
+	if t.base != nil {
+		return t.base
+	}
+	return http.DefaultTransport
+}
 
 // CloseIdleConnections closes the base transport's idle connections.
 func (t *Transport) CloseIdleConnections() {
-	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
+	if c, ok := t.next().(interface{ CloseIdleConnections() }); ok {
 		c.CloseIdleConnections()
 	}
 }
@@ -139,7 +151,7 @@ func (t *Transport) CloseIdleConnections() {
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	spy := t.spy
 	if spy == nil || req.URL == nil {
-		return t.base.RoundTrip(req) // and its error for a request without a URL
+		return t.next().RoundTrip(req) // and its error for a request without a URL
 	}
 	rt := &reqTrace{spy: spy, target: spy.Redaction.Target(req.Method, req.URL), start: sinceEpoch()}
 	if len(t.opts.LogHeaders) > 0 {
@@ -152,7 +164,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// into rt.ct, which Value then hands out as before.
 		rt.Context = httptrace.WithClientTrace(rt.Context, &rt.ct)
 	}
-	resp, err := t.base.RoundTrip(req.WithContext(rt))
+	resp, err := t.next().RoundTrip(req.WithContext(rt))
 	now := time.Now() // one clock read for the event's time and the duration
 	took := time.Duration(int64(now.Sub(epoch)) - rt.start)
 	rt.mu.Lock()
@@ -396,7 +408,7 @@ func (rt *reqTrace) h2() bool {
 // whose Protocols allow UnencryptedHTTP2 and not HTTP1 uses it for http://
 // URLs.
 func (t *Transport) h2c(req *http.Request) bool {
-	bt, ok := t.base.(*http.Transport)
+	bt, ok := t.next().(*http.Transport)
 	return ok && req.URL.Scheme == "http" && bt.Protocols != nil &&
 		bt.Protocols.UnencryptedHTTP2() && !bt.Protocols.HTTP1()
 }
@@ -505,11 +517,7 @@ func InstrumentDefault(spy *connscope.Spy, opts *Options) (undo func()) {
 	if t, ok := http.DefaultTransport.(*http.Transport); ok {
 		undoDial = instrumentDial(spy, t)
 	}
-	base := oldClientTransport
-	if base == nil {
-		base = http.DefaultTransport
-	}
-	rt := &Transport{spy: spy, base: base}
+	rt := &Transport{spy: spy, base: oldClientTransport} // nil: http.DefaultTransport at each call
 	if opts != nil {
 		rt.opts = *opts
 	}

@@ -369,6 +369,33 @@ func TestInstrumentDefaultCoversGetAndDefaultClient(t *testing.T) {
 	}
 }
 
+// TestInstrumentDefaultFollowsDefaultTransport: http.Get uses
+// http.DefaultTransport as it is at each call; a program (or a test
+// helper) that replaces it after InstrumentDefault is still obeyed, and
+// its requests are still traced.
+func TestInstrumentDefaultFollowsDefaultTransport(t *testing.T) {
+	sink := &memSink{}
+	undo := httpscope.InstrumentDefault(&connscope.Spy{Sink: sink}, nil)
+	defer undo()
+	old := http.DefaultTransport
+	defer func() { http.DefaultTransport = old }()
+	http.DefaultTransport = roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		return &http.Response{StatusCode: 299, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+			Header: http.Header{}, Body: http.NoBody, Request: req}, nil
+	})
+	resp, err := http.Get("http://127.0.0.1:9/replaced") // never dialed: the replacement answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 299 {
+		t.Fatalf("status %d: http.Get did not go through the replaced DefaultTransport", resp.StatusCode)
+	}
+	if evs := sink.events(0); len(evs) != 1 || evs[0].Msg != connscope.MsgResponse || evs[0].Status != 299 {
+		t.Errorf("events %+v, want one HTTP(S) Response with status 299", evs)
+	}
+}
+
 func TestHijackedConnectionTrackedUntilClose(t *testing.T) {
 	sink := &memSink{}
 	spy := &connscope.Spy{Sink: sink}
