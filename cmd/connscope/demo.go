@@ -87,7 +87,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	// The web service: HTTPS with HTTP/2, on loopback.
 	backendLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return fmt.Errorf("demo: %w", err)
+		return err // the CLI names the command
 	}
 	backend := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -111,7 +111,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	// The load balancer in front of it.
 	lb := &idleproxy.Proxy{Backend: backendLn.Addr().String(), IdleTimeout: o.IdleTimeout}
 	if err := lb.Start("127.0.0.1:0"); err != nil {
-		return fmt.Errorf("demo: %w", err)
+		return err // the CLI names the command
 	}
 	defer lb.Close()
 
@@ -151,7 +151,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 		}
 		resp, err := client.Do(req)
 		if err != nil {
-			reqErr = fmt.Errorf("demo: request %d: %w", i+1, err)
+			reqErr = fmt.Errorf("request %d: %w", i+1, err)
 			break
 		}
 		io.Copy(io.Discard, resp.Body)
