@@ -184,8 +184,11 @@ func containsFold(s, sub string) bool {
 
 // Target formats a request as connection-spy does, "GET https://host:443/path?query",
 // with the port always present, without userinfo or fragment, and with
-// secret query values redacted.
+// secret query values redacted. An empty method is GET, as in net/http.
 func (rd Redaction) Target(method string, u *url.URL) string {
+	if method == "" {
+		method = "GET" // what net/http sends for an empty http.Request.Method
+	}
 	if u == nil {
 		return method
 	}

@@ -19,6 +19,7 @@ func TestRedactionTarget(t *testing.T) {
 		{"userinfo dropped", Redaction{}, "GET", "https://alice:s3cr3t@example.com/p?q=1", "GET https://example.com:443/p?q=1"},
 		{"user without password", Redaction{}, "GET", "http://s3cr3t@example.com/", "GET http://example.com:80/"},
 		{"https default port", Redaction{}, "GET", "https://example.com/", "GET https://example.com:443/"},
+		{"empty method is GET", Redaction{}, "", "https://example.com/", "GET https://example.com:443/"},
 		{"http default port", Redaction{}, "POST", "http://example.com/a/b", "POST http://example.com:80/a/b"},
 		{"explicit port kept", Redaction{}, "GET", "https://example.com:8443/x", "GET https://example.com:8443/x"},
 		{"ws default port", Redaction{}, "GET", "wss://example.com/chat", "GET wss://example.com:443/chat"},
@@ -315,6 +316,9 @@ func FuzzTargetMatchesReference(f *testing.F) {
 // with the functions below it: the specification FuzzTargetMatchesReference
 // holds the faster code to. (containsFold, unchanged, is the package's.)
 func targetReference(rd Redaction, method string, u *url.URL) string {
+	if method == "" {
+		method = "GET"
+	}
 	if u == nil {
 		return method
 	}
