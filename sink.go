@@ -29,8 +29,8 @@ type WriterOptions struct {
 	// FlushInterval is the longest an event waits before it is written
 	// (default 100ms).
 	FlushInterval time.Duration
-	// CloseTimeout bounds how long Close waits for a blocked writer
-	// (default 5s).
+	// CloseTimeout bounds how long Close and Flush wait for a blocked
+	// writer (default 5s).
 	CloseTimeout time.Duration
 	// Level is the least level of the events written. Events carry slog
 	// levels: "Socket Error", "HTTP(S) Error", "Hook Panic" and any other
@@ -56,21 +56,32 @@ type WriterSink struct {
 	// ready, in order, for the writer. Emit never waits for the writer's
 	// goroutine to wake up (on a busy machine that takes milliseconds):
 	// it changes chunks and goes on, and no chunk is ever copied to grow.
-	mu        sync.Mutex // guards cur, curEvents, ready, pending, free, closed
+	mu        sync.Mutex // guards cur, curEvents, ready, pending, free, closed, producer, inFlight, abandoned
 	cur       []byte
 	curEvents uint64
 	ready     []chunk
 	pending   int      // bytes in ready and cur: at most MaxPending
 	free      [][]byte // empty chunks to reuse
 	closed    bool
+	// The last event's producer, for the "Events Dropped" line: it
+	// speaks for the program that emitted the events it counts.
+	producer string
+	// Events taken by a flush and not yet counted as written or
+	// dropped: what Close must count as dropped if it gives up.
+	inFlight uint64
+	// Close gave up on a blocked writer and counted everything not yet
+	// written as dropped: no more writes, and no more counting.
+	abandoned bool
 
-	writeMu  sync.Mutex // one flush at a time, in order
-	writing  []chunk    // the chunks being written; guarded by writeMu
-	reported uint64     // dropped count already reported; guarded by writeMu
-	// A short write ended in the middle of a line; guarded by writeMu.
+	// Only the sink's goroutine writes (Flush asks it to), so that a
+	// blocked writer blocks that goroutine alone. These are its own.
+	writing  []chunk // the chunks being written
+	reported uint64  // dropped count already reported
+	// A short write ended in the middle of a line.
 	brokenLine bool
 
 	kick    chan struct{}
+	flushes chan chan error // Flush's requests, each with room for the reply
 	stop    chan struct{}
 	done    chan struct{}
 	dropped atomic.Uint64
@@ -101,7 +112,8 @@ func NewTextSink(w io.Writer, opts *WriterOptions) *WriterSink {
 }
 
 func newWriterSink(w io.Writer, opts *WriterOptions, text bool) *WriterSink {
-	s := &WriterSink{w: w, text: text, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	s := &WriterSink{w: w, text: text, kick: make(chan struct{}, 1), flushes: make(chan chan error),
+		stop: make(chan struct{}), done: make(chan struct{})}
 	if opts != nil {
 		s.opts = *opts
 	}
@@ -158,6 +170,7 @@ func (s *WriterSink) Emit(e *Event) {
 		s.dropped.Add(1)
 		return
 	}
+	s.producer = e.Producer
 	n := len(s.cur)
 	s.cur = s.encode(s.cur, e)
 	if s.pending+len(s.cur)-n > s.opts.MaxPending {
@@ -190,26 +203,52 @@ func (s *WriterSink) loop() {
 	t := time.NewTicker(s.opts.FlushInterval)
 	defer t.Stop()
 	for {
+		var reply chan error
 		select {
 		case <-s.kick:
 		case <-t.C:
+		case reply = <-s.flushes:
 		case <-s.stop:
 			s.flush()
 			return
 		}
-		s.flush()
+		err := s.flush()
+		if reply != nil {
+			reply <- err // never blocks: room for one
+		}
 	}
 }
 
 // Flush writes what is buffered and returns the writer's error, if any.
+// It waits at most CloseTimeout for a blocked writer, then returns an
+// error; the sink goes on buffering (up to MaxPending) and writes once
+// the writer returns.
 func (s *WriterSink) Flush() error {
-	return s.flush()
+	reply := make(chan error, 1) // the sink's goroutine must not wait for a Flush that gave up
+	timeout := time.NewTimer(s.opts.CloseTimeout)
+	defer timeout.Stop()
+	select {
+	case s.flushes <- reply:
+	case <-s.done:
+		return nil // closed: Close wrote what there was
+	case <-timeout.C:
+		return fmt.Errorf("connscope: sink: flush: writer still blocked after %v", s.opts.CloseTimeout)
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-timeout.C:
+		return fmt.Errorf("connscope: sink: flush: writer still blocked after %v", s.opts.CloseTimeout)
+	}
 }
 
+// flush writes what is buffered. Only the sink's goroutine calls it.
 func (s *WriterSink) flush() error {
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
 	s.mu.Lock()
+	if s.abandoned {
+		s.mu.Unlock()
+		return nil
+	}
 	// Take every chunk, cur included; ready keeps its array (the
 	// previous writing one) so that the steady state allocates nothing.
 	s.writing, s.ready = s.ready, s.writing[:0]
@@ -218,7 +257,14 @@ func (s *WriterSink) flush() error {
 		s.cur, s.curEvents = s.newChunk(), 0
 	}
 	s.pending = 0
+	for _, c := range s.writing {
+		s.inFlight += c.events
+	}
+	producer := s.producer
 	s.mu.Unlock()
+	if producer == "" {
+		producer = DefaultProducer // events emitted without a Spy
+	}
 	var err error
 	if s.brokenLine {
 		// A failed write left half a line: end it, so that what follows
@@ -229,7 +275,7 @@ func (s *WriterSink) flush() error {
 	}
 	if drops := s.dropped.Load(); err == nil && drops > s.reported {
 		// Say what was lost before what follows it.
-		e := Event{Time: time.Now(), Level: levelFor(MsgDropped, nil), Message: MsgDropped, Producer: DefaultProducer, Dropped: drops - s.reported}
+		e := Event{Time: time.Now(), Level: levelFor(MsgDropped, nil), Message: MsgDropped, Producer: producer, Dropped: drops - s.reported}
 		line := s.encode(nil, &e)
 		var n int
 		if n, err = s.w.Write(line); err == nil {
@@ -238,25 +284,36 @@ func (s *WriterSink) flush() error {
 			s.brokenLine = true
 		}
 	}
+	// Close may have given up while the report was being written.
+	s.mu.Lock()
+	gone := s.abandoned
+	s.mu.Unlock()
 	for i, c := range s.writing {
 		var n int
-		if err == nil {
+		if err == nil && !gone {
 			n, err = s.w.Write(c.b)
 		}
-		if err != nil {
-			// A short write (a full disk) wrote the lines before n: they
-			// count as written, the rest as dropped.
-			done := uint64(bytes.Count(c.b[:n], []byte{'\n'}))
-			s.written.Add(done)
-			s.dropped.Add(c.events - done)
-			if n > 0 && c.b[n-1] != '\n' {
-				s.brokenLine = true
+		s.mu.Lock()
+		// If Close gave up during this write, it counted this chunk and
+		// the rest as dropped: count nothing, write nothing more.
+		if gone = s.abandoned; !gone {
+			s.inFlight -= c.events
+			if err != nil {
+				// A short write (a full disk) wrote the lines before n:
+				// they count as written, the rest as dropped.
+				done := uint64(bytes.Count(c.b[:n], []byte{'\n'}))
+				s.written.Add(done)
+				s.dropped.Add(c.events - done)
+			} else {
+				s.written.Add(c.events)
 			}
-		} else {
-			s.written.Add(c.events)
+			s.recycle(c.b)
+		}
+		s.mu.Unlock()
+		if err != nil && n > 0 && c.b[n-1] != '\n' {
+			s.brokenLine = true
 		}
 		s.writing[i] = chunk{}
-		s.recycle(c.b)
 	}
 	if err != nil {
 		s.errMu.Lock()
@@ -267,20 +324,16 @@ func (s *WriterSink) flush() error {
 }
 
 // recycle keeps b for reuse unless a huge event made it grow, or enough
-// are kept already.
+// are kept already. Called with mu held.
 func (s *WriterSink) recycle(b []byte) {
-	if cap(b) > 2*s.chunkCap() {
-		return
-	}
-	s.mu.Lock()
-	if len(s.free) < maxFreeChunks {
+	if cap(b) <= 2*s.chunkCap() && len(s.free) < maxFreeChunks {
 		s.free = append(s.free, b[:0])
 	}
-	s.mu.Unlock()
 }
 
 // Dropped returns how many events were lost: did not fit while the writer
-// was slow, or were in a write that failed, or came after Close.
+// was slow, or were in a write that failed, or were not yet written when
+// Close gave up on a blocked writer, or came after Close.
 func (s *WriterSink) Dropped() uint64 { return s.dropped.Load() }
 
 // Written returns how many emitted events were written (the sink's own
@@ -296,8 +349,12 @@ func (s *WriterSink) Err() error {
 }
 
 // Close writes what is buffered and stops the sink's goroutine. It waits
-// at most CloseTimeout for a blocked writer. It reports lost events and
-// the writer's last error.
+// at most CloseTimeout for a blocked writer; if it gives up, every event
+// not yet written counts as dropped, those of the write in progress
+// included, and the sink writes nothing more. Should that write complete
+// later, its events stay dropped, though they reached the writer: so
+// that once Close returns, Written + Dropped is what was emitted, and
+// stays so. It reports lost events and the writer's last error.
 func (s *WriterSink) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -310,6 +367,15 @@ func (s *WriterSink) Close() error {
 	select {
 	case <-s.done:
 	case <-time.After(s.opts.CloseTimeout):
+		s.mu.Lock()
+		s.abandoned = true
+		lost := s.curEvents + s.inFlight
+		for _, c := range s.ready {
+			lost += c.events
+		}
+		s.cur, s.curEvents, s.ready, s.pending, s.inFlight, s.free = nil, 0, nil, 0, 0, nil
+		s.dropped.Add(lost)
+		s.mu.Unlock()
 		return fmt.Errorf("connscope: sink: writer still blocked after %v; %d events dropped", s.opts.CloseTimeout, s.dropped.Load())
 	}
 	var errs []error

@@ -618,3 +618,194 @@ func TestWriterSinkShortWrite(t *testing.T) {
 		t.Errorf("Written %d: the whole lines before the cut were not counted", s.Written())
 	}
 }
+
+// gateWriter blocks every Write until release is closed, then writes
+// through, recording what it wrote and how many writes.
+type gateWriter struct {
+	release   chan struct{}
+	entered   chan struct{}
+	enterOnce sync.Once
+	openOnce  sync.Once
+	mu        sync.Mutex
+	buf       bytes.Buffer
+	writes    int
+}
+
+func newGateWriter() *gateWriter {
+	return &gateWriter{release: make(chan struct{}), entered: make(chan struct{})}
+}
+
+func (w *gateWriter) Write(p []byte) (int, error) {
+	w.enterOnce.Do(func() { close(w.entered) })
+	<-w.release
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.writes++
+	return w.buf.Write(p)
+}
+
+func (w *gateWriter) open() { w.openOnce.Do(func() { close(w.release) }) }
+
+func (w *gateWriter) waitEntered(t *testing.T) {
+	t.Helper()
+	select {
+	case <-w.entered:
+	case <-time.After(testTimeout):
+		t.Fatalf("the sink did not write within %v", testTimeout)
+	}
+}
+
+func (w *gateWriter) written() (lines []string, writes int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for l := range strings.Lines(w.buf.String()) {
+		lines = append(lines, l)
+	}
+	return lines, w.writes
+}
+
+// releaseSink lets a sink's blocked writer go, closes the sink and waits
+// for its goroutine, for goleak.
+func releaseSink(t *testing.T, w *gateWriter, s *WriterSink) {
+	w.open()
+	s.Close()
+	select {
+	case <-s.done:
+	case <-time.After(testTimeout):
+		t.Errorf("sink goroutine did not exit within %v of the writer returning", testTimeout)
+	}
+}
+
+// TestWriterSinkCloseTimeoutCounts: when Close gives up on a blocked
+// writer, every event not yet written (in the write in progress, in the
+// queued chunks, in the current one) counts as dropped, so that Written +
+// Dropped is what was emitted. A write that completes after Close adds
+// nothing to Written, and the sink writes nothing after it.
+func TestWriterSinkCloseTimeoutCounts(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		late bool // the blocked write completes after Close
+	}{
+		{"writer still blocked", false},
+		{"write completes after Close", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newGateWriter()
+			s := NewJSONSink(w, &WriterOptions{FlushBytes: 512, FlushInterval: time.Millisecond, CloseTimeout: 50 * time.Millisecond})
+			t.Cleanup(func() { releaseSink(t, w, s) })
+			var emitted uint64
+			for range 5 {
+				s.Emit(testEvent(MsgConnect))
+				emitted++
+			}
+			w.waitEntered(t)
+			// ~200 bytes each: until there are queued chunks and events in
+			// the current one (the blocked write took 3 or 5 events).
+			for {
+				s.mu.Lock()
+				queued, inCur := len(s.ready), s.curEvents
+				s.mu.Unlock()
+				if queued > 0 && inCur > 0 {
+					break
+				}
+				if emitted == 100 {
+					t.Fatalf("%d queued chunks, %d events in the current one after %d events", queued, inCur, emitted)
+				}
+				s.Emit(testEvent(MsgConnect))
+				emitted++
+			}
+			err := s.Close()
+			if err == nil || !strings.Contains(err.Error(), "blocked") || !strings.Contains(err.Error(), fmt.Sprintf("; %d events dropped", emitted)) {
+				t.Errorf("Close = %v; want the writer blocked and %d events dropped", err, emitted)
+			}
+			if s.Written() != 0 || s.Dropped() != emitted {
+				t.Errorf("after Close: Written %d, Dropped %d; want 0, %d", s.Written(), s.Dropped(), emitted)
+			}
+			if !tc.late {
+				return
+			}
+			w.open()
+			select {
+			case <-s.done:
+			case <-time.After(testTimeout):
+				t.Fatalf("sink goroutine did not exit within %v of the writer returning", testTimeout)
+			}
+			if s.Written() != 0 || s.Dropped() != emitted {
+				t.Errorf("after the late write: Written %d, Dropped %d; want 0, %d (counted once, as dropped)", s.Written(), s.Dropped(), emitted)
+			}
+			if _, writes := w.written(); writes != 1 {
+				t.Errorf("%d writes; want only the one in progress when Close gave up", writes)
+			}
+		})
+	}
+}
+
+// TestWriterSinkFlushTimeout: Flush waits at most CloseTimeout for a
+// blocked writer, says so, and leaves the sink working: once the writer
+// returns, the next Flush writes everything.
+func TestWriterSinkFlushTimeout(t *testing.T) {
+	w := newGateWriter()
+	s := NewJSONSink(w, &WriterOptions{FlushInterval: time.Hour, CloseTimeout: 50 * time.Millisecond})
+	t.Cleanup(func() { releaseSink(t, w, s) })
+	s.Emit(testEvent(MsgConnect))
+	errc := make(chan error, 1)
+	go func() { errc <- s.Flush() }()
+	select {
+	case err := <-errc:
+		if err == nil || !strings.HasPrefix(err.Error(), "connscope: ") || !strings.Contains(err.Error(), "blocked after 50ms") {
+			t.Fatalf("Flush = %v; want an error naming the 50ms timeout", err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatalf("Flush still blocked after %v, CloseTimeout 50ms", testTimeout)
+	}
+	w.waitEntered(t)
+	w.open()
+	s.Emit(testEvent(MsgClose))
+	if err := s.Flush(); err != nil {
+		t.Fatalf("Flush once the writer returned: %v", err)
+	}
+	if lines, _ := w.written(); len(lines) != 2 || s.Written() != 2 || s.Dropped() != 0 {
+		t.Errorf("%d lines, Written %d, Dropped %d; want 2, 2, 0", len(lines), s.Written(), s.Dropped())
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(); err != nil {
+		t.Errorf("Flush after Close = %v, want nil", err)
+	}
+}
+
+// TestWriterSinkDroppedProducer: the "Events Dropped" line carries the
+// producer of the events the sink received, as the lines around it do.
+func TestWriterSinkDroppedProducer(t *testing.T) {
+	for _, tc := range []struct{ producer, want string }{
+		{"myapp", "myapp"},
+		{"", DefaultProducer},
+	} {
+		t.Run(tc.want, func(t *testing.T) {
+			w := newMemWriter()
+			w.fail.Store(true)
+			s := NewJSONSink(w, &WriterOptions{FlushInterval: time.Hour})
+			spy := &Spy{Sink: s, Producer: tc.producer}
+			spy.Emit(Event{Message: MsgIdle})
+			s.Flush() // fails: 1 dropped
+			w.fail.Store(false)
+			spy.Emit(Event{Message: MsgIdle})
+			s.Close()
+			var msgs []string
+			for _, line := range w.lines() {
+				var e struct{ Producer, Message string }
+				if err := json.Unmarshal([]byte(line), &e); err != nil {
+					t.Fatalf("line %q: %v", line, err)
+				}
+				msgs = append(msgs, e.Message)
+				if e.Producer != tc.want {
+					t.Errorf("producer %q, want %q: %s", e.Producer, tc.want, line)
+				}
+			}
+			if want := []string{MsgDropped, MsgIdle}; !slices.Equal(msgs, want) {
+				t.Errorf("messages %q, want %q", msgs, want)
+			}
+		})
+	}
+}
