@@ -900,15 +900,7 @@ func TestHTTP2LostConnectionNotIdle(t *testing.T) {
 	})
 	base := http.DefaultTransport.(*http.Transport).Clone()
 	base.TLSClientConfig = p.cfg
-	base.ForceAttemptHTTP2 = true
-	var d net.Dialer
-	base.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := d.DialContext(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		return slowCloseConn{c}, nil
-	}
+	dialSlowClose(base)
 	defer base.CloseIdleConnections()
 	client := &http.Client{Transport: httpscope.WrapTransport(spy, base, nil)}
 	if resp := get(t, client, url+"/first"); resp.ProtoMajor != 2 {
@@ -932,6 +924,19 @@ func TestHTTP2LostConnectionNotIdle(t *testing.T) {
 
 // slowCloseConn is a connection whose Close takes 50 ms.
 type slowCloseConn struct{ net.Conn }
+
+// dialSlowClose makes t dial slowCloseConns, still with HTTP/2 over TLS.
+func dialSlowClose(t *http.Transport) {
+	var d net.Dialer
+	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return slowCloseConn{c}, nil
+	}
+	t.ForceAttemptHTTP2 = true // a DialContext turns it off
+}
 
 func (c slowCloseConn) Close() error {
 	time.Sleep(50 * time.Millisecond)

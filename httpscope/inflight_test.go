@@ -211,17 +211,7 @@ func TestHTTP2LostConnectionMidBodyNotIdle(t *testing.T) {
 			r.Context().Value(connKey{}).(net.Conn).Close()
 		}),
 	})
-	client := h2Client(t, &rs, sink, p, func(base *http.Transport) {
-		var d net.Dialer
-		base.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := d.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			return slowCloseConn{c}, nil
-		}
-		base.ForceAttemptHTTP2 = true
-	})
+	client := h2Client(t, &rs, sink, p, dialSlowClose)
 	if resp := get(t, client, url+"/first"); resp.ProtoMajor != 2 {
 		t.Fatalf("first: %s, want HTTP/2", resp.Proto)
 	}
