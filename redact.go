@@ -259,25 +259,19 @@ func escapedPath(u *url.URL) string {
 	return u.EscapedPath()
 }
 
-// opaqueWithoutUserinfo drops what comes up to the last '@' before the
-// first '/' of an opaque URL: "https:alice:s3cret@example.com/" (a URL
-// that lost its "//") holds its userinfo there.
+// opaqueWithoutUserinfo drops what comes up to the last '@' of an opaque
+// URL: "https:alice:s3cret@example.com/" (a URL that lost its "//") holds
+// its userinfo there, and a password may hold a '/'. (An opaque URL
+// reaches a target only in a request that fails: it names no host.)
 func opaqueWithoutUserinfo(op string) string {
-	start := 0
-	if strings.HasPrefix(op, "//") {
-		start = 2
-	}
-	end := strings.IndexByte(op[start:], '/')
-	if end < 0 {
-		end = len(op)
-	} else {
-		end += start
-	}
-	at := strings.LastIndexByte(op[start:end], '@')
+	at := strings.LastIndexByte(op, '@')
 	if at < 0 {
 		return op
 	}
-	return op[:start] + op[start+at+1:]
+	if strings.HasPrefix(op, "//") {
+		return "//" + op[at+1:]
+	}
+	return op[at+1:]
 }
 
 // joinPort returns u.Host, which has no port, and the default port (with

@@ -28,6 +28,7 @@ func TestRedactionTarget(t *testing.T) {
 		{"fragment dropped", Redaction{}, "GET", "https://example.com/p#s3cr3t", "GET https://example.com:443/p"},
 		{"userinfo of a URL without its //", Redaction{}, "GET", "https:alice:s3cr3t@example.com/p", "GET https://example.com/p"},
 		{"userinfo of an opaque URL without a path", Redaction{}, "GET", "https:alice:s3cr3t@example.com", "GET https://example.com"},
+		{"opaque userinfo with a / in the password", Redaction{}, "GET", "https:alice:s3/cr3t@example.com/p", "GET https://example.com/p"},
 		{"escaped path kept", Redaction{}, "GET", "http://h/a%20b/c%2Fd", "GET http://h:80/a%20b/c%2Fd"},
 		{"token", Redaction{}, "GET", "https://h/p?token=s3cr3t&page=2", "GET https://h:443/p?token=REDACTED&page=2"},
 		{"api_key", Redaction{}, "GET", "https://h/?api_key=s3cr3t", "GET https://h:443/?api_key=REDACTED"},
@@ -354,20 +355,15 @@ func targetReference(rd Redaction, method string, u *url.URL) string {
 		b.WriteString(net.JoinHostPort(h, port))
 	}
 	if op := u.Opaque; op != "" {
-		// Userinfo dropped: up to the last '@' before the first '/'
-		// (after a leading "//").
-		prefix, op := "", op
-		if strings.HasPrefix(op, "//") {
-			prefix, op = "//", op[2:]
+		// Userinfo dropped: up to the last '@' (a password may hold a '/').
+		if i := strings.LastIndex(op, "@"); i >= 0 {
+			if strings.HasPrefix(op, "//") {
+				op = "//" + op[i+1:]
+			} else {
+				op = op[i+1:]
+			}
 		}
-		auth, rest, slash := strings.Cut(op, "/")
-		if i := strings.LastIndex(auth, "@"); i >= 0 {
-			auth = auth[i+1:]
-		}
-		b.WriteString(prefix + auth)
-		if slash {
-			b.WriteString("/" + rest)
-		}
+		b.WriteString(op)
 	} else {
 		b.WriteString(u.EscapedPath())
 	}

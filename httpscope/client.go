@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -199,7 +200,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// A HEAD's or an empty response's stream ended with its headers:
 		// its body is net/http's own empty one, which the caller need not
 		// close.
-		if resp.Body == nil || resp.Body == http.NoBody || req.Method == http.MethodHead || resp.ContentLength == 0 {
+		if resp.Body == nil || resp.Body == http.NoBody || isH2NoBody(resp.Body) {
 			endRequest(spy, r)
 		} else {
 			resp.Body = &h2Body{ReadCloser: resp.Body, spy: spy, rec: r}
@@ -413,28 +414,56 @@ func (t *Transport) h2c(req *http.Request) bool {
 		bt.Protocols.UnencryptedHTTP2() && !bt.Protocols.HTTP1()
 }
 
+// isH2NoBody reports whether body is the empty body net/http's HTTP/2
+// client gives a response whose stream ended with its headers (a HEAD's,
+// a 204's): the request is over, whether or not the caller closes it. A
+// Content-Length of 0 does not say so: the stream may still be open. The
+// type is not exported; if net/http renames it, such requests end at
+// Close, as others do.
+func isH2NoBody(body io.ReadCloser) bool {
+	t := reflect.TypeOf(body)
+	return t.PkgPath() == "net/http" && t.Name() == "http2noBodyReader"
+}
+
 // streamFailed reports whether err, the error of an HTTP/2 request or of
-// its body on connection r, is the stream's alone: the caller gave up
-// (ctxDone, or a context error from the body), the server reset the
-// stream, or the transport timed out waiting for its headers. HTTP/2
-// resets such a stream and keeps the connection in the pool (HTTP/1
-// closes it). Anything else may be the connection's failure, which HTTP/2
-// reports to its streams before it closes the connection: not idle then.
+// its body on connection r, is the stream's alone: the caller gave up, the
+// server reset the stream, a timer of the transport's fired, the
+// request's own body failed... HTTP/2 then resets the stream and keeps
+// the connection in the pool (HTTP/1 closes it). Not when the connection
+// failed: either r saw it (its peer's FIN or RST, an I/O error, a close)
+// or the error says so. HTTP/2 reports a connection's failure to its
+// streams before it closes it, so r may not have seen it yet.
 func streamFailed(r *connscope.Record, err error, ctxDone bool) bool {
 	if r.Broken() {
 		return false
 	}
-	if ctxDone || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if ctxDone {
 		return true
 	}
 	var se http2.StreamError // net/http's own converts to it (errors.As)
 	if errors.As(err, &se) {
 		return true
 	}
-	// The connection's own timeouts break r; this one is a transport
-	// timer's: ResponseHeaderTimeout.
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
+	return !connFailed(err)
+}
+
+// connFailed reports whether err is one of the errors with which net/http's
+// HTTP/2 client fails the streams of a connection it gives up on: lost
+// (no answer to its PING), closed, a connection-level protocol error, a
+// GOAWAY, or the connection's end of stream.
+func connFailed(err error) bool {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+		return true
+	}
+	var ce http2.ConnectionError
+	var ge http2.GoAwayError
+	if errors.As(err, &ce) || errors.As(err, &ge) {
+		return true // x/net's own transport; net/http's say so in their text
+	}
+	msg := err.Error()
+	return strings.HasPrefix(msg, "http2: client conn") || // "... is closed", "...ection lost", "...ection force closed"
+		strings.HasPrefix(msg, "connection error: ") ||
+		strings.Contains(msg, "GOAWAY")
 }
 
 // endRequest ends a request on r and, when it was the last one in flight,

@@ -2,6 +2,7 @@ package httpscope_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -114,6 +115,8 @@ func TestHTTP2StreamErrorLeavesConnectionIdle(t *testing.T) {
 			case <-r.Context().Done():
 			case <-time.After(5 * time.Second):
 			}
+		case "/upload":
+			io.Copy(io.Discard, r.Body)
 		default:
 			io.WriteString(w, "ok")
 		}
@@ -121,9 +124,11 @@ func TestHTTP2StreamErrorLeavesConnectionIdle(t *testing.T) {
 	for _, tc := range []struct {
 		name, path string
 		set        func(*http.Transport)
+		body       io.Reader // POSTed if set
 	}{
-		{"server resets the stream", "/reset", nil},
-		{"response header timeout", "/slow", func(t *http.Transport) { t.ResponseHeaderTimeout = 50 * time.Millisecond }},
+		{"server resets the stream", "/reset", nil, nil},
+		{"response header timeout", "/slow", func(t *http.Transport) { t.ResponseHeaderTimeout = 50 * time.Millisecond }, nil},
+		{"the request's body fails", "/upload", nil, &failingBody{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sink := &memSink{}
@@ -132,7 +137,14 @@ func TestHTTP2StreamErrorLeavesConnectionIdle(t *testing.T) {
 			if resp := get(t, client, url+"/first"); resp.ProtoMajor != 2 {
 				t.Fatalf("first: %s, want HTTP/2", resp.Proto)
 			}
-			if _, err := client.Get(url + tc.path); err == nil {
+			req, err := http.NewRequest(http.MethodGet, url+tc.path, nil)
+			if tc.body != nil {
+				req, err = http.NewRequest(http.MethodPost, url+tc.path, tc.body)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := client.Do(req); err == nil {
 				t.Fatal("want the failed stream's error")
 			}
 			r := rs.all()[0]
@@ -145,6 +157,51 @@ func TestHTTP2StreamErrorLeavesConnectionIdle(t *testing.T) {
 				t.Errorf("%d connections, want the first one reused", n)
 			}
 		})
+	}
+}
+
+// failingBody is a request body whose second Read fails.
+type failingBody struct{ sent bool }
+
+func (b *failingBody) Read(p []byte) (int, error) {
+	if !b.sent {
+		b.sent = true
+		return copy(p, "partial"), nil
+	}
+	return 0, errors.New("the caller's body failed")
+}
+
+// TestHTTP2EmptyBodyOfOpenStream: a Content-Length of 0 does not end an
+// HTTP/2 request: its stream may still be open (the handler flushed its
+// header and goes on). It ends at the body's end.
+func TestHTTP2EmptyBodyOfOpenStream(t *testing.T) {
+	release := make(chan struct{})
+	url, p := startTLS(t, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "0")
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-time.After(5 * time.Second):
+		}
+	}))
+	var rs records
+	client := h2Client(t, &rs, &memSink{}, p, nil)
+	resp, err := client.Get(url + "/open")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.ProtoMajor != 2 || resp.ContentLength != 0 {
+		t.Fatalf("%s, Content-Length %d; want HTTP/2, 0", resp.Proto, resp.ContentLength)
+	}
+	r := rs.all()[0]
+	if s, n := r.State(), r.InFlight(); s != connscope.StateActive || n != 1 {
+		t.Errorf("stream still open: state %v, %d in flight; want active, 1", s, n)
+	}
+	close(release)
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if s, n := r.State(), r.InFlight(); s != connscope.StateIdle || n != 0 {
+		t.Errorf("after the body: state %v, %d in flight; want idle, 0", s, n)
 	}
 }
 
