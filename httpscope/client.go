@@ -136,8 +136,15 @@ func (t *Transport) next() http.RoundTripper {
 	if t.base != nil {
 		return t.base
 	}
-	return http.DefaultTransport
+	if dt := http.DefaultTransport; dt != http.RoundTripper(t) {
+		return dt
+	}
+	// A program that made this very Transport http.DefaultTransport:
+	// what that replaced is gone, so the standard library's settings.
+	return fallbackTransport()
 }
+
+var fallbackTransport = sync.OnceValue(func() http.RoundTripper { return defaultTransport() })
 
 // CloseIdleConnections closes the base transport's idle connections.
 func (t *Transport) CloseIdleConnections() {

@@ -396,6 +396,20 @@ func TestInstrumentDefaultFollowsDefaultTransport(t *testing.T) {
 	}
 }
 
+// TestZeroTransportAsDefaultTransport: a zero Transport goes through
+// http.DefaultTransport, even when it is http.DefaultTransport itself.
+func TestZeroTransportAsDefaultTransport(t *testing.T) {
+	ts := startPlain(t, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }), nil)
+	old := http.DefaultTransport
+	defer func() { http.DefaultTransport = old }()
+	http.DefaultTransport = &httpscope.Transport{}
+	resp := get(t, http.DefaultClient, ts.URL+"/")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	http.DefaultTransport.(*httpscope.Transport).CloseIdleConnections()
+}
+
 func TestHijackedConnectionTrackedUntilClose(t *testing.T) {
 	sink := &memSink{}
 	spy := &connscope.Spy{Sink: sink}
