@@ -100,8 +100,9 @@ func (c *conn) readFrom(src io.Reader) (int64, error) {
 	}
 	if err != nil {
 		relayError(srcRec, c.r, err)
-	} else if _, limited := src.(*io.LimitedReader); srcRec != nil && !limited {
-		// A LimitedReader ends at its limit; anything else ended at EOF.
+	} else if lr, limited := src.(*io.LimitedReader); srcRec != nil && (!limited || lr.N > 0) {
+		// A LimitedReader ends at its limit, or before it at EOF;
+		// anything else ended at EOF.
 		srcRec.readError(io.EOF)
 	}
 	return n, err
@@ -171,7 +172,15 @@ func (c *conn) closeWrite() error {
 	return err
 }
 
-func (c *conn) closeRead() error { return c.Conn.(interface{ CloseRead() error }).CloseRead() }
+func (c *conn) closeRead() error {
+	// Before the shutdown: the reader it wakes must see the flag.
+	first := c.r.setFlag(flagLocalShutRD)
+	err := c.Conn.(interface{ CloseRead() error }).CloseRead()
+	if err != nil && first {
+		c.r.clearFlag(flagLocalShutRD)
+	}
+	return err
+}
 
 // syscallConn returns the inner connection's RawConn behind a type that
 // has only RawConn's methods. The net package's own also gives package os
@@ -251,6 +260,11 @@ func (r *Record) noteDeadline(t time.Time, f uint32) {
 
 func (r *Record) readError(err error) {
 	if err == io.EOF {
+		if r.has(flagLocalShutRD | flagAborted) {
+			// Not a FIN: this program's CloseRead, or the 0-byte read
+			// of a socket the kernel already ended (reset, timeout).
+			return
+		}
 		if r.setFlag(flagEOF) {
 			r.flags.Or(r.remoteClose())
 			e := Event{Message: MsgEnd, Conn: r}
@@ -299,9 +313,11 @@ func (r *Record) opError(op string, err error) {
 		msg = MsgTimeout
 	case KindTimeout:
 		msg = MsgTimeout
-		r.flags.Or(flagHadError)
+		r.flags.Or(flagHadError | flagAborted)
+	case KindUnreachable:
+		r.flags.Or(flagHadError | flagAborted)
 	case KindReset, KindBrokenPipe:
-		r.flags.Or(flagHadError | r.remoteClose())
+		r.flags.Or(flagHadError | flagAborted | r.remoteClose())
 	default:
 		r.flags.Or(flagHadError)
 	}

@@ -450,10 +450,27 @@ func appendTextValue(b []byte, s string) []byte {
 			return strconv.AppendQuote(b, s)
 		}
 	}
-	if !utf8.ValidString(s) {
+	if !printable(s) {
 		return strconv.AppendQuote(b, s)
 	}
 	return append(b, s...)
+}
+
+// printable reports whether s is valid UTF-8 whose non-ASCII runes are
+// all printable: no line or paragraph separator, NEL, C1 control or
+// bidirectional override that would break or disguise a text line.
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			for _, r := range s[i:] {
+				if r >= utf8.RuneSelf && (r == utf8.RuneError || !strconv.IsPrint(r)) {
+					return false
+				}
+			}
+			return utf8.ValidString(s)
+		}
+	}
+	return true
 }
 
 // appendTextEndpoint writes ep as host:port, quoted when the address holds
@@ -464,7 +481,7 @@ func appendTextEndpoint(b []byte, ep endpoint) []byte {
 			return strconv.AppendQuote(b, ep.String())
 		}
 	}
-	if !utf8.ValidString(ep.addr) {
+	if !printable(ep.addr) {
 		return strconv.AppendQuote(b, ep.String())
 	}
 	return ep.appendHostPort(b)
@@ -473,7 +490,7 @@ func appendTextEndpoint(b []byte, ep endpoint) []byte {
 // appendTextTarget writes a "METHOD url" target unquoted when it is
 // printable, for readability.
 func appendTextTarget(b []byte, s string) []byte {
-	if isTarget(s) && utf8.ValidString(s) {
+	if isTarget(s) && printable(s) {
 		return append(b, s...)
 	}
 	return strconv.AppendQuote(b, s)

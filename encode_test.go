@@ -2,9 +2,12 @@ package connscope
 
 import (
 	"errors"
+	"net/url"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestTextLineSaysWhatFailed: a text line with an error names the
@@ -36,3 +39,31 @@ type errnoErr struct {
 
 func (e *errnoErr) Error() string { return e.msg }
 func (e *errnoErr) Unwrap() error { return e.err }
+
+// TestTextLineHasOnlyPrintableRunes: the text format quotes a value
+// that holds control bytes, so that one event stays one readable line.
+// It lets through runes that are as bad for a person's terminal or
+// viewer: U+2028/U+2029 and NEL (U+0085) end lines in many tools, and
+// U+202E (RIGHT-TO-LEFT OVERRIDE) reverses what follows on the screen,
+// so a request's query, a logged header or an error can fake the rest of
+// the line. url.Parse accepts them in a query; strconv.Quote escapes them.
+func TestTextLineHasOnlyPrintableRunes(t *testing.T) {
+	u, err := url.Parse("https://h/?q=a\u2028b\u0085c\u202Ed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := []Event{
+		{Time: time.Now(), Message: MsgConnect, Target: Redaction{}.Target("GET", u)},
+		{Time: time.Now(), Message: MsgResponse, Headers: []Header{{"X-Request-Id", "1\u202Egnp.exe"}}},
+		{Time: time.Now(), Message: MsgError, Op: "read", Err: errors.New("bad\u2028status=200")},
+	}
+	for _, e := range evs {
+		line := string(e.AppendText(nil))
+		for _, r := range line {
+			if !strconv.IsPrint(r) {
+				t.Errorf("%s line holds %U unescaped: %q", e.Message, r, line)
+				break
+			}
+		}
+	}
+}

@@ -49,6 +49,8 @@ const (
 	flagReadInterrupt              // read deadline set in the past: the program interrupts its own read
 	flagWriteInterrupt             // same for writes
 	flagLocalFIN                   // CloseWrite sent this side's FIN
+	flagLocalShutRD                // CloseRead: this side's reads end at EOF by its own doing
+	flagAborted                    // the kernel ended the connection (reset, timeout, broken pipe, unreachable): a later EOF is its aftermath
 )
 
 // endpoint is an address formatted once, when the connection is wrapped,

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -174,8 +175,41 @@ func (rd Redaction) isSecretFold(name string) bool {
 }
 
 func containsFold(s, sub string) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if strings.EqualFold(s[i:i+len(sub)], sub) {
+	for i := 0; ; {
+		if hasPrefixFold(s[i:], sub) {
+			return true
+		}
+		if i >= len(s) {
+			return false
+		}
+		_, n := utf8.DecodeRuneInString(s[i:])
+		i += n
+	}
+}
+
+// hasPrefixFold reports whether s begins with prefix under Unicode simple
+// case folding, rune by rune: a rune and its fold may differ in length
+// (U+017F LATIN SMALL LETTER LONG S is two bytes, its s one).
+func hasPrefixFold(s, prefix string) bool {
+	for _, pr := range prefix {
+		if s == "" {
+			return false
+		}
+		r, n := utf8.DecodeRuneInString(s)
+		if !runeEqualFold(r, pr) {
+			return false
+		}
+		s = s[n:]
+	}
+	return true
+}
+
+func runeEqualFold(a, b rune) bool {
+	if a == b {
+		return true
+	}
+	for r := unicode.SimpleFold(a); r != a; r = unicode.SimpleFold(r) {
+		if r == b {
 			return true
 		}
 	}

@@ -485,3 +485,33 @@ func lowerASCIIReference(dst []byte, s string) bool {
 	}
 	return true
 }
+
+// TestSecretKeyCaseFolding: keys are compared "without regard to
+// case", and isSecretFold says it follows strings.EqualFold (Σ/ς, µ/μ)
+// as well as ToLower (KELVIN SIGN). EqualFold says U+017F LATIN SMALL
+// LETTER LONG S is an s, yet a key spelled with it is not hidden:
+// containsFold compares windows of len(key) bytes, and ſ is two bytes.
+func TestSecretKeyCaseFolding(t *testing.T) {
+	for _, key := range []string{"\u017Fecret", "pa\u017F\u017Fword", "\u017Fession", "api_\u017Fig"} {
+		var want string
+		for _, k := range defaultSecretKeys {
+			for i := 0; i+len(k) <= len(key); i++ {
+				for j := i + 1; j <= len(key); j++ {
+					if strings.EqualFold(key[i:j], k) {
+						want = k
+					}
+				}
+			}
+		}
+		if want == "" {
+			t.Fatalf("%q: EqualFold matches no key; test is wrong", key)
+		}
+		if !(Redaction{}).IsSecret(key) {
+			t.Errorf("IsSecret(%q) = false, though strings.EqualFold matches it with %q", key, want)
+		}
+		u, _ := url.Parse("https://h/?" + url.QueryEscape(key) + "=hunter2")
+		if tg := (Redaction{}).Target("GET", u); strings.Contains(tg, "hunter2") {
+			t.Errorf("target %q keeps the value of %q", tg, key)
+		}
+	}
+}

@@ -214,11 +214,13 @@ func (s *Spy) WrapDial(dial DialFunc) DialFunc {
 		return dial
 	}
 	return func(ctx context.Context, network, address string) (net.Conn, error) {
-		if ctx.Value(wrapDialKey{}) != nil {
+		if k, ok := ctx.Value(wrapDialKey{}).(dialKey); ok && k == (dialKey{network, address}) {
 			// A dial wrapped twice: the outer wrapper reports it, once.
+			// (Another dial made while dialing, such as the resolver's
+			// to its DNS server, is a connection of its own.)
 			return dial(ctx, network, address)
 		}
-		ctx = context.WithValue(ctx, wrapDialKey{}, true)
+		ctx = context.WithValue(ctx, wrapDialKey{}, dialKey{network, address})
 		id := NewID()
 		target := TargetFromContext(ctx)
 		var dt dialTiming
@@ -243,8 +245,11 @@ func (s *Spy) WrapDial(dial DialFunc) DialFunc {
 	}
 }
 
-// wrapDialKey marks a dial already instrumented by an outer WrapDial.
+// wrapDialKey marks a dial already instrumented by an outer WrapDial;
+// its value is the dialKey of that dial.
 type wrapDialKey struct{}
+
+type dialKey struct{ network, address string }
 
 // dialTiming collects one dial's name lookup and connect times through the
 // hooks that net.Dialer honours in its context.
