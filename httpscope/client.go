@@ -172,7 +172,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// into rt.ct, which Value then hands out as before.
 		rt.Context = httptrace.WithClientTrace(rt.Context, &rt.ct)
 	}
-	resp, err := t.next().RoundTrip(req.WithContext(rt))
+	rt.nobody = req.Body == nil || req.Body == http.NoBody
+	sent := req.WithContext(rt)
+	resp, err := t.next().RoundTrip(sent)
 	now := time.Now() // one clock read for the event's time and the duration
 	took := time.Duration(int64(now.Sub(epoch)) - rt.start)
 	rt.mu.Lock()
@@ -191,7 +193,12 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return resp, err
 	}
-	resp.Request = req // as if the trace had not been there
+	if resp == nil {
+		return resp, err // a faulty RoundTripper's: http.Client says so
+	}
+	if resp.Request == sent {
+		resp.Request = req // as if the trace had not been there
+	}
 	spy.Emit(connscope.Event{Time: now, Message: connscope.MsgResponse, Conn: r, Target: rt.target, Request: seq,
 		Status: resp.StatusCode, Protocol: resp.Proto, Headers: rt.headers, TTFB: ttfb, Duration: took})
 	rt.mu.Lock()
@@ -249,6 +256,12 @@ type reqTrace struct {
 	// Set by the transport's read and write loops without the mutex.
 	wrote atomic.Int64 // when the request was written, in ns since epoch
 	ttfb  atomic.Int64 // request written to first response byte, ns
+	// A request without a body is written as soon as it has its
+	// connection: when it got it (ns since epoch) stands in for its
+	// WroteRequest, which HTTP/2 reports after the flush and so can come
+	// after the answer.
+	nobody bool
+	gotAt  atomic.Int64
 	// A response without a body goes back to the pool before RoundTrip
 	// returns; its "Socket Idle" waits for "HTTP(S) Response".
 	responded   bool
@@ -298,7 +311,11 @@ func (rt *reqTrace) setHooks(https bool) {
 		GotConn:      rt.gotConn,
 		WroteRequest: func(httptrace.WroteRequestInfo) { rt.wrote.Store(sinceEpoch()) },
 		GotFirstResponseByte: func() {
-			if w := rt.wrote.Load(); w != 0 {
+			w := rt.wrote.Load()
+			if w == 0 && rt.nobody {
+				w = rt.gotAt.Load()
+			}
+			if w != 0 {
 				rt.ttfb.Store(sinceEpoch() - w)
 			}
 		},
@@ -362,6 +379,9 @@ func (rt *reqTrace) gotConn(info httptrace.GotConnInfo) {
 	// failed attempt's times.
 	rt.wrote.Store(0)
 	rt.ttfb.Store(0)
+	if rt.nobody {
+		rt.gotAt.Store(sinceEpoch())
+	}
 	r := connscope.RecordOf(info.Conn)
 	// Read without the mutex: rec is written only here, and GotConn runs
 	// on the RoundTrip goroutine, attempt after attempt.
