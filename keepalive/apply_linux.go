@@ -100,6 +100,13 @@ func ReadKernel() (Kernel, error) {
 		}
 		f.set(v)
 	}
+	k.SynLinearTimeouts = -1 // before Linux 6.5
+	if v, err := read("tcp_syn_linear_timeouts"); err == nil {
+		k.SynLinearTimeouts = v
+		if v == 0 {
+			k.SynLinearTimeouts = -1
+		}
+	}
 	if v, err := read("tcp_rto_max_ms"); err == nil && v > 0 {
 		k.RTOMax = time.Duration(v) * time.Millisecond
 	}

@@ -20,7 +20,7 @@ func ExampleDetect() {
 	// idle         11m17s (keepalive: I + V×C = 2s + 1m15s×9)
 	// sending      15m24.6s (retransmission: (2^10−1)×RTOmin + (N−9)×RTOmax = 1023×200ms + 6×2m (N = tcp_retries2 = 15))
 	// zero-window  never (persist: the peer answers zero-window probes: never)
-	// connect      2m7s (syn: SYN retries from 1s, doubling up to RTOmax = 2m7s (R = tcp_syn_retries = 6))
+	// connect      2m11s (syn: SYN retries from 1s, 4 more 1s apart (tcp_syn_linear_timeouts), then doubling = 2m11s (R = tcp_syn_retries = 6))
 }
 
 func ExampleParseSettings() {

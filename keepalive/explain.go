@@ -18,6 +18,11 @@ type Kernel struct {
 	RTOMin          time.Duration `json:"rto_min"`          // TCP_RTO_MIN (or the route's rto_min)
 	RTOMax          time.Duration `json:"rto_max"`          // TCP_RTO_MAX (net.ipv4.tcp_rto_max_ms since Linux 6.15)
 	SynRetries      int           `json:"syn_retries"`      // net.ipv4.tcp_syn_retries
+	// SynLinearTimeouts is net.ipv4.tcp_syn_linear_timeouts (Linux 6.5+):
+	// that many SYN retransmissions, 1 s apart, come before the doubling and
+	// add to tcp_syn_retries. Zero means the default 4; negative means none
+	// (kernels before 6.5).
+	SynLinearTimeouts int `json:"syn_linear_timeouts"`
 }
 
 // DefaultKernel returns the Linux defaults: keepalive 7200 s / 75 s / 9,
@@ -59,6 +64,9 @@ func (k Kernel) withDefaults() Kernel {
 	}
 	if k.SynRetries <= 0 {
 		k.SynRetries = d.SynRetries
+	}
+	if k.SynLinearTimeouts == 0 {
+		k.SynLinearTimeouts = 4
 	}
 	return k
 }
@@ -192,15 +200,19 @@ func Detect(sit Situation, s Settings, k Kernel) Detection {
 			return Detection{After: u, Timer: "user-timeout", Rule: "U = " + FormatDuration(u),
 				Note: "the retransmission timer runs; the kernel clamps its last RTO to end at U; keepalive does nothing"}
 		}
-		bound, thresh := modelTimeout(k.Retries2, k.RTOMin, k.RTOMax)
+		// tcp_model_timeout always starts from the constant TCP_RTO_MIN;
+		// only the real RTOs start at a raised minimum (route rto_min,
+		// tcp_rto_min_us).
+		const tcpRTOMin = 200 * time.Millisecond
+		bound, thresh := modelTimeout(k.Retries2, tcpRTOMin, k.RTOMax)
 		after := firstExpiry(bound, k.RTOMin, k.RTOMax)
 		var rule string
 		if k.Retries2 <= thresh {
 			rule = fmt.Sprintf("(2^(N+1)−1)×RTOmin = %d×%s (N = tcp_retries2 = %d)",
-				(int64(2)<<k.Retries2)-1, FormatDuration(k.RTOMin), k.Retries2)
+				(int64(2)<<k.Retries2)-1, FormatDuration(tcpRTOMin), k.Retries2)
 		} else {
 			rule = fmt.Sprintf("(2^%d−1)×RTOmin + (N−%d)×RTOmax = %d×%s + %d×%s (N = tcp_retries2 = %d)",
-				thresh+1, thresh, (int64(2)<<thresh)-1, FormatDuration(k.RTOMin), k.Retries2-thresh, FormatDuration(k.RTOMax), k.Retries2)
+				thresh+1, thresh, (int64(2)<<thresh)-1, FormatDuration(tcpRTOMin), k.Retries2-thresh, FormatDuration(k.RTOMax), k.Retries2)
 		}
 		if after != bound {
 			rule += fmt.Sprintf(", first RTO expiry past %s", FormatDuration(bound))
@@ -217,10 +229,13 @@ func Detect(sit Situation, s Settings, k Kernel) Detection {
 			Note: fmt.Sprintf("once the peer vanishes, the abort comes after tcp_retries2 = %d unanswered probes, backed off up to RTOmax (%s), so up to ~%s",
 				k.Retries2, FormatDuration(k.RTOMax), FormatDuration(time.Duration(k.Retries2)*k.RTOMax))}
 	case Connect:
-		const synRTO = time.Second // TCP_TIMEOUT_INIT
-		bound, _ := modelTimeout(k.SynRetries, synRTO, k.RTOMax)
-		d := Detection{After: bound, Timer: "syn",
-			Rule: fmt.Sprintf("SYN retries from 1s, doubling up to RTOmax = %s (R = tcp_syn_retries = %d)", FormatDuration(bound), k.SynRetries),
+		bound := synTimeout(k.SynRetries, max(k.SynLinearTimeouts, 0), k.RTOMax)
+		rule := fmt.Sprintf("SYN retries from 1s, doubling up to RTOmax = %s (R = tcp_syn_retries = %d)", FormatDuration(bound), k.SynRetries)
+		if k.SynLinearTimeouts > 0 {
+			rule = fmt.Sprintf("SYN retries from 1s, %d more 1s apart (tcp_syn_linear_timeouts), then doubling = %s (R = tcp_syn_retries = %d)",
+				k.SynLinearTimeouts, FormatDuration(bound), k.SynRetries)
+		}
+		d := Detection{After: bound, Timer: "syn", Rule: rule,
 			Note: "a Dialer.Timeout or context deadline usually ends the dial first"}
 		if u > 0 && u < bound {
 			d = Detection{After: u, Timer: "user-timeout", Rule: "U = " + FormatDuration(u),
@@ -240,6 +255,27 @@ func modelTimeout(n int, base, maxRTO time.Duration) (time.Duration, int) {
 		return time.Duration((int64(2)<<n)-1) * base, thresh
 	}
 	return time.Duration((int64(2)<<thresh)-1)*base + time.Duration(n-thresh)*maxRTO, thresh
+}
+
+// synTimeout simulates the SYN retransmission timer (tcp_retransmit_timer,
+// tcp_write_timeout): the RTO starts at 1 s (TCP_TIMEOUT_INIT), stays there
+// for the first lin retransmissions, then doubles up to maxRTO; the connect
+// fails at the first expiry after R+lin retransmissions or past
+// tcp_model_timeout(R, 1 s).
+func synTimeout(r, lin int, maxRTO time.Duration) time.Duration {
+	bound, _ := modelTimeout(r, time.Second, maxRTO)
+	var t time.Duration
+	rto := time.Second
+	for n := 0; n < 10000; n++ { // n: retransmissions so far
+		t += rto
+		if n >= r+lin || t >= bound {
+			break
+		}
+		if n+1 > lin {
+			rto = min(2*rto, maxRTO)
+		}
+	}
+	return t
 }
 
 // firstExpiry simulates the retransmission timer, RTO starting at base and

@@ -47,8 +47,10 @@ func TestDetect(t *testing.T) {
 		{"zero-window", ZeroWindow, GoDefault, linux, 0, true, "persist", "never"},
 		{"zero-window U", ZeroWindow, Settings{UserTimeout: 7 * sec}, linux, 7 * sec, false, "user-timeout", ""},
 		// Connect: 1+2+4+...+64 = 127 s.
-		{"connect", Connect, Settings{}, linux, 127 * sec, false, "syn", ""},
+		{"connect", Connect, Settings{}, linux, 131 * sec, false, "syn", ""},
 		{"connect syn_retries 2", Connect, Settings{}, Kernel{SynRetries: 2}, 7 * sec, false, "syn", ""},
+		{"connect syn_retries 3 (linear 4)", Connect, Settings{}, Kernel{SynRetries: 3}, 19 * sec, false, "syn", ""},
+		{"connect pre-6.5", Connect, Settings{}, Kernel{SynRetries: 6, SynLinearTimeouts: -1}, 127 * sec, false, "syn", ""},
 		{"connect U", Connect, Settings{UserTimeout: 5 * sec}, linux, 5 * sec, false, "user-timeout", ""},
 		{"unknown", Situation("nope"), Settings{}, linux, 0, true, "none", "unknown"},
 	}

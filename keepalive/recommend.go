@@ -84,6 +84,11 @@ func Recommend(current Settings, k Kernel, p Path) Recommendation {
 		interval = idle
 	}
 	ideal := idle + interval*time.Duration(count)
+	if ideal > maxUserTimeout {
+		// The kernel takes milliseconds in an int: Apply would refuse more.
+		ideal = maxUserTimeout
+		r.Notes = append(r.Notes, fmt.Sprintf("TCP_USER_TIMEOUT capped at the kernel's largest, %s: I + V×C is longer.", FormatDuration(ideal)))
+	}
 	u := current.UserTimeout
 	if u != ideal {
 		u = ideal
@@ -97,7 +102,11 @@ func Recommend(current Settings, k Kernel, p Path) Recommendation {
 	}
 
 	if p.LoadBalancer > 0 {
-		r.IdleConnTimeout = max(time.Second, (p.LoadBalancer * 9 / 10).Truncate(time.Second))
+		// Any duration will do: whole seconds only where that stays below.
+		r.IdleConnTimeout = (p.LoadBalancer * 9 / 10).Truncate(time.Second)
+		if r.IdleConnTimeout < time.Second {
+			r.IdleConnTimeout = p.LoadBalancer * 9 / 10 // 0 would mean no limit
+		}
 		r.Notes = append(r.Notes, fmt.Sprintf("http.Transport.IdleConnTimeout %s, below the load balancer's %s (Go's default 90 s is longer than an ALB's 60 s): the client must close idle connections first.",
 			FormatDuration(r.IdleConnTimeout), FormatDuration(p.LoadBalancer)))
 		r.Notes = append(r.Notes, "An ALB or Classic ELB counts only payload bytes: TCP keepalives (and HTTP/2 PINGs for an ALB) do not keep a connection open through it.")

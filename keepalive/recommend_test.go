@@ -51,3 +51,28 @@ func TestRecommend(t *testing.T) {
 		})
 	}
 }
+
+// TestRecommendIdleConnTimeoutBelowLB: the note says the IdleConnTimeout
+// is "below the load balancer's" timeout; with an ALB idle timeout of 1 s
+// (the ALB minimum) it is equal to it, so the pooled-socket race stays.
+func TestRecommendIdleConnTimeoutBelowLB(t *testing.T) {
+	for _, lb := range []time.Duration{time.Second, 1500 * time.Millisecond, 60 * time.Second} {
+		r := Recommend(GoDefault, DefaultKernel(), Path{LoadBalancer: lb})
+		if r.IdleConnTimeout >= lb {
+			t.Errorf("LoadBalancer %v: IdleConnTimeout %v, not below it", lb, r.IdleConnTimeout)
+		}
+	}
+}
+
+// TestRecommendValid: what Recommend returns (and explain prints as a
+// keepalive.Apply call) must be settings Apply accepts.
+func TestRecommendValid(t *testing.T) {
+	cur := Settings{Idle: 32767 * time.Second, Interval: 32767 * time.Second, Count: 127}
+	if err := cur.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	r := Recommend(cur, DefaultKernel(), Path{})
+	if err := r.Settings.Validate(); err != nil {
+		t.Errorf("Recommend(%v) = %v, which Validate (and so Apply) refuses: %v", cur, r.Settings, err)
+	}
+}

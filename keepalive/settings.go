@@ -203,8 +203,8 @@ func (s Settings) Validate() error {
 			return fmt.Errorf("keepalive: count %d: want 1 to %d", s.Count, maxCount)
 		}
 	}
-	if s.UserTimeout < 0 || s.UserTimeout%time.Millisecond != 0 || s.UserTimeout/time.Millisecond > 1<<31-1 {
-		return fmt.Errorf("keepalive: user timeout %v: want whole milliseconds, at most %v", s.UserTimeout, (1<<31-1)*time.Millisecond)
+	if s.UserTimeout < 0 || s.UserTimeout%time.Millisecond != 0 || s.UserTimeout > maxUserTimeout {
+		return fmt.Errorf("keepalive: user timeout %v: want whole milliseconds, at most %v", s.UserTimeout, maxUserTimeout)
 	}
 	return nil
 }
@@ -220,3 +220,7 @@ func FormatDuration(d time.Duration) string {
 	}
 	return s
 }
+
+// maxUserTimeout is the longest TCP_USER_TIMEOUT: the kernel takes
+// milliseconds in an int.
+const maxUserTimeout = (1<<31 - 1) * time.Millisecond

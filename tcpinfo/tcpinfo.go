@@ -63,7 +63,9 @@ func (i *Info) timer() string {
 		return "persist"
 	case i.SndWndKnown && i.SndWnd == 0 && i.Probes > 0:
 		return "persist"
-	case i.Keepalive && i.State == "ESTABLISHED":
+	case i.Keepalive && (i.State == "ESTABLISHED" || i.State == "CLOSE_WAIT"):
+		// The kernel runs the keepalive timer in CLOSE_WAIT too (the peer
+		// sent FIN; this side may still be sending).
 		return "keepalive"
 	}
 	return "none"
