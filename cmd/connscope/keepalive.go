@@ -268,10 +268,11 @@ mean the kernel's value, as on a socket where they were not set.`,
 			if s == nil {
 				s = &keepalive.Settings{}
 			}
-			if retries2 < 1 || retries2 > 255 {
+			fs := cmd.Flags()
+			if fs.Changed("retries2") && (retries2 < 1 || retries2 > 255) {
 				return usagef("--retries2 %d: want 1 to 255", retries2)
 			}
-			if synRetries < 1 || synRetries > 127 {
+			if fs.Changed("syn-retries") && (synRetries < 1 || synRetries > 127) {
 				return usagef("--syn-retries %d: want 1 to 127", synRetries)
 			}
 			if lbIdle < 0 {
@@ -282,16 +283,26 @@ mean the kernel's value, as on a socket where they were not set.`,
 					return usagef("--path-idle %v: want a positive duration", d)
 				}
 			}
-			k := keepalive.DefaultKernel()
-			k.Retries2, k.SynRetries = retries2, synRetries
+			// This host's values, as a socket here gets them; Linux's
+			// defaults where they cannot be read.
+			k, err := keepalive.ReadKernel()
+			if err != nil {
+				k = keepalive.DefaultKernel()
+			}
+			if fs.Changed("retries2") {
+				k.Retries2 = retries2
+			}
+			if fs.Changed("syn-retries") {
+				k.SynRetries = synRetries
+			}
 			return runKeepaliveExplain(cmd.Context(), keepaliveExplainOpts{Settings: *s, Kernel: k,
 				Path: keepalive.Path{LoadBalancer: lbIdle, IdleTimeouts: idleTimeouts}, JSON: asJSON}, stdout)
 		},
 	}
 	f.add(cmd.Flags(), true)
 	fs := cmd.Flags()
-	fs.IntVar(&retries2, "retries2", 15, "net.ipv4.tcp_retries2")
-	fs.IntVar(&synRetries, "syn-retries", 6, "net.ipv4.tcp_syn_retries")
+	fs.IntVar(&retries2, "retries2", 0, "net.ipv4.tcp_retries2 (default: this host's, 15 on Linux)")
+	fs.IntVar(&synRetries, "syn-retries", 0, "net.ipv4.tcp_syn_retries (default: this host's, 6 on Linux)")
 	fs.DurationVar(&lbIdle, "lb-idle", 0, "idle timeout of an HTTP load balancer in front of the server (AWS ALB: 60s)")
 	fs.DurationSliceVar(&idleTimeouts, "path-idle", nil, "idle timeout of a NAT, conntrack or firewall on the path (repeatable)")
 	fs.BoolVar(&asJSON, "json", false, "print JSON")

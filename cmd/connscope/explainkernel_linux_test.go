@@ -1,0 +1,67 @@
+//go:build linux
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"runtime"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestExplainUsesTheKernelsValues: "Unset keepalive flags mean the
+// kernel's value, as on a socket where they were not set." On a host whose
+// sysctls are not the Linux defaults (tcp_keepalive_time=600 is common),
+// explain must use them, as a socket would. The test runs explain on a
+// thread in a fresh network namespace (discarded with the thread) whose
+// keepalive sysctls are 600 s / 10 s / 5.
+func TestExplainUsesTheKernelsValues(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a network namespace")
+	}
+	type res struct {
+		out, errOut string
+		code        int
+		err         error
+	}
+	c := make(chan res, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with its namespace
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			c <- res{err: err}
+			return
+		}
+		for k, v := range map[string]string{"tcp_keepalive_time": "600", "tcp_keepalive_intvl": "10", "tcp_keepalive_probes": "5"} {
+			if err := os.WriteFile("/proc/sys/net/ipv4/"+k, []byte(v), 0o644); err != nil {
+				c <- res{err: err}
+				return
+			}
+		}
+		var out, errOut bytes.Buffer
+		code := execute(context.Background(), []string{"keepalive", "explain", "--json"}, &out, &errOut)
+		c <- res{out.String(), errOut.String(), code, nil}
+	}()
+	r := <-c
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.errOut)
+	}
+	var v struct {
+		Detect map[string]struct {
+			AfterSeconds float64 `json:"after_seconds"`
+		} `json:"detect"`
+		Kernel map[string]any `json:"kernel"`
+	}
+	if err := json.Unmarshal([]byte(r.out), &v); err != nil {
+		t.Fatal(err)
+	}
+	if got := v.Detect["idle"].AfterSeconds; got != 600+10*5 {
+		t.Errorf("explain with no keepalive flags on a kernel with keepalive 600s/10s/5: idle detection %v s, want 650 s (a socket here gets 600+10×5); kernel shown: %v", got, v.Kernel)
+	}
+}
