@@ -46,8 +46,10 @@ func assertGone(t *testing.T, name string) {
 	}
 }
 
-func TestTopologyAndFaults(t *testing.T) {
-	l := newTestLab(t, Config{Sysctls: map[string]string{"net.ipv4.tcp_retries2": "3"}})
+// serverListen listens on the lab's server address, in the server's
+// namespace, until the test ends.
+func serverListen(t *testing.T, l *Lab) net.Listener {
+	t.Helper()
 	var ln net.Listener
 	if err := l.Do(RoleServer, func() (err error) {
 		ln, err = net.Listen("tcp4", ServerAddr.String()+":0")
@@ -55,7 +57,13 @@ func TestTopologyAndFaults(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+func TestTopologyAndFaults(t *testing.T) {
+	l := newTestLab(t, Config{Sysctls: map[string]string{"net.ipv4.tcp_retries2": "3"}})
+	ln := serverListen(t, l)
 	dial := func() error {
 		return l.Do(RoleClient, func() error {
 			c, err := net.DialTimeout("tcp4", ln.Addr().String(), 500*time.Millisecond)

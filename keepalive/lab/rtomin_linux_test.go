@@ -23,14 +23,7 @@ func TestSendingWithRTOMin(t *testing.T) {
 	k.Retries2, k.RTOMin = 5, time.Second
 	want := keepalive.Detect(keepalive.Sending, keepalive.Off, k)
 
-	var ln net.Listener
-	if err := l.Do(RoleServer, func() (err error) {
-		ln, err = net.Listen("tcp4", ServerAddr.String()+":0")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := serverListen(t, l)
 	acc := make(chan net.Conn, 1)
 	go func() {
 		c, err := ln.Accept()
