@@ -269,7 +269,7 @@ func (s *WriterSink) flush() error {
 	if s.brokenLine {
 		// A failed write left half a line: end it, so that what follows
 		// starts a line of its own.
-		if _, err = s.w.Write([]byte{'\n'}); err == nil {
+		if _, err = s.write([]byte{'\n'}); err == nil {
 			s.brokenLine = false
 		}
 	}
@@ -278,7 +278,7 @@ func (s *WriterSink) flush() error {
 		e := Event{Time: time.Now(), Level: levelFor(MsgDropped, nil), Message: MsgDropped, Producer: producer, Dropped: drops - s.reported}
 		line := s.encode(nil, &e)
 		var n int
-		if n, err = s.w.Write(line); err == nil {
+		if n, err = s.write(line); err == nil {
 			s.reported = drops
 		} else if n > 0 && n < len(line) {
 			s.brokenLine = true
@@ -291,7 +291,7 @@ func (s *WriterSink) flush() error {
 	for i, c := range s.writing {
 		var n int
 		if err == nil && !gone {
-			n, err = s.w.Write(c.b)
+			n, err = s.write(c.b)
 		}
 		s.mu.Lock()
 		// If Close gave up during this write, it counted this chunk and
@@ -321,6 +321,27 @@ func (s *WriterSink) flush() error {
 		s.errMu.Unlock()
 	}
 	return err
+}
+
+// write is s.w.Write with a panic turned into an error: the writer is the
+// user's, and a panic on the sink's goroutine would end the program. What
+// the writer did with p before it panicked is unknown: it counts as not
+// written (n 0), so its events count as dropped.
+func (s *WriterSink) write(p []byte) (n int, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			n, err = 0, fmt.Errorf("connscope: sink: writer panicked: %v", v)
+		}
+	}()
+	n, err = s.w.Write(p)
+	switch {
+	case n < 0 || n > len(p):
+		// A broken writer's count would slice past the chunk.
+		n, err = 0, fmt.Errorf("connscope: sink: writer returned count %d for %d bytes", n, len(p))
+	case n < len(p) && err == nil:
+		err = io.ErrShortWrite // as io.Copy says it: the rest was not written
+	}
+	return n, err
 }
 
 // recycle keeps b for reuse unless a huge event made it grow, or enough

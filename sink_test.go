@@ -2,6 +2,7 @@ package connscope
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -446,6 +447,40 @@ func TestHookPanics(t *testing.T) {
 	}
 }
 
+// panicHandler is a slog.Handler with a bug: Handle panics.
+type panicHandler struct{ slog.Handler }
+
+func (panicHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (panicHandler) Handle(context.Context, slog.Record) error  { panic("handler bug") }
+
+// TestSinkPanics: a sink whose Emit panics (here a slog handler behind
+// NewSlogSink) does not take the program down through the connection's
+// Read, Write or Close: the events are counted as lost, the I/O returns
+// as it would without the spy.
+func TestSinkPanics(t *testing.T) {
+	spy := &Spy{Sink: NewSlogSink(slog.New(panicHandler{}))}
+	c, peer := tcpPair(t)
+	w := spy.WrapConn(c, Client)
+	if _, err := w.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(peer, buf); err != nil {
+		t.Fatal(err)
+	}
+	peer.Close()
+	if _, err := w.Read(buf); err != io.EOF {
+		t.Errorf("Read after the peer's FIN = %v, want io.EOF", err)
+	}
+	if err := w.Close(); err != nil {
+		t.Errorf("Close = %v", err)
+	}
+	// Socket Connect, Socket End, Socket Close.
+	if got := spy.Stats().SinkPanics; got != 3 {
+		t.Errorf("SinkPanics = %d, want 3", got)
+	}
+}
+
 func TestMultiSink(t *testing.T) {
 	a, b := newCaptureSink(), newCaptureSink()
 	spy := &Spy{Sink: MultiSink(a, b)}
@@ -806,6 +841,88 @@ func TestWriterSinkDroppedProducer(t *testing.T) {
 			if want := []string{MsgDropped, MsgIdle}; !slices.Equal(msgs, want) {
 				t.Errorf("messages %q, want %q", msgs, want)
 			}
+		})
+	}
+}
+
+// misbehavingWriter panics, or returns a count io.Writer forbids, on the
+// writes it is told to; the others go to memWriter.
+type misbehavingWriter struct {
+	*memWriter
+	mode atomic.Value // string: "panic", "negative", "toomany", "short", ""
+}
+
+func (w *misbehavingWriter) Write(p []byte) (int, error) {
+	switch w.mode.Load() {
+	case "panic":
+		panic("writer bug")
+	case "negative":
+		return -1, nil
+	case "toomany":
+		return len(p) + 10, nil
+	case "short":
+		// Half the bytes, no error: a broken io.Writer.
+		return w.memWriter.Write(p[:len(p)/2])
+	}
+	return w.memWriter.Write(p)
+}
+
+// TestWriterSinkMisbehavingWriter: a writer that panics or breaks the
+// io.Writer contract neither crashes the program (the panic would be on
+// the sink's goroutine) nor loses events silently: they count as dropped,
+// Err says why, and the sink writes again once the writer behaves.
+func TestWriterSinkMisbehavingWriter(t *testing.T) {
+	for _, tt := range []struct {
+		mode, err string
+		written   uint64 // whole lines before the failure
+	}{
+		{"panic", "writer panicked: writer bug", 0},
+		{"negative", "writer returned count -1", 0},
+		{"toomany", "writer returned count", 0},
+		// Half of three lines: the first one whole.
+		{"short", io.ErrShortWrite.Error(), 1},
+	} {
+		t.Run(tt.mode, func(t *testing.T) {
+			w := &misbehavingWriter{memWriter: newMemWriter()}
+			w.mode.Store(tt.mode)
+			s := NewJSONSink(w, &WriterOptions{FlushInterval: time.Hour})
+			for range 3 {
+				s.Emit(testEvent(MsgConnect))
+			}
+			err := s.Flush()
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Fatalf("Flush = %v, want an error with %q", err, tt.err)
+			}
+			if got := s.Err(); got == nil || !strings.Contains(got.Error(), tt.err) {
+				t.Errorf("Err() = %v, want an error with %q", got, tt.err)
+			}
+			if s.Dropped() != 3-tt.written || s.Written() != tt.written {
+				t.Errorf("Dropped %d, Written %d; want %d and %d", s.Dropped(), s.Written(), 3-tt.written, tt.written)
+			}
+			w.mode.Store("")
+			s.Emit(testEvent(MsgClose))
+			if err := s.Flush(); err != nil {
+				t.Fatalf("Flush after the writer recovered: %v", err)
+			}
+			// What follows starts on a line of its own: after a short
+			// write, the half line is ended first.
+			var msgs []string
+			for _, l := range w.lines() {
+				if l == "" || !json.Valid([]byte(l)) {
+					continue // the half line of the short write, ended
+				}
+				var m map[string]any
+				json.Unmarshal([]byte(l), &m)
+				msgs = append(msgs, m["message"].(string))
+			}
+			want := []string{MsgDropped, MsgClose}
+			if tt.written == 1 {
+				want = append([]string{MsgConnect}, want...)
+			}
+			if !slices.Equal(msgs, want) {
+				t.Errorf("valid lines after recovery: %q, want %q (all: %q)", msgs, want, w.lines())
+			}
+			s.Close()
 		})
 	}
 }

@@ -41,6 +41,7 @@ type Spy struct {
 	opened     atomic.Int64
 	open       atomic.Int64
 	hookPanics atomic.Uint64
+	sinkPanics atomic.Uint64
 }
 
 // Hooks are optional callbacks, in the manner of httptrace.ClientTrace.
@@ -61,6 +62,10 @@ type Stats struct {
 	Opened     int64  // connections wrapped
 	Open       int64  // of which not yet closed
 	HookPanics uint64 // hook calls that panicked
+	// SinkPanics counts events lost to a Sink whose Emit panicked (a
+	// user's sink, or a slog handler behind NewSlogSink): recovered, so
+	// that the program goes on, and not reported through that sink.
+	SinkPanics uint64
 }
 
 // Stats returns the spy's counters (zero for a nil Spy).
@@ -68,7 +73,7 @@ func (s *Spy) Stats() Stats {
 	if s == nil {
 		return Stats{}
 	}
-	return Stats{Opened: s.opened.Load(), Open: s.open.Load(), HookPanics: s.hookPanics.Load()}
+	return Stats{Opened: s.opened.Load(), Open: s.open.Load(), HookPanics: s.hookPanics.Load(), SinkPanics: s.sinkPanics.Load()}
 }
 
 // Emit completes e (producer, time, level, byte counts) and hands it to the
@@ -92,10 +97,22 @@ func (s *Spy) Emit(e Event) {
 		s.callHook("Event", func() { h(p) })
 	}
 	if s.Sink != nil {
-		s.Sink.Emit(p)
+		s.emitSafe(p)
 	}
 	*p = Event{} // drop references before pooling
 	eventPool.Put(p)
+}
+
+// emitSafe hands e to a sink that is not a WriterSink (whose Emit cannot
+// panic but for a bug of ours), recovering a panic: the sink runs on the
+// goroutine of the program's own I/O.
+func (s *Spy) emitSafe(e *Event) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.sinkPanics.Add(1)
+		}
+	}()
+	s.Sink.Emit(e)
 }
 
 // complete fills in what every event carries: producer, time, level and
@@ -136,7 +153,7 @@ func (s *Spy) callHook(name string, f func()) {
 		if v := recover(); v != nil {
 			s.hookPanics.Add(1)
 			if s.Sink != nil {
-				s.Sink.Emit(&Event{
+				s.emitSafe(&Event{
 					Time: time.Now(), Level: levelFor(MsgHookPanic, nil), Message: MsgHookPanic,
 					Producer: s.producer(), Op: name, Err: fmt.Errorf("connscope: hook %s panicked: %v", name, v),
 				})
