@@ -450,8 +450,8 @@ func TestHookPanics(t *testing.T) {
 // panicHandler is a slog.Handler with a bug: Handle panics.
 type panicHandler struct{ slog.Handler }
 
-func (panicHandler) Enabled(context.Context, slog.Level) bool { return true }
-func (panicHandler) Handle(context.Context, slog.Record) error  { panic("handler bug") }
+func (panicHandler) Enabled(context.Context, slog.Level) bool  { return true }
+func (panicHandler) Handle(context.Context, slog.Record) error { panic("handler bug") }
 
 // TestSinkPanics: a sink whose Emit panics (here a slog handler behind
 // NewSlogSink) does not take the program down through the connection's
