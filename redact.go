@@ -370,14 +370,18 @@ func (rd Redaction) Query(rawQuery string) string {
 // firstSecret returns the offset in rawQuery of the first part whose key
 // has a value and looks secret, or -1 if there is none. It scans in
 // place, unescaping only keys that hold '%' or '+'.
+//
+// Parts end at '&' or ';': net/url rejects ';', but servers that predate
+// Go 1.17, and many outside Go, split on it, so "a=1;token=x" carries a
+// token.
 func (rd Redaction) firstSecret(rawQuery string) int {
 	q := rawQuery
 	for i := 0; i < len(q); {
-		// The key runs to the part's first '=', the part to the next '&'.
+		// The key runs to the part's first '='.
 		j, escaped := i, false
 		for ; j < len(q); j++ {
-			if c := q[j]; c <= '=' { // '%', '&', '+' and '=' sort before all letters
-				if c == '=' || c == '&' {
+			if c := q[j]; c <= '=' { // '%', '&', '+', ';' and '=' sort before all letters
+				if c == '=' || c == '&' || c == ';' {
 					break
 				}
 				escaped = escaped || c == '%' || c == '+'
@@ -393,7 +397,7 @@ func (rd Redaction) firstSecret(rawQuery string) int {
 			if rd.IsSecret(k) {
 				return i
 			}
-			for j < len(q) && q[j] != '&' {
+			for j < len(q) && q[j] != '&' && q[j] != ';' {
 				j++
 			}
 		}
@@ -404,28 +408,40 @@ func (rd Redaction) firstSecret(rawQuery string) int {
 
 // redactQuery returns rawQuery with the values of secret-looking keys
 // replaced, given the offset of the first part to replace, from
-// firstSecret.
+// firstSecret. A secret value runs to the next '&', past any ';': for a
+// server that does not split on ';', "token=a;b" is one value.
 func (rd Redaction) redactQuery(rawQuery string, from int) string {
 	var b strings.Builder
 	b.Grow(len(rawQuery) + len(Redacted))
 	b.WriteString(rawQuery[:from])
 	for rest := rawQuery[from:]; ; {
 		part, next, more := strings.Cut(rest, "&")
-		k, _, hasValue := strings.Cut(part, "=")
-		key, err := url.QueryUnescape(k)
-		if err != nil {
-			key = k
-		}
-		if hasValue && rd.IsSecret(key) {
-			b.WriteString(k)
-			b.WriteString("=" + Redacted)
-		} else {
-			b.WriteString(part)
-		}
+		rd.redactPart(&b, part)
 		if !more {
 			return b.String()
 		}
 		b.WriteByte('&')
 		rest = next
 	}
+}
+
+// redactPart writes part, one '&'-separated piece of a query, to b, with
+// all after the '=' of its first secret ';'-separated key replaced.
+func (rd Redaction) redactPart(b *strings.Builder, part string) {
+	for off := 0; off < len(part); {
+		sub, _, _ := strings.Cut(part[off:], ";")
+		if k, _, hasValue := strings.Cut(sub, "="); hasValue {
+			key, err := url.QueryUnescape(k)
+			if err != nil {
+				key = k
+			}
+			if rd.IsSecret(key) {
+				b.WriteString(part[:off+len(k)])
+				b.WriteString("=" + Redacted)
+				return
+			}
+		}
+		off += len(sub) + 1
+	}
+	b.WriteString(part)
 }

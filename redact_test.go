@@ -41,6 +41,13 @@ func TestRedactionTarget(t *testing.T) {
 		{"repeated key", Redaction{}, "GET", "http://h/?token=s3cr3t&token=s3cr3t", "GET http://h:80/?token=REDACTED&token=REDACTED"},
 		{"key without value kept", Redaction{}, "GET", "http://h/?token&x=1", "GET http://h:80/?token&x=1"},
 		{"order and encoding kept", Redaction{}, "GET", "http://h/?b=2&a=%20x&key=s3cr3t", "GET http://h:80/?b=2&a=%20x&key=REDACTED"},
+		// ';' separates parts for many servers: a key after it is checked
+		// too, and a secret value runs to the next '&' past any ';', as
+		// for a server that does not split on it.
+		{"semicolon separator", Redaction{}, "GET", "http://h/?a=1;token=s3cr3t&b=2", "GET http://h:80/?a=1;token=REDACTED&b=2"},
+		{"semicolon inside a secret value", Redaction{}, "GET", "http://h/?token=s3cr3t;s3cr3t&b=2;c=3", "GET http://h:80/?token=REDACTED&b=2;c=3"},
+		{"semicolon only", Redaction{}, "GET", "http://h/?page=2;sig=s3cr3t;x=s3cr3t", "GET http://h:80/?page=2;sig=REDACTED"},
+		{"semicolon, nothing secret", Redaction{}, "GET", "http://h/?a=1;b=2&c=3", "GET http://h:80/?a=1;b=2&c=3"},
 		{"OmitQuery", Redaction{OmitQuery: true}, "GET", "http://h/p?user=bob&token=s3cr3t", "GET http://h:80/p"},
 		{"custom SecretKeys replace the defaults", Redaction{SecretKeys: []string{"tenant"}}, "GET", "http://h/?tenant=s3cr3t&token=visible", "GET http://h:80/?tenant=REDACTED&token=visible"},
 		{"empty SecretKeys redacts no query key", Redaction{SecretKeys: []string{}}, "GET", "http://h/?token=visible", "GET http://h:80/?token=visible"},
