@@ -246,7 +246,13 @@ func (s *Spy) WrapDial(dial DialFunc) DialFunc {
 		}
 		c, err := dial(ctx, network, address)
 		if err != nil {
-			s.Emit(Event{Message: MsgError, ID: id, Target: target, Host: address, Op: "dial", Err: err,
+			// A dial that ran out of time is a timeout, as a read's is:
+			// the peer may be behind a firewall that drops the SYN.
+			msg := MsgError
+			if kind, _ := Classify(err); kind == KindDeadline || kind == KindTimeout {
+				msg = MsgTimeout
+			}
+			s.Emit(Event{Message: msg, ID: id, Target: target, Host: address, Op: "dial", Err: err,
 				DNS: dt.dns, Connect: dt.sinceConnect()})
 			return c, err
 		}
