@@ -165,9 +165,12 @@ func relayError(src, dst *Record, err error) {
 }
 
 func (c *conn) closeWrite() error {
+	// Before the shutdown, as in closeRead: the peer's FIN in answer can
+	// wake this side's reader before CloseWrite returns.
+	first := c.r.setFlag(flagLocalFIN)
 	err := c.Conn.(interface{ CloseWrite() error }).CloseWrite()
-	if err == nil {
-		c.r.flags.Or(flagLocalFIN)
+	if err != nil && first {
+		c.r.clearFlag(flagLocalFIN)
 	}
 	return err
 }
