@@ -67,8 +67,14 @@ func Recommend(current Settings, k Kernel, p Path) Recommendation {
 	if shortest > 0 && idle >= shortest {
 		// Half the timeout leaves room for a lost probe and the interval.
 		idle = max(time.Second, (shortest / 2).Truncate(time.Second))
-		r.Notes = append(r.Notes, fmt.Sprintf("Keepalive idle %s, below the shortest idle timeout on the path (%s), keeps NAT, conntrack and NLB state alive.",
-			FormatDuration(idle), FormatDuration(shortest)))
+		if idle < shortest {
+			r.Notes = append(r.Notes, fmt.Sprintf("Keepalive idle %s, below the shortest idle timeout on the path (%s), keeps NAT, conntrack and NLB state alive.",
+				FormatDuration(idle), FormatDuration(shortest)))
+		} else {
+			// TCP_KEEPIDLE counts whole seconds from 1.
+			r.Notes = append(r.Notes, fmt.Sprintf("No keepalive idle can stay below the shortest idle timeout on the path (%s): the kernel's shortest is 1s. TCP keepalive cannot keep that state alive; close idle connections before it (IdleConnTimeout) or send application pings more often.",
+				FormatDuration(shortest)))
+		}
 	}
 	if current.Idle >= 0 && (current.Interval <= 0 || current.Count <= 0) {
 		r.Notes = append(r.Notes, fmt.Sprintf("Set interval and count explicitly: left to the kernel they are %s × %d, which turned a 2 s idle into 12 minutes in the seed.",

@@ -64,6 +64,23 @@ func TestRecommendIdleConnTimeoutBelowLB(t *testing.T) {
 	}
 }
 
+// TestRecommendPathTimeoutUnderASecond: no keepalive idle (whole
+// seconds, at least 1) is below a path idle timeout of 1 s or less; the
+// notes must not claim one is.
+func TestRecommendPathTimeoutUnderASecond(t *testing.T) {
+	for _, to := range []time.Duration{500 * time.Millisecond, time.Second, 1500 * time.Millisecond} {
+		r := Recommend(GoDefault, DefaultKernel(), Path{IdleTimeouts: []time.Duration{to}})
+		notes := strings.Join(r.Notes, "\n")
+		below := strings.Contains(notes, ", below the shortest idle timeout")
+		if want := r.Settings.Idle < to; below != want {
+			t.Errorf("path idle timeout %v, keepalive idle %v: notes say it is below = %v, want %v:\n%s", to, r.Settings.Idle, below, want, notes)
+		}
+		if !below && !strings.Contains(notes, "No keepalive idle can stay below") {
+			t.Errorf("path idle timeout %v: notes do not say keepalive cannot keep it alive:\n%s", to, notes)
+		}
+	}
+}
+
 // TestRecommendValid: what Recommend returns (and explain prints as a
 // keepalive.Apply call) must be settings Apply accepts.
 func TestRecommendValid(t *testing.T) {
