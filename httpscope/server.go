@@ -23,10 +23,10 @@ type recordKey struct{}
 // Hijack" (and, since the connection layer still holds them, "Socket
 // Close" when the handler closes them). Over TLS, each connection's
 // handshake is reported as "TLS Handshake" when the connection first
-// becomes active: its first request, or an HTTP/2 client's preface. (A
-// failed one is not: its error is known only to the server's ErrorLog,
-// and asking the connection for it could run the handshake again.) Call
-// it before srv starts.
+// becomes active: its first request, or an HTTP/2 client's preface. A
+// failed one (a client that does not trust the certificate, or speaks
+// plain HTTP) is reported with its error when net/http reports the
+// connection closed: after its "Socket Close". Call it before srv starts.
 //
 // The connections themselves are seen only if the listener is wrapped:
 //
@@ -68,6 +68,20 @@ func InstrumentServer(spy *connscope.Spy, srv *http.Server, opts *Options) {
 				// request is not "back" idle.
 				if r.Requests() > 0 {
 					spy.Emit(connscope.Event{Message: connscope.MsgIdle, Conn: r})
+				}
+			case http.StateClosed:
+				// net/http reports a connection whose handshake failed
+				// only to its ErrorLog, then closes it: the error is the
+				// handshake's, which crypto/tls keeps and hands back
+				// without running it again. (StateClosed comes from the
+				// connection's goroutine after its handshake returned, so
+				// there is always one to ask about.)
+				if tc, ok := c.(*tls.Conn); ok && !r.TLSReported() {
+					if cs := tc.ConnectionState(); !cs.HandshakeComplete {
+						if err := tc.Handshake(); err != nil {
+							spy.TLSHandshake(r, &cs, 0, err)
+						}
+					}
 				}
 			case http.StateHijacked:
 				// ConnState never reports StateClosed after a hijack; the
