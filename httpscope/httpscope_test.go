@@ -994,34 +994,45 @@ func TestFailedTLSHandshakeIsAnEvent(t *testing.T) {
 }
 
 // TestServerTLSHandshake: an instrumented TLS server reports each
-// connection's handshake once, before its first request. A failed one is
-// not reported (see InstrumentServer): the connection's "Socket Close" is
-// all, nor is one the server interrupts by closing.
+// connection's handshake once: a good one before its first request, a
+// failed one with its error (after the connection's "Socket Close", when
+// net/http reports the connection closed), and not one the server
+// interrupts by closing, which is the program's own doing. net/http still
+// logs a failure to the server's ErrorLog.
 func TestServerTLSHandshake(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		request func(t *testing.T, srv *http.Server, url string, pool *tlsPool)
-		ok      bool // the handshake succeeds
+		ok      bool   // the handshake succeeds
+		err     string // a failure's error, "" for none reported
+		log     string // the failure's ErrorLog line
 	}{
 		{"trusted client", func(t *testing.T, _ *http.Server, url string, p *tlsPool) {
 			tr := &http.Transport{TLSClientConfig: p.cfg, ForceAttemptHTTP2: true}
 			defer tr.CloseIdleConnections()
 			get(t, &http.Client{Transport: tr}, url+"/")
-		}, true},
+		}, true, "", ""},
 		{"plain HTTP to the TLS port", func(t *testing.T, _ *http.Server, url string, _ *tlsPool) {
 			tr := &http.Transport{}
 			defer tr.CloseIdleConnections()
 			if resp := get(t, &http.Client{Transport: tr}, "http"+strings.TrimPrefix(url, "https")+"/"); resp.StatusCode != http.StatusBadRequest {
 				t.Fatalf("status %d, want the server's 400", resp.StatusCode)
 			}
-		}, false},
+		}, false, "does not look like a TLS handshake", "client sent an HTTP request to an HTTPS server"},
 		{"client that does not trust the certificate", func(t *testing.T, _ *http.Server, url string, _ *tlsPool) {
 			tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: x509.NewCertPool()}}
 			defer tr.CloseIdleConnections()
 			if _, err := (&http.Client{Transport: tr}).Get(url + "/"); err == nil {
 				t.Fatal("want a certificate error")
 			}
-		}, false},
+		}, false, "bad certificate", "bad certificate"},
+		{"client that leaves before its hello", func(t *testing.T, _ *http.Server, url string, _ *tlsPool) {
+			c, err := net.Dial("tcp", strings.TrimPrefix(url, "https://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+		}, false, "EOF", "EOF"},
 		{"server closed in the handshake", func(t *testing.T, srv *http.Server, url string, _ *tlsPool) {
 			c, err := net.Dial("tcp", strings.TrimPrefix(url, "https://")) // and no ClientHello
 			if err != nil {
@@ -1030,15 +1041,16 @@ func TestServerTLSHandshake(t *testing.T) {
 			defer c.Close()
 			time.Sleep(20 * time.Millisecond) // the server is in the handshake's first read
 			srv.Close()
-		}, false},
+		}, false, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sink := &memSink{}
 			spy := &connscope.Spy{Sink: sink}
 			closed := make(chan struct{}, 1)
+			var errLog syncBuffer
 			srv := &http.Server{
 				Handler:  http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }),
-				ErrorLog: log.New(io.Discard, "", 0),
+				ErrorLog: log.New(&errLog, "", 0),
 				ConnState: func(_ net.Conn, s http.ConnState) {
 					if s == http.StateClosed {
 						select { // after the spy's ConnState, which InstrumentServer runs first
@@ -1059,19 +1071,54 @@ func TestServerTLSHandshake(t *testing.T) {
 			}
 			evs := sink.events(connscope.Server)
 			got := messages(evs)
-			if n := strings.Count(strings.Join(got, "|"), connscope.MsgTLS); !tc.ok && n != 0 || tc.ok && n != 1 {
-				t.Fatalf("%d TLS Handshake events in %q, want %d", n, got, map[bool]int{true: 1}[tc.ok])
+			want := 0
+			if tc.ok || tc.err != "" {
+				want = 1
 			}
-			if !tc.ok {
+			if n := strings.Count(strings.Join(got, "|"), connscope.MsgTLS); n != want {
+				t.Fatalf("%d TLS Handshake events in %q, want %d", n, got, want)
+			}
+			if want == 0 {
 				return
 			}
 			i := slices.Index(got, connscope.MsgTLS)
-			if e := evs[i]; e.ID != evs[0].ID || got[0] != connscope.MsgAccept || e.Err != nil || e.TLS != "TLS 1.3 h2" {
-				t.Errorf("server events %q: TLS Handshake %+v; want one on the accepted connection, TLS 1.3 h2, no error", got, e)
+			e := evs[i]
+			if e.ID != evs[0].ID || got[0] != connscope.MsgAccept {
+				t.Errorf("server events %q: TLS Handshake on %v, want the accepted connection %v", got, e.ID, evs[0].ID)
+			}
+			if !tc.ok {
+				if e.Err == nil || !strings.Contains(e.Err.Error(), tc.err) {
+					t.Errorf("TLS Handshake error %v, want one with %q", e.Err, tc.err)
+				}
+				if l := errLog.String(); !strings.Contains(l, "TLS handshake error") || !strings.Contains(l, tc.log) {
+					t.Errorf("ErrorLog %q, want net/http's line with %q", l, tc.log)
+				}
+				return
+			}
+			if e.Err != nil || e.TLS != "TLS 1.3 h2" {
+				t.Errorf("server events %q: TLS Handshake %+v; want TLS 1.3 h2, no error", got, e)
 			}
 			if r := slices.Index(got, connscope.MsgResponse); r < i {
 				t.Errorf("server events %q: want TLS Handshake before HTTP(S) Response", got)
 			}
 		})
 	}
+}
+
+// syncBuffer is a bytes.Buffer for a logger on another goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }

@@ -78,7 +78,8 @@ func InstrumentServer(spy *connscope.Spy, srv *http.Server, opts *Options) {
 				// there is always one to ask about.)
 				if tc, ok := c.(*tls.Conn); ok && !r.TLSReported() {
 					if cs := tc.ConnectionState(); !cs.HandshakeComplete {
-						if err := tc.Handshake(); err != nil {
+						// Not when the server's own Close cut it short.
+						if err := tc.Handshake(); err != nil && !errors.Is(err, net.ErrClosed) {
 							spy.TLSHandshake(r, &cs, 0, err)
 						}
 					}
