@@ -18,7 +18,8 @@ import (
 // sysctls are not the Linux defaults (tcp_keepalive_time=600 is common),
 // explain must use them, as a socket would. The test runs explain on a
 // thread in a fresh network namespace (discarded with the thread) whose
-// keepalive sysctls are 600 s / 10 s / 5.
+// keepalive sysctls are 600 s / 10 s / 5, and whose tcp_syn_linear_timeouts
+// (Linux 6.5+) is 2.
 func TestExplainUsesTheKernelsValues(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for a network namespace")
@@ -35,8 +36,8 @@ func TestExplainUsesTheKernelsValues(t *testing.T) {
 			c <- res{err: err}
 			return
 		}
-		for k, v := range map[string]string{"tcp_keepalive_time": "600", "tcp_keepalive_intvl": "10", "tcp_keepalive_probes": "5"} {
-			if err := os.WriteFile("/proc/sys/net/ipv4/"+k, []byte(v), 0o644); err != nil {
+		for k, v := range map[string]string{"tcp_keepalive_time": "600", "tcp_keepalive_intvl": "10", "tcp_keepalive_probes": "5", "tcp_syn_linear_timeouts": "2"} {
+			if err := os.WriteFile("/proc/sys/net/ipv4/"+k, []byte(v), 0o644); err != nil && !(k == "tcp_syn_linear_timeouts" && os.IsNotExist(err)) {
 				c <- res{err: err}
 				return
 			}
@@ -63,5 +64,8 @@ func TestExplainUsesTheKernelsValues(t *testing.T) {
 	}
 	if got := v.Detect["idle"].AfterSeconds; got != 600+10*5 {
 		t.Errorf("explain with no keepalive flags on a kernel with keepalive 600s/10s/5: idle detection %v s, want 650 s (a socket here gets 600+10×5); kernel shown: %v", got, v.Kernel)
+	}
+	if _, err := os.Stat("/proc/sys/net/ipv4/tcp_syn_linear_timeouts"); err == nil && v.Kernel["tcp_syn_linear_timeouts"] != 2.0 {
+		t.Errorf("kernel shown %v: tcp_syn_linear_timeouts %v, want the namespace's 2", v.Kernel, v.Kernel["tcp_syn_linear_timeouts"])
 	}
 }

@@ -347,6 +347,12 @@ func runKeepaliveExplain(ctx context.Context, opts keepaliveExplainOpts, stdout 
 		out.Kernel = map[string]any{"tcp_keepalive_time_s": kd.KeepaliveTime.Seconds(), "tcp_keepalive_intvl_s": kd.KeepaliveIntvl.Seconds(),
 			"tcp_keepalive_probes": kd.KeepaliveProbes, "tcp_retries2": kd.Retries2, "tcp_syn_retries": kd.SynRetries,
 			"rto_min_s": kd.RTOMin.Seconds(), "rto_max_s": kd.RTOMax.Seconds()}
+		switch lin := kd.SynLinearTimeouts; { // as the connect rule counts it
+		case lin == 0:
+			out.Kernel["tcp_syn_linear_timeouts"] = 4
+		case lin > 0:
+			out.Kernel["tcp_syn_linear_timeouts"] = lin
+		} // none before Linux 6.5
 		for _, sit := range keepalive.Situations {
 			out.Detect[sit] = keepalive.Detect(sit, s, k)
 		}
