@@ -28,6 +28,8 @@ type syscallConner struct{ c *conn }
 
 func (x syscallConner) SyscallConn() (syscall.RawConn, error) { return x.c.syscallConn() }
 
+// packetConner's ReadFrom and WriteTo take bytes: no conn is also an
+// io.ReaderFrom or io.WriterTo (see valid).
 type packetConner struct{ c *conn }
 
 func (x packetConner) ReadFrom(b []byte) (int, net.Addr, error) { return x.c.readFromPacket(b) }
@@ -36,143 +38,143 @@ func (x packetConner) WriteTo(b []byte, addr net.Addr) (int, error) {
 	return x.c.writeToPacket(b, addr)
 }
 
-type conn01 struct {
+type conn001 struct {
 	*conn
 	readerFrom
 }
 
-type conn02 struct {
+type conn002 struct {
 	*conn
 	writerTo
 }
 
-type conn03 struct {
+type conn003 struct {
 	*conn
 	readerFrom
 	writerTo
 }
 
-type conn04 struct {
+type conn004 struct {
 	*conn
 	closeWriter
 }
 
-type conn05 struct {
+type conn005 struct {
 	*conn
 	readerFrom
 	closeWriter
 }
 
-type conn06 struct {
+type conn006 struct {
 	*conn
 	writerTo
 	closeWriter
 }
 
-type conn07 struct {
+type conn007 struct {
 	*conn
 	readerFrom
 	writerTo
 	closeWriter
 }
 
-type conn08 struct {
+type conn008 struct {
 	*conn
 	closeReader
 }
 
-type conn09 struct {
+type conn009 struct {
 	*conn
 	readerFrom
 	closeReader
 }
 
-type conn10 struct {
+type conn010 struct {
 	*conn
 	writerTo
 	closeReader
 }
 
-type conn11 struct {
+type conn011 struct {
 	*conn
 	readerFrom
 	writerTo
 	closeReader
 }
 
-type conn12 struct {
+type conn012 struct {
 	*conn
 	closeWriter
 	closeReader
 }
 
-type conn13 struct {
+type conn013 struct {
 	*conn
 	readerFrom
 	closeWriter
 	closeReader
 }
 
-type conn14 struct {
+type conn014 struct {
 	*conn
-	writerTo
-	closeWriter
-	closeReader
-}
-
-type conn15 struct {
-	*conn
-	readerFrom
 	writerTo
 	closeWriter
 	closeReader
 }
 
-type conn16 struct {
+type conn015 struct {
+	*conn
+	readerFrom
+	writerTo
+	closeWriter
+	closeReader
+}
+
+type conn016 struct {
 	*conn
 	syscallConner
 }
 
-type conn17 struct {
+type conn017 struct {
 	*conn
 	readerFrom
 	syscallConner
 }
 
-type conn18 struct {
+type conn018 struct {
 	*conn
 	writerTo
 	syscallConner
 }
 
-type conn19 struct {
+type conn019 struct {
 	*conn
 	readerFrom
 	writerTo
 	syscallConner
 }
 
-type conn20 struct {
+type conn020 struct {
 	*conn
 	closeWriter
 	syscallConner
 }
 
-type conn21 struct {
+type conn021 struct {
 	*conn
 	readerFrom
 	closeWriter
 	syscallConner
 }
 
-type conn22 struct {
+type conn022 struct {
 	*conn
 	writerTo
 	closeWriter
 	syscallConner
 }
 
-type conn23 struct {
+type conn023 struct {
 	*conn
 	readerFrom
 	writerTo
@@ -180,27 +182,27 @@ type conn23 struct {
 	syscallConner
 }
 
-type conn24 struct {
+type conn024 struct {
 	*conn
 	closeReader
 	syscallConner
 }
 
-type conn25 struct {
+type conn025 struct {
 	*conn
 	readerFrom
 	closeReader
 	syscallConner
 }
 
-type conn26 struct {
+type conn026 struct {
 	*conn
 	writerTo
 	closeReader
 	syscallConner
 }
 
-type conn27 struct {
+type conn027 struct {
 	*conn
 	readerFrom
 	writerTo
@@ -208,14 +210,14 @@ type conn27 struct {
 	syscallConner
 }
 
-type conn28 struct {
+type conn028 struct {
 	*conn
 	closeWriter
 	closeReader
 	syscallConner
 }
 
-type conn29 struct {
+type conn029 struct {
 	*conn
 	readerFrom
 	closeWriter
@@ -223,68 +225,68 @@ type conn29 struct {
 	syscallConner
 }
 
-type conn30 struct {
+type conn030 struct {
 	*conn
-	writerTo
-	closeWriter
-	closeReader
-	syscallConner
-}
-
-type conn31 struct {
-	*conn
-	readerFrom
 	writerTo
 	closeWriter
 	closeReader
 	syscallConner
 }
 
-type conn32 struct {
+type conn031 struct {
+	*conn
+	readerFrom
+	writerTo
+	closeWriter
+	closeReader
+	syscallConner
+}
+
+type conn032 struct {
 	*conn
 	packetConner
 }
 
-type conn36 struct {
+type conn036 struct {
 	*conn
 	closeWriter
 	packetConner
 }
 
-type conn40 struct {
+type conn040 struct {
 	*conn
 	closeReader
 	packetConner
 }
 
-type conn44 struct {
+type conn044 struct {
 	*conn
 	closeWriter
 	closeReader
 	packetConner
 }
 
-type conn48 struct {
+type conn048 struct {
 	*conn
 	syscallConner
 	packetConner
 }
 
-type conn52 struct {
+type conn052 struct {
 	*conn
 	closeWriter
 	syscallConner
 	packetConner
 }
 
-type conn56 struct {
+type conn056 struct {
 	*conn
 	closeReader
 	syscallConner
 	packetConner
 }
 
-type conn60 struct {
+type conn060 struct {
 	*conn
 	closeWriter
 	closeReader
@@ -316,83 +318,83 @@ func newConn(c net.Conn, r *Record) net.Conn {
 	}
 	switch m {
 	case 1:
-		return &conn01{conn: x, readerFrom: readerFrom{x}}
+		return &conn001{conn: x, readerFrom: readerFrom{x}}
 	case 2:
-		return &conn02{conn: x, writerTo: writerTo{x}}
+		return &conn002{conn: x, writerTo: writerTo{x}}
 	case 3:
-		return &conn03{conn: x, readerFrom: readerFrom{x}, writerTo: writerTo{x}}
+		return &conn003{conn: x, readerFrom: readerFrom{x}, writerTo: writerTo{x}}
 	case 4:
-		return &conn04{conn: x, closeWriter: closeWriter{x}}
+		return &conn004{conn: x, closeWriter: closeWriter{x}}
 	case 5:
-		return &conn05{conn: x, readerFrom: readerFrom{x}, closeWriter: closeWriter{x}}
+		return &conn005{conn: x, readerFrom: readerFrom{x}, closeWriter: closeWriter{x}}
 	case 6:
-		return &conn06{conn: x, writerTo: writerTo{x}, closeWriter: closeWriter{x}}
+		return &conn006{conn: x, writerTo: writerTo{x}, closeWriter: closeWriter{x}}
 	case 7:
-		return &conn07{conn: x, readerFrom: readerFrom{x}, writerTo: writerTo{x}, closeWriter: closeWriter{x}}
+		return &conn007{conn: x, readerFrom: readerFrom{x}, writerTo: writerTo{x}, closeWriter: closeWriter{x}}
 	case 8:
-		return &conn08{conn: x, closeReader: closeReader{x}}
+		return &conn008{conn: x, closeReader: closeReader{x}}
 	case 9:
-		return &conn09{conn: x, readerFrom: readerFrom{x}, closeReader: closeReader{x}}
+		return &conn009{conn: x, readerFrom: readerFrom{x}, closeReader: closeReader{x}}
 	case 10:
-		return &conn10{conn: x, writerTo: writerTo{x}, closeReader: closeReader{x}}
+		return &conn010{conn: x, writerTo: writerTo{x}, closeReader: closeReader{x}}
 	case 11:
-		return &conn11{conn: x, readerFrom: readerFrom{x}, writerTo: writerTo{x}, closeReader: closeReader{x}}
+		return &conn011{conn: x, readerFrom: readerFrom{x}, writerTo: writerTo{x}, closeReader: closeReader{x}}
 	case 12:
-		return &conn12{conn: x, closeWriter: closeWriter{x}, closeReader: closeReader{x}}
+		return &conn012{conn: x, closeWriter: closeWriter{x}, closeReader: closeReader{x}}
 	case 13:
-		return &conn13{conn: x, readerFrom: readerFrom{x}, closeWriter: closeWriter{x}, closeReader: closeReader{x}}
+		return &conn013{conn: x, readerFrom: readerFrom{x}, closeWriter: closeWriter{x}, closeReader: closeReader{x}}
 	case 14:
-		return &conn14{conn: x, writerTo: writerTo{x}, closeWriter: closeWriter{x}, closeReader: closeReader{x}}
+		return &conn014{conn: x, writerTo: writerTo{x}, closeWriter: closeWriter{x}, closeReader: closeReader{x}}
 	case 15:
-		return &conn15{conn: x, readerFrom: readerFrom{x}, writerTo: writerTo{x}, closeWriter: closeWriter{x}, closeReader: closeReader{x}}
+		return &conn015{conn: x, readerFrom: readerFrom{x}, writerTo: writerTo{x}, closeWriter: closeWriter{x}, closeReader: closeReader{x}}
 	case 16:
-		return &conn16{conn: x, syscallConner: syscallConner{x}}
+		return &conn016{conn: x, syscallConner: syscallConner{x}}
 	case 17:
-		return &conn17{conn: x, readerFrom: readerFrom{x}, syscallConner: syscallConner{x}}
+		return &conn017{conn: x, readerFrom: readerFrom{x}, syscallConner: syscallConner{x}}
 	case 18:
-		return &conn18{conn: x, writerTo: writerTo{x}, syscallConner: syscallConner{x}}
+		return &conn018{conn: x, writerTo: writerTo{x}, syscallConner: syscallConner{x}}
 	case 19:
-		return &conn19{conn: x, readerFrom: readerFrom{x}, writerTo: writerTo{x}, syscallConner: syscallConner{x}}
+		return &conn019{conn: x, readerFrom: readerFrom{x}, writerTo: writerTo{x}, syscallConner: syscallConner{x}}
 	case 20:
-		return &conn20{conn: x, closeWriter: closeWriter{x}, syscallConner: syscallConner{x}}
+		return &conn020{conn: x, closeWriter: closeWriter{x}, syscallConner: syscallConner{x}}
 	case 21:
-		return &conn21{conn: x, readerFrom: readerFrom{x}, closeWriter: closeWriter{x}, syscallConner: syscallConner{x}}
+		return &conn021{conn: x, readerFrom: readerFrom{x}, closeWriter: closeWriter{x}, syscallConner: syscallConner{x}}
 	case 22:
-		return &conn22{conn: x, writerTo: writerTo{x}, closeWriter: closeWriter{x}, syscallConner: syscallConner{x}}
+		return &conn022{conn: x, writerTo: writerTo{x}, closeWriter: closeWriter{x}, syscallConner: syscallConner{x}}
 	case 23:
-		return &conn23{conn: x, readerFrom: readerFrom{x}, writerTo: writerTo{x}, closeWriter: closeWriter{x}, syscallConner: syscallConner{x}}
+		return &conn023{conn: x, readerFrom: readerFrom{x}, writerTo: writerTo{x}, closeWriter: closeWriter{x}, syscallConner: syscallConner{x}}
 	case 24:
-		return &conn24{conn: x, closeReader: closeReader{x}, syscallConner: syscallConner{x}}
+		return &conn024{conn: x, closeReader: closeReader{x}, syscallConner: syscallConner{x}}
 	case 25:
-		return &conn25{conn: x, readerFrom: readerFrom{x}, closeReader: closeReader{x}, syscallConner: syscallConner{x}}
+		return &conn025{conn: x, readerFrom: readerFrom{x}, closeReader: closeReader{x}, syscallConner: syscallConner{x}}
 	case 26:
-		return &conn26{conn: x, writerTo: writerTo{x}, closeReader: closeReader{x}, syscallConner: syscallConner{x}}
+		return &conn026{conn: x, writerTo: writerTo{x}, closeReader: closeReader{x}, syscallConner: syscallConner{x}}
 	case 27:
-		return &conn27{conn: x, readerFrom: readerFrom{x}, writerTo: writerTo{x}, closeReader: closeReader{x}, syscallConner: syscallConner{x}}
+		return &conn027{conn: x, readerFrom: readerFrom{x}, writerTo: writerTo{x}, closeReader: closeReader{x}, syscallConner: syscallConner{x}}
 	case 28:
-		return &conn28{conn: x, closeWriter: closeWriter{x}, closeReader: closeReader{x}, syscallConner: syscallConner{x}}
+		return &conn028{conn: x, closeWriter: closeWriter{x}, closeReader: closeReader{x}, syscallConner: syscallConner{x}}
 	case 29:
-		return &conn29{conn: x, readerFrom: readerFrom{x}, closeWriter: closeWriter{x}, closeReader: closeReader{x}, syscallConner: syscallConner{x}}
+		return &conn029{conn: x, readerFrom: readerFrom{x}, closeWriter: closeWriter{x}, closeReader: closeReader{x}, syscallConner: syscallConner{x}}
 	case 30:
-		return &conn30{conn: x, writerTo: writerTo{x}, closeWriter: closeWriter{x}, closeReader: closeReader{x}, syscallConner: syscallConner{x}}
+		return &conn030{conn: x, writerTo: writerTo{x}, closeWriter: closeWriter{x}, closeReader: closeReader{x}, syscallConner: syscallConner{x}}
 	case 31:
-		return &conn31{conn: x, readerFrom: readerFrom{x}, writerTo: writerTo{x}, closeWriter: closeWriter{x}, closeReader: closeReader{x}, syscallConner: syscallConner{x}}
+		return &conn031{conn: x, readerFrom: readerFrom{x}, writerTo: writerTo{x}, closeWriter: closeWriter{x}, closeReader: closeReader{x}, syscallConner: syscallConner{x}}
 	case 32:
-		return &conn32{conn: x, packetConner: packetConner{x}}
+		return &conn032{conn: x, packetConner: packetConner{x}}
 	case 36:
-		return &conn36{conn: x, closeWriter: closeWriter{x}, packetConner: packetConner{x}}
+		return &conn036{conn: x, closeWriter: closeWriter{x}, packetConner: packetConner{x}}
 	case 40:
-		return &conn40{conn: x, closeReader: closeReader{x}, packetConner: packetConner{x}}
+		return &conn040{conn: x, closeReader: closeReader{x}, packetConner: packetConner{x}}
 	case 44:
-		return &conn44{conn: x, closeWriter: closeWriter{x}, closeReader: closeReader{x}, packetConner: packetConner{x}}
+		return &conn044{conn: x, closeWriter: closeWriter{x}, closeReader: closeReader{x}, packetConner: packetConner{x}}
 	case 48:
-		return &conn48{conn: x, syscallConner: syscallConner{x}, packetConner: packetConner{x}}
+		return &conn048{conn: x, syscallConner: syscallConner{x}, packetConner: packetConner{x}}
 	case 52:
-		return &conn52{conn: x, closeWriter: closeWriter{x}, syscallConner: syscallConner{x}, packetConner: packetConner{x}}
+		return &conn052{conn: x, closeWriter: closeWriter{x}, syscallConner: syscallConner{x}, packetConner: packetConner{x}}
 	case 56:
-		return &conn56{conn: x, closeReader: closeReader{x}, syscallConner: syscallConner{x}, packetConner: packetConner{x}}
+		return &conn056{conn: x, closeReader: closeReader{x}, syscallConner: syscallConner{x}, packetConner: packetConner{x}}
 	case 60:
-		return &conn60{conn: x, closeWriter: closeWriter{x}, closeReader: closeReader{x}, syscallConner: syscallConner{x}, packetConner: packetConner{x}}
+		return &conn060{conn: x, closeWriter: closeWriter{x}, closeReader: closeReader{x}, syscallConner: syscallConner{x}, packetConner: packetConner{x}}
 	}
 	return x
 }
