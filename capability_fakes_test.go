@@ -6,7 +6,7 @@ import "net"
 
 // capCombos is the number of combinations of optional methods a wrapper
 // can have: conn_variants.go's types and the plain *conn.
-const capCombos = 40
+const capCombos = 81
 
 type fake000 struct {
 	*fakeBase
@@ -268,6 +268,317 @@ type fake060 struct {
 	fPC
 }
 
+type fake064 struct {
+	*fakeBase
+	fBF
+}
+
+type fake065 struct {
+	*fakeBase
+	fRF
+	fBF
+}
+
+type fake066 struct {
+	*fakeBase
+	fWT
+	fBF
+}
+
+type fake067 struct {
+	*fakeBase
+	fRF
+	fWT
+	fBF
+}
+
+type fake068 struct {
+	*fakeBase
+	fCW
+	fBF
+}
+
+type fake069 struct {
+	*fakeBase
+	fRF
+	fCW
+	fBF
+}
+
+type fake070 struct {
+	*fakeBase
+	fWT
+	fCW
+	fBF
+}
+
+type fake071 struct {
+	*fakeBase
+	fRF
+	fWT
+	fCW
+	fBF
+}
+
+type fake072 struct {
+	*fakeBase
+	fCR
+	fBF
+}
+
+type fake073 struct {
+	*fakeBase
+	fRF
+	fCR
+	fBF
+}
+
+type fake074 struct {
+	*fakeBase
+	fWT
+	fCR
+	fBF
+}
+
+type fake075 struct {
+	*fakeBase
+	fRF
+	fWT
+	fCR
+	fBF
+}
+
+type fake076 struct {
+	*fakeBase
+	fCW
+	fCR
+	fBF
+}
+
+type fake077 struct {
+	*fakeBase
+	fRF
+	fCW
+	fCR
+	fBF
+}
+
+type fake078 struct {
+	*fakeBase
+	fWT
+	fCW
+	fCR
+	fBF
+}
+
+type fake079 struct {
+	*fakeBase
+	fRF
+	fWT
+	fCW
+	fCR
+	fBF
+}
+
+type fake080 struct {
+	*fakeBase
+	fSC
+	fBF
+}
+
+type fake081 struct {
+	*fakeBase
+	fRF
+	fSC
+	fBF
+}
+
+type fake082 struct {
+	*fakeBase
+	fWT
+	fSC
+	fBF
+}
+
+type fake083 struct {
+	*fakeBase
+	fRF
+	fWT
+	fSC
+	fBF
+}
+
+type fake084 struct {
+	*fakeBase
+	fCW
+	fSC
+	fBF
+}
+
+type fake085 struct {
+	*fakeBase
+	fRF
+	fCW
+	fSC
+	fBF
+}
+
+type fake086 struct {
+	*fakeBase
+	fWT
+	fCW
+	fSC
+	fBF
+}
+
+type fake087 struct {
+	*fakeBase
+	fRF
+	fWT
+	fCW
+	fSC
+	fBF
+}
+
+type fake088 struct {
+	*fakeBase
+	fCR
+	fSC
+	fBF
+}
+
+type fake089 struct {
+	*fakeBase
+	fRF
+	fCR
+	fSC
+	fBF
+}
+
+type fake090 struct {
+	*fakeBase
+	fWT
+	fCR
+	fSC
+	fBF
+}
+
+type fake091 struct {
+	*fakeBase
+	fRF
+	fWT
+	fCR
+	fSC
+	fBF
+}
+
+type fake092 struct {
+	*fakeBase
+	fCW
+	fCR
+	fSC
+	fBF
+}
+
+type fake093 struct {
+	*fakeBase
+	fRF
+	fCW
+	fCR
+	fSC
+	fBF
+}
+
+type fake094 struct {
+	*fakeBase
+	fWT
+	fCW
+	fCR
+	fSC
+	fBF
+}
+
+type fake095 struct {
+	*fakeBase
+	fRF
+	fWT
+	fCW
+	fCR
+	fSC
+	fBF
+}
+
+type fake096 struct {
+	*fakeBase
+	fPC
+	fBF
+}
+
+type fake100 struct {
+	*fakeBase
+	fCW
+	fPC
+	fBF
+}
+
+type fake104 struct {
+	*fakeBase
+	fCR
+	fPC
+	fBF
+}
+
+type fake108 struct {
+	*fakeBase
+	fCW
+	fCR
+	fPC
+	fBF
+}
+
+type fake112 struct {
+	*fakeBase
+	fSC
+	fPC
+	fBF
+}
+
+type fake116 struct {
+	*fakeBase
+	fCW
+	fSC
+	fPC
+	fBF
+}
+
+type fake120 struct {
+	*fakeBase
+	fCR
+	fSC
+	fPC
+	fBF
+}
+
+type fake124 struct {
+	*fakeBase
+	fCW
+	fCR
+	fSC
+	fPC
+	fBF
+}
+
+type fake223 struct {
+	*fakeBase
+	fRF
+	fWT
+	fCW
+	fCR
+	fSC
+	fBF
+	fTO
+}
+
 // fakeCtors[m] builds a conn with the optional methods of bit mask m,
 // or is nil where m has no variant:
 //
@@ -277,45 +588,88 @@ type fake060 struct {
 //   - 8: interface{ CloseRead() error } (fCR)
 //   - 16: syscall.Conn (fSC)
 //   - 32: net.PacketConn (fPC)
-var fakeCtors = [64]func(*fakeBase) net.Conn{
-	0:  func(b *fakeBase) net.Conn { return fake000{fakeBase: b} },
-	1:  func(b *fakeBase) net.Conn { return fake001{fakeBase: b} },
-	2:  func(b *fakeBase) net.Conn { return fake002{fakeBase: b} },
-	3:  func(b *fakeBase) net.Conn { return fake003{fakeBase: b} },
-	4:  func(b *fakeBase) net.Conn { return fake004{fakeBase: b} },
-	5:  func(b *fakeBase) net.Conn { return fake005{fakeBase: b} },
-	6:  func(b *fakeBase) net.Conn { return fake006{fakeBase: b} },
-	7:  func(b *fakeBase) net.Conn { return fake007{fakeBase: b} },
-	8:  func(b *fakeBase) net.Conn { return fake008{fakeBase: b} },
-	9:  func(b *fakeBase) net.Conn { return fake009{fakeBase: b} },
-	10: func(b *fakeBase) net.Conn { return fake010{fakeBase: b} },
-	11: func(b *fakeBase) net.Conn { return fake011{fakeBase: b} },
-	12: func(b *fakeBase) net.Conn { return fake012{fakeBase: b} },
-	13: func(b *fakeBase) net.Conn { return fake013{fakeBase: b} },
-	14: func(b *fakeBase) net.Conn { return fake014{fakeBase: b} },
-	15: func(b *fakeBase) net.Conn { return fake015{fakeBase: b} },
-	16: func(b *fakeBase) net.Conn { return fake016{fakeBase: b} },
-	17: func(b *fakeBase) net.Conn { return fake017{fakeBase: b} },
-	18: func(b *fakeBase) net.Conn { return fake018{fakeBase: b} },
-	19: func(b *fakeBase) net.Conn { return fake019{fakeBase: b} },
-	20: func(b *fakeBase) net.Conn { return fake020{fakeBase: b} },
-	21: func(b *fakeBase) net.Conn { return fake021{fakeBase: b} },
-	22: func(b *fakeBase) net.Conn { return fake022{fakeBase: b} },
-	23: func(b *fakeBase) net.Conn { return fake023{fakeBase: b} },
-	24: func(b *fakeBase) net.Conn { return fake024{fakeBase: b} },
-	25: func(b *fakeBase) net.Conn { return fake025{fakeBase: b} },
-	26: func(b *fakeBase) net.Conn { return fake026{fakeBase: b} },
-	27: func(b *fakeBase) net.Conn { return fake027{fakeBase: b} },
-	28: func(b *fakeBase) net.Conn { return fake028{fakeBase: b} },
-	29: func(b *fakeBase) net.Conn { return fake029{fakeBase: b} },
-	30: func(b *fakeBase) net.Conn { return fake030{fakeBase: b} },
-	31: func(b *fakeBase) net.Conn { return fake031{fakeBase: b} },
-	32: func(b *fakeBase) net.Conn { return fake032{fakeBase: b} },
-	36: func(b *fakeBase) net.Conn { return fake036{fakeBase: b} },
-	40: func(b *fakeBase) net.Conn { return fake040{fakeBase: b} },
-	44: func(b *fakeBase) net.Conn { return fake044{fakeBase: b} },
-	48: func(b *fakeBase) net.Conn { return fake048{fakeBase: b} },
-	52: func(b *fakeBase) net.Conn { return fake052{fakeBase: b} },
-	56: func(b *fakeBase) net.Conn { return fake056{fakeBase: b} },
-	60: func(b *fakeBase) net.Conn { return fake060{fakeBase: b} },
+//   - 64: bufferFileConn (fBF)
+//   - 128: tcpOptionConn (fTO)
+var fakeCtors = [256]func(*fakeBase) net.Conn{
+	0:   func(b *fakeBase) net.Conn { return fake000{fakeBase: b} },
+	1:   func(b *fakeBase) net.Conn { return fake001{fakeBase: b} },
+	2:   func(b *fakeBase) net.Conn { return fake002{fakeBase: b} },
+	3:   func(b *fakeBase) net.Conn { return fake003{fakeBase: b} },
+	4:   func(b *fakeBase) net.Conn { return fake004{fakeBase: b} },
+	5:   func(b *fakeBase) net.Conn { return fake005{fakeBase: b} },
+	6:   func(b *fakeBase) net.Conn { return fake006{fakeBase: b} },
+	7:   func(b *fakeBase) net.Conn { return fake007{fakeBase: b} },
+	8:   func(b *fakeBase) net.Conn { return fake008{fakeBase: b} },
+	9:   func(b *fakeBase) net.Conn { return fake009{fakeBase: b} },
+	10:  func(b *fakeBase) net.Conn { return fake010{fakeBase: b} },
+	11:  func(b *fakeBase) net.Conn { return fake011{fakeBase: b} },
+	12:  func(b *fakeBase) net.Conn { return fake012{fakeBase: b} },
+	13:  func(b *fakeBase) net.Conn { return fake013{fakeBase: b} },
+	14:  func(b *fakeBase) net.Conn { return fake014{fakeBase: b} },
+	15:  func(b *fakeBase) net.Conn { return fake015{fakeBase: b} },
+	16:  func(b *fakeBase) net.Conn { return fake016{fakeBase: b} },
+	17:  func(b *fakeBase) net.Conn { return fake017{fakeBase: b} },
+	18:  func(b *fakeBase) net.Conn { return fake018{fakeBase: b} },
+	19:  func(b *fakeBase) net.Conn { return fake019{fakeBase: b} },
+	20:  func(b *fakeBase) net.Conn { return fake020{fakeBase: b} },
+	21:  func(b *fakeBase) net.Conn { return fake021{fakeBase: b} },
+	22:  func(b *fakeBase) net.Conn { return fake022{fakeBase: b} },
+	23:  func(b *fakeBase) net.Conn { return fake023{fakeBase: b} },
+	24:  func(b *fakeBase) net.Conn { return fake024{fakeBase: b} },
+	25:  func(b *fakeBase) net.Conn { return fake025{fakeBase: b} },
+	26:  func(b *fakeBase) net.Conn { return fake026{fakeBase: b} },
+	27:  func(b *fakeBase) net.Conn { return fake027{fakeBase: b} },
+	28:  func(b *fakeBase) net.Conn { return fake028{fakeBase: b} },
+	29:  func(b *fakeBase) net.Conn { return fake029{fakeBase: b} },
+	30:  func(b *fakeBase) net.Conn { return fake030{fakeBase: b} },
+	31:  func(b *fakeBase) net.Conn { return fake031{fakeBase: b} },
+	32:  func(b *fakeBase) net.Conn { return fake032{fakeBase: b} },
+	36:  func(b *fakeBase) net.Conn { return fake036{fakeBase: b} },
+	40:  func(b *fakeBase) net.Conn { return fake040{fakeBase: b} },
+	44:  func(b *fakeBase) net.Conn { return fake044{fakeBase: b} },
+	48:  func(b *fakeBase) net.Conn { return fake048{fakeBase: b} },
+	52:  func(b *fakeBase) net.Conn { return fake052{fakeBase: b} },
+	56:  func(b *fakeBase) net.Conn { return fake056{fakeBase: b} },
+	60:  func(b *fakeBase) net.Conn { return fake060{fakeBase: b} },
+	64:  func(b *fakeBase) net.Conn { return fake064{fakeBase: b} },
+	65:  func(b *fakeBase) net.Conn { return fake065{fakeBase: b} },
+	66:  func(b *fakeBase) net.Conn { return fake066{fakeBase: b} },
+	67:  func(b *fakeBase) net.Conn { return fake067{fakeBase: b} },
+	68:  func(b *fakeBase) net.Conn { return fake068{fakeBase: b} },
+	69:  func(b *fakeBase) net.Conn { return fake069{fakeBase: b} },
+	70:  func(b *fakeBase) net.Conn { return fake070{fakeBase: b} },
+	71:  func(b *fakeBase) net.Conn { return fake071{fakeBase: b} },
+	72:  func(b *fakeBase) net.Conn { return fake072{fakeBase: b} },
+	73:  func(b *fakeBase) net.Conn { return fake073{fakeBase: b} },
+	74:  func(b *fakeBase) net.Conn { return fake074{fakeBase: b} },
+	75:  func(b *fakeBase) net.Conn { return fake075{fakeBase: b} },
+	76:  func(b *fakeBase) net.Conn { return fake076{fakeBase: b} },
+	77:  func(b *fakeBase) net.Conn { return fake077{fakeBase: b} },
+	78:  func(b *fakeBase) net.Conn { return fake078{fakeBase: b} },
+	79:  func(b *fakeBase) net.Conn { return fake079{fakeBase: b} },
+	80:  func(b *fakeBase) net.Conn { return fake080{fakeBase: b} },
+	81:  func(b *fakeBase) net.Conn { return fake081{fakeBase: b} },
+	82:  func(b *fakeBase) net.Conn { return fake082{fakeBase: b} },
+	83:  func(b *fakeBase) net.Conn { return fake083{fakeBase: b} },
+	84:  func(b *fakeBase) net.Conn { return fake084{fakeBase: b} },
+	85:  func(b *fakeBase) net.Conn { return fake085{fakeBase: b} },
+	86:  func(b *fakeBase) net.Conn { return fake086{fakeBase: b} },
+	87:  func(b *fakeBase) net.Conn { return fake087{fakeBase: b} },
+	88:  func(b *fakeBase) net.Conn { return fake088{fakeBase: b} },
+	89:  func(b *fakeBase) net.Conn { return fake089{fakeBase: b} },
+	90:  func(b *fakeBase) net.Conn { return fake090{fakeBase: b} },
+	91:  func(b *fakeBase) net.Conn { return fake091{fakeBase: b} },
+	92:  func(b *fakeBase) net.Conn { return fake092{fakeBase: b} },
+	93:  func(b *fakeBase) net.Conn { return fake093{fakeBase: b} },
+	94:  func(b *fakeBase) net.Conn { return fake094{fakeBase: b} },
+	95:  func(b *fakeBase) net.Conn { return fake095{fakeBase: b} },
+	96:  func(b *fakeBase) net.Conn { return fake096{fakeBase: b} },
+	100: func(b *fakeBase) net.Conn { return fake100{fakeBase: b} },
+	104: func(b *fakeBase) net.Conn { return fake104{fakeBase: b} },
+	108: func(b *fakeBase) net.Conn { return fake108{fakeBase: b} },
+	112: func(b *fakeBase) net.Conn { return fake112{fakeBase: b} },
+	116: func(b *fakeBase) net.Conn { return fake116{fakeBase: b} },
+	120: func(b *fakeBase) net.Conn { return fake120{fakeBase: b} },
+	124: func(b *fakeBase) net.Conn { return fake124{fakeBase: b} },
+	223: func(b *fakeBase) net.Conn { return fake223{fakeBase: b} },
 }

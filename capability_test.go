@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // Sentinel results of the fake optional methods: a wrapper that returns
@@ -50,6 +52,35 @@ type fPC struct{}
 func (fPC) ReadFrom([]byte) (int, net.Addr, error) { return 5, nil, errFakePacketRead }
 func (fPC) WriteTo([]byte, net.Addr) (int, error)  { return 6, errFakePacketWrite }
 
+// fakeCall is the error of a fake socket-option method: its name and its
+// argument, so that a test sees both passed through.
+type fakeCall struct {
+	method string
+	arg    any
+}
+
+func (e fakeCall) Error() string { return fmt.Sprintf("fake %s(%v)", e.method, e.arg) }
+
+// fakeFile is what the fakes' File returns.
+var fakeFile = new(os.File)
+
+type fBF struct{}
+
+func (fBF) SetReadBuffer(n int) error  { return fakeCall{"SetReadBuffer", n} }
+func (fBF) SetWriteBuffer(n int) error { return fakeCall{"SetWriteBuffer", n} }
+func (fBF) File() (*os.File, error)    { return fakeFile, fakeCall{"File", nil} }
+
+type fTO struct{}
+
+func (fTO) SetNoDelay(b bool) error                  { return fakeCall{"SetNoDelay", b} }
+func (fTO) SetKeepAlive(b bool) error                { return fakeCall{"SetKeepAlive", b} }
+func (fTO) SetKeepAlivePeriod(d time.Duration) error { return fakeCall{"SetKeepAlivePeriod", d} }
+func (fTO) SetKeepAliveConfig(c net.KeepAliveConfig) error {
+	return fakeCall{"SetKeepAliveConfig", c}
+}
+func (fTO) SetLinger(sec int) error     { return fakeCall{"SetLinger", sec} }
+func (fTO) MultipathTCP() (bool, error) { return true, fakeCall{"MultipathTCP", nil} }
+
 type closeWriterI interface{ CloseWrite() error }
 type closeReaderI interface{ CloseRead() error }
 
@@ -62,16 +93,27 @@ const (
 	capCloseRead
 	capSyscallConn
 	capPacketConn
+	capBufferFile // SetReadBuffer, SetWriteBuffer, File
+	capTCPOptions // SetNoDelay, SetKeepAlive..., SetLinger, MultipathTCP
 
-	capTCPConn  = capReadFrom | capWriteTo | capCloseWrite | capCloseRead | capSyscallConn
-	capUnixConn = capCloseWrite | capCloseRead | capSyscallConn | capPacketConn
-	capUDPConn  = capSyscallConn | capPacketConn
+	capTCPConn  = capReadFrom | capWriteTo | capCloseWrite | capCloseRead | capSyscallConn | capBufferFile | capTCPOptions
+	capUnixConn = capCloseWrite | capCloseRead | capSyscallConn | capPacketConn | capBufferFile
+	capUDPConn  = capSyscallConn | capPacketConn | capBufferFile
 )
 
 // has reports whether c has the methods of T.
 func has[T any](c net.Conn) bool {
 	_, ok := c.(T)
 	return ok
+}
+
+// wantCall says what is wrong ("" if nothing) with err, the result of a
+// fake socket-option method called through a wrapper.
+func wantCall(err error, want fakeCall) string {
+	if err != want {
+		return fmt.Sprintf("= %v, want %v", err, want)
+	}
+	return ""
 }
 
 // optionalMethods are the methods a wrapper has only if its inner conn
@@ -141,6 +183,46 @@ var optionalMethods = []struct {
 		}
 		return ""
 	}},
+	{capBufferFile, "SetReadBuffer", has[interface{ SetReadBuffer(int) error }], func(w net.Conn, _ *Record) string {
+		return wantCall(w.(interface{ SetReadBuffer(int) error }).SetReadBuffer(4321), fakeCall{"SetReadBuffer", 4321})
+	}},
+	{capBufferFile, "SetWriteBuffer", has[interface{ SetWriteBuffer(int) error }], func(w net.Conn, _ *Record) string {
+		return wantCall(w.(interface{ SetWriteBuffer(int) error }).SetWriteBuffer(8765), fakeCall{"SetWriteBuffer", 8765})
+	}},
+	{capBufferFile, "File", has[interface{ File() (*os.File, error) }], func(w net.Conn, _ *Record) string {
+		f, err := w.(interface{ File() (*os.File, error) }).File()
+		if f != fakeFile {
+			return fmt.Sprintf("returned %p, not the inner conn's file", f)
+		}
+		return wantCall(err, fakeCall{"File", nil})
+	}},
+	{capTCPOptions, "SetNoDelay", has[interface{ SetNoDelay(bool) error }], func(w net.Conn, _ *Record) string {
+		return wantCall(w.(interface{ SetNoDelay(bool) error }).SetNoDelay(false), fakeCall{"SetNoDelay", false})
+	}},
+	{capTCPOptions, "SetKeepAlive", has[interface{ SetKeepAlive(bool) error }], func(w net.Conn, _ *Record) string {
+		return wantCall(w.(interface{ SetKeepAlive(bool) error }).SetKeepAlive(true), fakeCall{"SetKeepAlive", true})
+	}},
+	{capTCPOptions, "SetKeepAlivePeriod", has[interface{ SetKeepAlivePeriod(time.Duration) error }], func(w net.Conn, _ *Record) string {
+		return wantCall(w.(interface{ SetKeepAlivePeriod(time.Duration) error }).SetKeepAlivePeriod(37*time.Second), fakeCall{"SetKeepAlivePeriod", 37 * time.Second})
+	}},
+	{capTCPOptions, "SetKeepAliveConfig", has[interface {
+		SetKeepAliveConfig(net.KeepAliveConfig) error
+	}], func(w net.Conn, _ *Record) string {
+		cfg := net.KeepAliveConfig{Enable: true, Idle: 41 * time.Second, Interval: 7 * time.Second, Count: 4}
+		return wantCall(w.(interface {
+			SetKeepAliveConfig(net.KeepAliveConfig) error
+		}).SetKeepAliveConfig(cfg), fakeCall{"SetKeepAliveConfig", cfg})
+	}},
+	{capTCPOptions, "SetLinger", has[interface{ SetLinger(int) error }], func(w net.Conn, _ *Record) string {
+		return wantCall(w.(interface{ SetLinger(int) error }).SetLinger(3), fakeCall{"SetLinger", 3})
+	}},
+	{capTCPOptions, "MultipathTCP", has[interface{ MultipathTCP() (bool, error) }], func(w net.Conn, _ *Record) string {
+		on, err := w.(interface{ MultipathTCP() (bool, error) }).MultipathTCP()
+		if !on {
+			return "returned false, not the inner conn's true"
+		}
+		return wantCall(err, fakeCall{"MultipathTCP", nil})
+	}},
 }
 
 // TestCapabilitiesMethodSet checks, for each combination of optional
@@ -198,6 +280,52 @@ func TestCapabilitiesMethodSet(t *testing.T) {
 	}
 	if st := spy.Stats(); combos != capCombos || st.Opened != capCombos || st.Open != 0 {
 		t.Errorf("%d combinations, Stats = %+v; want %d, %d opened, 0 open", combos, st, capCombos, capCombos)
+	}
+}
+
+// Fakes with TCP options but not all the rest of *net.TCPConn's methods:
+// no variant has that, so the wrapper keeps the rest.
+type (
+	fakeCloseWriteOptions struct {
+		*fakeBase
+		fCW
+		fTO
+	}
+	fakeTCPOptionsNoFile struct {
+		*fakeBase
+		fRF
+		fWT
+		fCW
+		fCR
+		fSC
+		fTO
+	}
+)
+
+// TestCapabilitiesPartialTCPOptions: a conn whose TCP options come
+// without the rest of *net.TCPConn's methods loses only the options.
+func TestCapabilitiesPartialTCPOptions(t *testing.T) {
+	spy := &Spy{}
+	for _, tt := range []struct {
+		name string
+		ctor func(*fakeBase) net.Conn
+		want int // the wrapper's groups
+	}{
+		{"CloseWrite and options", func(b *fakeBase) net.Conn { return fakeCloseWriteOptions{fakeBase: b} }, capCloseWrite},
+		{"TCP's but buffers and File", func(b *fakeBase) net.Conn { return fakeTCPOptionsNoFile{fakeBase: b} },
+			capReadFrom | capWriteTo | capCloseWrite | capCloseRead | capSyscallConn},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			a, b := net.Pipe()
+			defer b.Close()
+			w := spy.WrapConn(tt.ctor(&fakeBase{a}), Client)
+			defer w.Close()
+			for _, om := range optionalMethods {
+				if got, want := om.has(w), tt.want&om.bit != 0; got != want {
+					t.Errorf("wrapper %T has %s = %v, want %v", w, om.name, got, want)
+				}
+			}
+		})
 	}
 }
 

@@ -12,7 +12,8 @@ import (
 // conn is the core of every wrapped connection. The types in
 // conn_variants.go add exactly the optional methods the inner connection
 // has, so that type assertions in the standard library (sendfile, splice,
-// half-close) see the same capabilities as without the spy.
+// half-close) and in programs (socket options set through an interface)
+// see the same capabilities as without the spy.
 type conn struct {
 	net.Conn
 	r *Record

@@ -5,7 +5,9 @@ package connscope
 import (
 	"io"
 	"net"
+	"os"
 	"syscall"
+	"time"
 )
 
 type readerFrom struct{ c *conn }
@@ -37,6 +39,63 @@ func (x packetConner) ReadFrom(b []byte) (int, net.Addr, error) { return x.c.rea
 func (x packetConner) WriteTo(b []byte, addr net.Addr) (int, error) {
 	return x.c.writeToPacket(b, addr)
 }
+
+// bufferFileConn is the group bufferFiler delegates to.
+type bufferFileConn interface {
+	SetReadBuffer(bytes int) error
+	SetWriteBuffer(bytes int) error
+	File() (f *os.File, err error)
+}
+
+// bufferFiler has the socket buffer sizes and File of *net.TCPConn,
+// *net.UnixConn, *net.UDPConn and *net.IPConn. File returns a duplicate
+// descriptor: what goes through it, and its Close, the spy does not see.
+type bufferFiler struct{ c *conn }
+
+func (x bufferFiler) SetReadBuffer(bytes int) error {
+	return x.c.Conn.(bufferFileConn).SetReadBuffer(bytes)
+}
+
+func (x bufferFiler) SetWriteBuffer(bytes int) error {
+	return x.c.Conn.(bufferFileConn).SetWriteBuffer(bytes)
+}
+
+func (x bufferFiler) File() (f *os.File, err error) { return x.c.Conn.(bufferFileConn).File() }
+
+// tcpOptionConn is the group tcpOptioner delegates to.
+type tcpOptionConn interface {
+	SetNoDelay(noDelay bool) error
+	SetKeepAlive(keepalive bool) error
+	SetKeepAlivePeriod(d time.Duration) error
+	SetKeepAliveConfig(config net.KeepAliveConfig) error
+	SetLinger(sec int) error
+	MultipathTCP() (bool, error)
+}
+
+// tcpOptioner has the TCP options of *net.TCPConn. After SetLinger(0),
+// Close sends RST, not FIN: the spy still reports one "Socket Close",
+// by this side, which is who ended the connection.
+type tcpOptioner struct{ c *conn }
+
+func (x tcpOptioner) SetNoDelay(noDelay bool) error {
+	return x.c.Conn.(tcpOptionConn).SetNoDelay(noDelay)
+}
+
+func (x tcpOptioner) SetKeepAlive(keepalive bool) error {
+	return x.c.Conn.(tcpOptionConn).SetKeepAlive(keepalive)
+}
+
+func (x tcpOptioner) SetKeepAlivePeriod(d time.Duration) error {
+	return x.c.Conn.(tcpOptionConn).SetKeepAlivePeriod(d)
+}
+
+func (x tcpOptioner) SetKeepAliveConfig(config net.KeepAliveConfig) error {
+	return x.c.Conn.(tcpOptionConn).SetKeepAliveConfig(config)
+}
+
+func (x tcpOptioner) SetLinger(sec int) error { return x.c.Conn.(tcpOptionConn).SetLinger(sec) }
+
+func (x tcpOptioner) MultipathTCP() (bool, error) { return x.c.Conn.(tcpOptionConn).MultipathTCP() }
 
 type conn001 struct {
 	*conn
@@ -294,6 +353,317 @@ type conn060 struct {
 	packetConner
 }
 
+type conn064 struct {
+	*conn
+	bufferFiler
+}
+
+type conn065 struct {
+	*conn
+	readerFrom
+	bufferFiler
+}
+
+type conn066 struct {
+	*conn
+	writerTo
+	bufferFiler
+}
+
+type conn067 struct {
+	*conn
+	readerFrom
+	writerTo
+	bufferFiler
+}
+
+type conn068 struct {
+	*conn
+	closeWriter
+	bufferFiler
+}
+
+type conn069 struct {
+	*conn
+	readerFrom
+	closeWriter
+	bufferFiler
+}
+
+type conn070 struct {
+	*conn
+	writerTo
+	closeWriter
+	bufferFiler
+}
+
+type conn071 struct {
+	*conn
+	readerFrom
+	writerTo
+	closeWriter
+	bufferFiler
+}
+
+type conn072 struct {
+	*conn
+	closeReader
+	bufferFiler
+}
+
+type conn073 struct {
+	*conn
+	readerFrom
+	closeReader
+	bufferFiler
+}
+
+type conn074 struct {
+	*conn
+	writerTo
+	closeReader
+	bufferFiler
+}
+
+type conn075 struct {
+	*conn
+	readerFrom
+	writerTo
+	closeReader
+	bufferFiler
+}
+
+type conn076 struct {
+	*conn
+	closeWriter
+	closeReader
+	bufferFiler
+}
+
+type conn077 struct {
+	*conn
+	readerFrom
+	closeWriter
+	closeReader
+	bufferFiler
+}
+
+type conn078 struct {
+	*conn
+	writerTo
+	closeWriter
+	closeReader
+	bufferFiler
+}
+
+type conn079 struct {
+	*conn
+	readerFrom
+	writerTo
+	closeWriter
+	closeReader
+	bufferFiler
+}
+
+type conn080 struct {
+	*conn
+	syscallConner
+	bufferFiler
+}
+
+type conn081 struct {
+	*conn
+	readerFrom
+	syscallConner
+	bufferFiler
+}
+
+type conn082 struct {
+	*conn
+	writerTo
+	syscallConner
+	bufferFiler
+}
+
+type conn083 struct {
+	*conn
+	readerFrom
+	writerTo
+	syscallConner
+	bufferFiler
+}
+
+type conn084 struct {
+	*conn
+	closeWriter
+	syscallConner
+	bufferFiler
+}
+
+type conn085 struct {
+	*conn
+	readerFrom
+	closeWriter
+	syscallConner
+	bufferFiler
+}
+
+type conn086 struct {
+	*conn
+	writerTo
+	closeWriter
+	syscallConner
+	bufferFiler
+}
+
+type conn087 struct {
+	*conn
+	readerFrom
+	writerTo
+	closeWriter
+	syscallConner
+	bufferFiler
+}
+
+type conn088 struct {
+	*conn
+	closeReader
+	syscallConner
+	bufferFiler
+}
+
+type conn089 struct {
+	*conn
+	readerFrom
+	closeReader
+	syscallConner
+	bufferFiler
+}
+
+type conn090 struct {
+	*conn
+	writerTo
+	closeReader
+	syscallConner
+	bufferFiler
+}
+
+type conn091 struct {
+	*conn
+	readerFrom
+	writerTo
+	closeReader
+	syscallConner
+	bufferFiler
+}
+
+type conn092 struct {
+	*conn
+	closeWriter
+	closeReader
+	syscallConner
+	bufferFiler
+}
+
+type conn093 struct {
+	*conn
+	readerFrom
+	closeWriter
+	closeReader
+	syscallConner
+	bufferFiler
+}
+
+type conn094 struct {
+	*conn
+	writerTo
+	closeWriter
+	closeReader
+	syscallConner
+	bufferFiler
+}
+
+type conn095 struct {
+	*conn
+	readerFrom
+	writerTo
+	closeWriter
+	closeReader
+	syscallConner
+	bufferFiler
+}
+
+type conn096 struct {
+	*conn
+	packetConner
+	bufferFiler
+}
+
+type conn100 struct {
+	*conn
+	closeWriter
+	packetConner
+	bufferFiler
+}
+
+type conn104 struct {
+	*conn
+	closeReader
+	packetConner
+	bufferFiler
+}
+
+type conn108 struct {
+	*conn
+	closeWriter
+	closeReader
+	packetConner
+	bufferFiler
+}
+
+type conn112 struct {
+	*conn
+	syscallConner
+	packetConner
+	bufferFiler
+}
+
+type conn116 struct {
+	*conn
+	closeWriter
+	syscallConner
+	packetConner
+	bufferFiler
+}
+
+type conn120 struct {
+	*conn
+	closeReader
+	syscallConner
+	packetConner
+	bufferFiler
+}
+
+type conn124 struct {
+	*conn
+	closeWriter
+	closeReader
+	syscallConner
+	packetConner
+	bufferFiler
+}
+
+type conn223 struct {
+	*conn
+	readerFrom
+	writerTo
+	closeWriter
+	closeReader
+	syscallConner
+	bufferFiler
+	tcpOptioner
+}
+
 // newConn wraps c in the variant that has c's optional methods.
 func newConn(c net.Conn, r *Record) net.Conn {
 	x := &conn{Conn: c, r: r}
@@ -315,6 +685,15 @@ func newConn(c net.Conn, r *Record) net.Conn {
 	}
 	if _, ok := c.(net.PacketConn); ok {
 		m |= 32
+	}
+	if _, ok := c.(bufferFileConn); ok {
+		m |= 64
+	}
+	if _, ok := c.(tcpOptionConn); ok {
+		m |= 128
+	}
+	if m&128 != 0 && m&95 != 95 {
+		m &^= 128 // TCP options without the rest of *net.TCPConn: keep the rest
 	}
 	switch m {
 	case 1:
@@ -395,6 +774,88 @@ func newConn(c net.Conn, r *Record) net.Conn {
 		return &conn056{conn: x, closeReader: closeReader{x}, syscallConner: syscallConner{x}, packetConner: packetConner{x}}
 	case 60:
 		return &conn060{conn: x, closeWriter: closeWriter{x}, closeReader: closeReader{x}, syscallConner: syscallConner{x}, packetConner: packetConner{x}}
+	case 64:
+		return &conn064{conn: x, bufferFiler: bufferFiler{x}}
+	case 65:
+		return &conn065{conn: x, readerFrom: readerFrom{x}, bufferFiler: bufferFiler{x}}
+	case 66:
+		return &conn066{conn: x, writerTo: writerTo{x}, bufferFiler: bufferFiler{x}}
+	case 67:
+		return &conn067{conn: x, readerFrom: readerFrom{x}, writerTo: writerTo{x}, bufferFiler: bufferFiler{x}}
+	case 68:
+		return &conn068{conn: x, closeWriter: closeWriter{x}, bufferFiler: bufferFiler{x}}
+	case 69:
+		return &conn069{conn: x, readerFrom: readerFrom{x}, closeWriter: closeWriter{x}, bufferFiler: bufferFiler{x}}
+	case 70:
+		return &conn070{conn: x, writerTo: writerTo{x}, closeWriter: closeWriter{x}, bufferFiler: bufferFiler{x}}
+	case 71:
+		return &conn071{conn: x, readerFrom: readerFrom{x}, writerTo: writerTo{x}, closeWriter: closeWriter{x}, bufferFiler: bufferFiler{x}}
+	case 72:
+		return &conn072{conn: x, closeReader: closeReader{x}, bufferFiler: bufferFiler{x}}
+	case 73:
+		return &conn073{conn: x, readerFrom: readerFrom{x}, closeReader: closeReader{x}, bufferFiler: bufferFiler{x}}
+	case 74:
+		return &conn074{conn: x, writerTo: writerTo{x}, closeReader: closeReader{x}, bufferFiler: bufferFiler{x}}
+	case 75:
+		return &conn075{conn: x, readerFrom: readerFrom{x}, writerTo: writerTo{x}, closeReader: closeReader{x}, bufferFiler: bufferFiler{x}}
+	case 76:
+		return &conn076{conn: x, closeWriter: closeWriter{x}, closeReader: closeReader{x}, bufferFiler: bufferFiler{x}}
+	case 77:
+		return &conn077{conn: x, readerFrom: readerFrom{x}, closeWriter: closeWriter{x}, closeReader: closeReader{x}, bufferFiler: bufferFiler{x}}
+	case 78:
+		return &conn078{conn: x, writerTo: writerTo{x}, closeWriter: closeWriter{x}, closeReader: closeReader{x}, bufferFiler: bufferFiler{x}}
+	case 79:
+		return &conn079{conn: x, readerFrom: readerFrom{x}, writerTo: writerTo{x}, closeWriter: closeWriter{x}, closeReader: closeReader{x}, bufferFiler: bufferFiler{x}}
+	case 80:
+		return &conn080{conn: x, syscallConner: syscallConner{x}, bufferFiler: bufferFiler{x}}
+	case 81:
+		return &conn081{conn: x, readerFrom: readerFrom{x}, syscallConner: syscallConner{x}, bufferFiler: bufferFiler{x}}
+	case 82:
+		return &conn082{conn: x, writerTo: writerTo{x}, syscallConner: syscallConner{x}, bufferFiler: bufferFiler{x}}
+	case 83:
+		return &conn083{conn: x, readerFrom: readerFrom{x}, writerTo: writerTo{x}, syscallConner: syscallConner{x}, bufferFiler: bufferFiler{x}}
+	case 84:
+		return &conn084{conn: x, closeWriter: closeWriter{x}, syscallConner: syscallConner{x}, bufferFiler: bufferFiler{x}}
+	case 85:
+		return &conn085{conn: x, readerFrom: readerFrom{x}, closeWriter: closeWriter{x}, syscallConner: syscallConner{x}, bufferFiler: bufferFiler{x}}
+	case 86:
+		return &conn086{conn: x, writerTo: writerTo{x}, closeWriter: closeWriter{x}, syscallConner: syscallConner{x}, bufferFiler: bufferFiler{x}}
+	case 87:
+		return &conn087{conn: x, readerFrom: readerFrom{x}, writerTo: writerTo{x}, closeWriter: closeWriter{x}, syscallConner: syscallConner{x}, bufferFiler: bufferFiler{x}}
+	case 88:
+		return &conn088{conn: x, closeReader: closeReader{x}, syscallConner: syscallConner{x}, bufferFiler: bufferFiler{x}}
+	case 89:
+		return &conn089{conn: x, readerFrom: readerFrom{x}, closeReader: closeReader{x}, syscallConner: syscallConner{x}, bufferFiler: bufferFiler{x}}
+	case 90:
+		return &conn090{conn: x, writerTo: writerTo{x}, closeReader: closeReader{x}, syscallConner: syscallConner{x}, bufferFiler: bufferFiler{x}}
+	case 91:
+		return &conn091{conn: x, readerFrom: readerFrom{x}, writerTo: writerTo{x}, closeReader: closeReader{x}, syscallConner: syscallConner{x}, bufferFiler: bufferFiler{x}}
+	case 92:
+		return &conn092{conn: x, closeWriter: closeWriter{x}, closeReader: closeReader{x}, syscallConner: syscallConner{x}, bufferFiler: bufferFiler{x}}
+	case 93:
+		return &conn093{conn: x, readerFrom: readerFrom{x}, closeWriter: closeWriter{x}, closeReader: closeReader{x}, syscallConner: syscallConner{x}, bufferFiler: bufferFiler{x}}
+	case 94:
+		return &conn094{conn: x, writerTo: writerTo{x}, closeWriter: closeWriter{x}, closeReader: closeReader{x}, syscallConner: syscallConner{x}, bufferFiler: bufferFiler{x}}
+	case 95:
+		return &conn095{conn: x, readerFrom: readerFrom{x}, writerTo: writerTo{x}, closeWriter: closeWriter{x}, closeReader: closeReader{x}, syscallConner: syscallConner{x}, bufferFiler: bufferFiler{x}}
+	case 96:
+		return &conn096{conn: x, packetConner: packetConner{x}, bufferFiler: bufferFiler{x}}
+	case 100:
+		return &conn100{conn: x, closeWriter: closeWriter{x}, packetConner: packetConner{x}, bufferFiler: bufferFiler{x}}
+	case 104:
+		return &conn104{conn: x, closeReader: closeReader{x}, packetConner: packetConner{x}, bufferFiler: bufferFiler{x}}
+	case 108:
+		return &conn108{conn: x, closeWriter: closeWriter{x}, closeReader: closeReader{x}, packetConner: packetConner{x}, bufferFiler: bufferFiler{x}}
+	case 112:
+		return &conn112{conn: x, syscallConner: syscallConner{x}, packetConner: packetConner{x}, bufferFiler: bufferFiler{x}}
+	case 116:
+		return &conn116{conn: x, closeWriter: closeWriter{x}, syscallConner: syscallConner{x}, packetConner: packetConner{x}, bufferFiler: bufferFiler{x}}
+	case 120:
+		return &conn120{conn: x, closeReader: closeReader{x}, syscallConner: syscallConner{x}, packetConner: packetConner{x}, bufferFiler: bufferFiler{x}}
+	case 124:
+		return &conn124{conn: x, closeWriter: closeWriter{x}, closeReader: closeReader{x}, syscallConner: syscallConner{x}, packetConner: packetConner{x}, bufferFiler: bufferFiler{x}}
+	case 223:
+		return &conn223{conn: x, readerFrom: readerFrom{x}, writerTo: writerTo{x}, closeWriter: closeWriter{x}, closeReader: closeReader{x}, syscallConner: syscallConner{x}, bufferFiler: bufferFiler{x}, tcpOptioner: tcpOptioner{x}}
 	}
 	return x
 }

@@ -168,9 +168,15 @@ func (s *Spy) callHook(name string, f func()) {
 // It is connection-spy's spyNewSocket. A connection that is already
 // wrapped is returned as is.
 //
-// The result has the optional methods of c (io.ReaderFrom, io.WriterTo,
-// CloseWrite, CloseRead, SyscallConn), so sendfile, splice and half-close
-// keep working, plus NetConn and Unwrap, which return c.
+// The result has the optional methods of c, delegated to c's, so that
+// sendfile, splice, half-close and socket options set through an
+// interface keep working: io.ReaderFrom, io.WriterTo, CloseWrite,
+// CloseRead, SyscallConn, net.PacketConn, SetReadBuffer, SetWriteBuffer,
+// File and, when c has all the others a *net.TCPConn has, SetNoDelay,
+// SetKeepAlive, SetKeepAlivePeriod, SetKeepAliveConfig, SetLinger and
+// MultipathTCP. It also has NetConn and Unwrap, which return c. What goes
+// through the duplicate descriptor File returns the spy does not see, as
+// with SyscallConn.
 func (s *Spy) WrapConn(c net.Conn, side Side) net.Conn {
 	if s == nil || c == nil || RecordOf(c) != nil {
 		return c
