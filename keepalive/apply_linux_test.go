@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/connscope/connscope"
 )
 
 // pair dials ln with d and returns both ends.
@@ -166,5 +168,61 @@ func TestApplyInvalid(t *testing.T) {
 	var lc net.ListenConfig
 	if err := ApplyListen(&lc, Settings{Count: 1000}); err == nil {
 		t.Error("ApplyListen accepted count 1000")
+	}
+}
+
+// ApplyConn works on a connection wrapped by connscope, which keeps
+// *net.TCPConn's SetKeepAliveConfig and SyscallConn: getsockopt on the
+// real sockets shows the settings.
+func TestApplyConnSpied(t *testing.T) {
+	tests := []struct {
+		name string
+		s    Settings
+		want Settings // as read back with getsockopt; Interval -2: don't compare
+	}{
+		{"4/2/5 U=1234ms", Settings{Idle: 4 * sec, Interval: 2 * sec, Count: 5, UserTimeout: 1234 * time.Millisecond},
+			Settings{Idle: 4 * sec, Interval: 2 * sec, Count: 5, UserTimeout: 1234 * time.Millisecond}},
+		{"off", Off, Settings{Idle: -1, Interval: -2}},
+		{"off, U=1500ms", Settings{Idle: -1, UserTimeout: 1500 * time.Millisecond},
+			Settings{Idle: -1, Interval: -2, UserTimeout: 1500 * time.Millisecond}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// No MPTCP, which refuses TCP_USER_TIMEOUT on the accepted socket.
+			var lc net.ListenConfig
+			lc.SetMultipathTCP(false)
+			ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			dialed, accepted := pair(t, &net.Dialer{}, ln)
+			spy := &connscope.Spy{}
+			for _, side := range []struct {
+				name  string
+				inner *net.TCPConn
+				w     net.Conn
+			}{
+				{"dialed", dialed, spy.WrapConn(dialed, connscope.Client)},
+				{"accepted", accepted, spy.WrapConn(accepted, connscope.Server)},
+			} {
+				if _, ok := side.w.(*net.TCPConn); ok {
+					t.Fatalf("%s conn is not wrapped", side.name)
+				}
+				if err := ApplyConn(side.w, tt.s); err != nil {
+					t.Fatalf("%s conn: ApplyConn(%T): %v", side.name, side.w, err)
+				}
+				got, err := Read(side.inner)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tt.want.Interval == -2 {
+					got.Interval, got.Count = -2, 0
+				}
+				if got != tt.want {
+					t.Errorf("%s conn: getsockopt says %+v, want %+v", side.name, got, tt.want)
+				}
+			}
+		})
 	}
 }

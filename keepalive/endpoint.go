@@ -444,15 +444,19 @@ func readConn(c net.Conn) (Settings, error) {
 }
 
 // ApplyConn applies s to an established connection: keepalive with
-// SetKeepAliveConfig and TCP_USER_TIMEOUT with setsockopt. c must be a
-// *net.TCPConn or have SyscallConn; keepalive needs a *net.TCPConn.
+// SetKeepAliveConfig and TCP_USER_TIMEOUT with setsockopt through
+// SyscallConn. c needs the method for the settings it is given: a
+// *net.TCPConn has both, and so has a connscope wrapper of one.
 func ApplyConn(c net.Conn, s Settings) error {
 	if err := s.Validate(); err != nil {
 		return err
 	}
-	if tc, ok := c.(*net.TCPConn); ok {
+	// An interface, not *net.TCPConn: wrappers that keep the method work.
+	if kc, ok := c.(interface {
+		SetKeepAliveConfig(net.KeepAliveConfig) error
+	}); ok {
 		_, cfg := keepAliveConfig(s)
-		if err := tc.SetKeepAliveConfig(cfg); err != nil {
+		if err := kc.SetKeepAliveConfig(cfg); err != nil {
 			return fmt.Errorf("keepalive: %w", err)
 		}
 	} else if s.Idle != 0 || s.Interval != 0 || s.Count != 0 {
