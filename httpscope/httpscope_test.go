@@ -46,6 +46,7 @@ type ev struct {
 	ClosedBy string
 	Op       string
 	Err      error
+	Headers  []connscope.Header
 }
 
 type memSink struct {
@@ -55,7 +56,8 @@ type memSink struct {
 
 func (s *memSink) Emit(e *connscope.Event) {
 	c := ev{Msg: e.Message, ID: e.ID, Target: e.Target, Request: e.Request, Status: e.Status, Proto: e.Protocol,
-		TLS: e.TLS, TLSTime: e.TLSTime, Idle: e.Idle, TTFB: e.TTFB, ClosedBy: e.ClosedBy, Op: e.Op, Err: e.Err}
+		TLS: e.TLS, TLSTime: e.TLSTime, Idle: e.Idle, TTFB: e.TTFB, ClosedBy: e.ClosedBy, Op: e.Op, Err: e.Err,
+		Headers: slices.Clone(e.Headers)}
 	if e.Conn != nil {
 		c.ID, c.Side = e.Conn.ID(), e.Conn.Side()
 	}

@@ -126,6 +126,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if r != nil {
 		seq = r.BeginRequest(target)
 	}
+	// Before the handler, which may change req.Header (middleware that
+	// sets a missing X-Request-Id): the event logs what the client sent.
+	var headers []connscope.Header
+	if len(h.opts.LogHeaders) > 0 {
+		headers = copyHeaders(spy, req.Header, h.opts.LogHeaders)
+	}
 	start := time.Now()
 	rw := &respWriter{ResponseWriter: w}
 	if req.ProtoMajor == 1 {
@@ -139,10 +145,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			r.EndRequest()
 		}
 		e := connscope.Event{Message: connscope.MsgResponse, Conn: r, Target: target, Request: seq,
-			Status: rw.status, Protocol: req.Proto, Duration: time.Since(start)}
-		if len(h.opts.LogHeaders) > 0 {
-			e.Headers = copyHeaders(spy, req.Header, h.opts.LogHeaders)
-		}
+			Status: rw.status, Protocol: req.Proto, Headers: headers, Duration: time.Since(start)}
 		switch {
 		case !returned:
 			// The server aborts the response: no status for what was not sent.

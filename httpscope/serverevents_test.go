@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/connscope/connscope"
+	"github.com/connscope/connscope/httpscope"
 )
 
 // serverResponse waits for the server's HTTP(S) Response of the request
@@ -221,4 +222,36 @@ func countOf(msgs []string, msg string) int {
 		}
 	}
 	return n
+}
+
+// TestServerLogsHeadersTheClientSent: Options.LogHeaders on the server
+// logs the request's headers as they arrived, not as a handler left them
+// (middleware that sets a missing X-Request-Id, or strips a header).
+func TestServerLogsHeadersTheClientSent(t *testing.T) {
+	sink := &memSink{}
+	spy := &connscope.Spy{Sink: sink}
+	opts := &httpscope.Options{LogHeaders: []string{"X-Request-Id", "X-Tenant"}}
+	ts := startPlain(t, spy, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Header.Set("X-Request-Id", "set-by-the-handler")
+		r.Header.Del("X-Tenant")
+		io.WriteString(w, "ok")
+	}), opts)
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	req, err := http.NewRequest(http.MethodGet, ts.URL+"/headers", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Request-Id", "req-42")
+	req.Header.Set("X-Tenant", "acme")
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	want := []connscope.Header{{Name: "X-Request-Id", Value: "req-42"}, {Name: "X-Tenant", Value: "acme"}}
+	if got := serverResponse(t, sink, "/headers").Headers; !slices.Equal(got, want) {
+		t.Errorf("server event headers %q, want what the client sent: %q", got, want)
+	}
 }
