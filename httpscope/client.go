@@ -184,12 +184,20 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		spy.Emit(connscope.Event{Time: now, Message: connscope.MsgRequestError, Conn: r, Target: rt.target, Request: seq,
 			Headers: rt.headers, Duration: took, Op: "request", Err: err})
-		if r != nil {
-			if (rt.h2() || t.h2c(req)) && streamFailed(r, err, rt.Context.Err() != nil) {
-				endRequest(spy, r) // idle if it was the last stream
-			} else {
-				r.EndRequest()
-			}
+		rt.mu.Lock()
+		rt.returned = true
+		idle := rt.idlePending
+		rt.mu.Unlock()
+		switch {
+		case r == nil:
+		case idle:
+			// net/http pooled the connection, then a RoundTripper under
+			// this one failed the request (one that makes a 5xx an error).
+			endRequest(spy, r)
+		case (rt.h2() || t.h2c(req)) && streamFailed(r, err, rt.Context.Err() != nil):
+			endRequest(spy, r) // idle if it was the last stream
+		default:
+			r.EndRequest()
 		}
 		return resp, err
 	}
@@ -202,7 +210,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	spy.Emit(connscope.Event{Time: now, Message: connscope.MsgResponse, Conn: r, Target: rt.target, Request: seq,
 		Status: resp.StatusCode, Protocol: resp.Proto, Headers: rt.headers, TTFB: ttfb, Duration: took})
 	rt.mu.Lock()
-	rt.responded = true
+	rt.returned = true
 	idle := rt.idlePending
 	rt.mu.Unlock()
 	if idle {
@@ -263,8 +271,10 @@ type reqTrace struct {
 	nobody bool
 	gotAt  atomic.Int64
 	// A response without a body goes back to the pool before RoundTrip
-	// returns; its "Socket Idle" waits for "HTTP(S) Response".
-	responded   bool
+	// returns, and so may one that a RoundTripper under this one read
+	// before it failed the request: its "Socket Idle" waits for RoundTrip's
+	// event.
+	returned    bool
 	idlePending bool
 }
 
@@ -322,7 +332,7 @@ func (rt *reqTrace) setHooks(https bool) {
 		PutIdleConn: func(err error) {
 			rt.mu.Lock()
 			r := rt.rec
-			early := err == nil && !rt.responded
+			early := err == nil && !rt.returned
 			rt.idlePending = early
 			rt.mu.Unlock()
 			switch {
