@@ -194,7 +194,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			// net/http pooled the connection, then a RoundTripper under
 			// this one failed the request (one that makes a 5xx an error).
 			endRequest(spy, r)
-		case (rt.h2() || t.h2c(req)) && streamFailed(r, err, rt.Context.Err() != nil):
+		case (rt.h2() || t.h2c(req)) && streamFailed(r, err, rt.Context.Err() != nil || rt.bodyFailed(err)):
 			endRequest(spy, r) // idle if it was the last stream
 		default:
 			r.EndRequest()
@@ -225,7 +225,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if resp.Body == nil || resp.Body == http.NoBody || isH2NoBody(resp.Body) {
 			endRequest(spy, r)
 		} else {
-			resp.Body = &h2Body{ReadCloser: resp.Body, spy: spy, rec: r}
+			resp.Body = &h2Body{ReadCloser: resp.Body, rt: rt, rec: r}
 		}
 	}
 	return resp, nil
@@ -260,6 +260,10 @@ type reqTrace struct {
 	tlsStart int64 // ns since epoch
 	tlsTook  time.Duration
 	dialed   []dialed // the connections dialed for this request: a retry dials again, maybe while the first one's handshake runs
+
+	// The error the transport reported as it wrote the request: see
+	// bodyFailed.
+	writeErr error
 
 	// Set by the transport's read and write loops without the mutex.
 	wrote atomic.Int64 // when the request was written, in ns since epoch
@@ -319,7 +323,7 @@ func (rt *reqTrace) setHooks(https bool) {
 	ct := &rt.ct
 	*ct = httptrace.ClientTrace{
 		GotConn:      rt.gotConn,
-		WroteRequest: func(httptrace.WroteRequestInfo) { rt.wrote.Store(sinceEpoch()) },
+		WroteRequest: rt.wroteRequest,
 		GotFirstResponseByte: func() {
 			w := rt.wrote.Load()
 			if w == 0 && rt.nobody {
@@ -381,6 +385,15 @@ func (rt *reqTrace) setHooks(https bool) {
 				rt.spy.TLSHandshake(r, &cs, took, err)
 			}
 		}
+	}
+}
+
+func (rt *reqTrace) wroteRequest(info httptrace.WroteRequestInfo) {
+	rt.wrote.Store(sinceEpoch())
+	if info.Err != nil {
+		rt.mu.Lock()
+		rt.writeErr = info.Err
+		rt.mu.Unlock()
 	}
 }
 
@@ -462,6 +475,20 @@ func isH2NoBody(body io.ReadCloser) bool {
 	return t.PkgPath() == "net/http" && t.Name() == "http2noBodyReader"
 }
 
+// bodyFailed reports whether err, the error of an HTTP/2 request or of
+// its response's body, is the one with which the request's own body
+// failed: HTTP/2 hands a body's Read error to WroteRequest, then resets
+// the stream with it. Whatever it says: a body cut short fails with
+// io.ErrUnexpectedEOF, as streams do when their connection is lost.
+// (Known without wrapping the body, which would hide an *os.File from
+// HTTP/1's sendfile.)
+func (rt *reqTrace) bodyFailed(err error) bool {
+	rt.mu.Lock()
+	werr := rt.writeErr
+	rt.mu.Unlock()
+	return werr != nil && errors.Is(err, werr)
+}
+
 // streamFailed reports whether err, the error of an HTTP/2 request or of
 // its body on connection r, is the stream's alone: the caller gave up, the
 // server reset the stream, a timer of the transport's fired, the
@@ -469,12 +496,14 @@ func isH2NoBody(body io.ReadCloser) bool {
 // the connection in the pool (HTTP/1 closes it). Not when the connection
 // failed: either r saw it (its peer's FIN or RST, an I/O error, a close)
 // or the error says so. HTTP/2 reports a connection's failure to its
-// streams before it closes it, so r may not have seen it yet.
-func streamFailed(r *connscope.Record, err error, ctxDone bool) bool {
+// streams before it closes it, so r may not have seen it yet. own says
+// that err is known to be the stream's: its context ended, or its
+// request's body failed.
+func streamFailed(r *connscope.Record, err error, own bool) bool {
 	if r.Broken() {
 		return false
 	}
-	if ctxDone {
+	if own {
 		return true
 	}
 	var se http2.StreamError // net/http's own converts to it (errors.As)
@@ -514,7 +543,7 @@ func endRequest(spy *connscope.Spy, r *connscope.Record) {
 // h2Body ends its request at EOF or Close, whichever comes first.
 type h2Body struct {
 	io.ReadCloser
-	spy  *connscope.Spy
+	rt   *reqTrace
 	rec  *connscope.Record
 	once sync.Once
 }
@@ -540,10 +569,10 @@ func (b *h2Body) Close() error {
 func (b *h2Body) end(err error) {
 	idle := !b.rec.Broken()
 	if err != nil && err != io.EOF {
-		idle = streamFailed(b.rec, err, false)
+		idle = streamFailed(b.rec, err, b.rt.bodyFailed(err))
 	}
 	if idle {
-		endRequest(b.spy, b.rec)
+		endRequest(b.rt.spy, b.rec)
 	} else {
 		b.rec.EndRequest()
 	}
