@@ -8,7 +8,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"reflect"
 	"time"
+
+	"golang.org/x/net/http2/h2c"
 
 	"github.com/connscope/connscope"
 )
@@ -27,6 +30,10 @@ type recordKey struct{}
 // failed one (a client that does not trust the certificate, or speaks
 // plain HTTP) is reported with its error when net/http reports the
 // connection closed: after its "Socket Close". Call it before srv starts.
+//
+// A Handler made by golang.org/x/net/http2/h2c's NewHandler serves the
+// requests of unencrypted HTTP/2 connections itself, after a hijack: its
+// own handler is wrapped (in a copy), so that they are seen too.
 //
 // The connections themselves are seen only if the listener is wrapped:
 //
@@ -51,7 +58,7 @@ func InstrumentServer(spy *connscope.Spy, srv *http.Server, opts *Options) {
 	}
 	userConnState := srv.ConnState
 	srv.ConnState = func(c net.Conn, state http.ConnState) {
-		if r := connscope.RecordOf(c); r != nil {
+		if r := recordOf(c); r != nil {
 			switch state {
 			case http.StateActive:
 				if tc, ok := c.(*tls.Conn); ok && !r.TLSReported() {
@@ -99,7 +106,63 @@ func InstrumentServer(spy *connscope.Spy, srv *http.Server, opts *Options) {
 	if h == nil {
 		h = http.DefaultServeMux
 	}
-	srv.Handler = &handler{spy: spy, next: h, opts: o}
+	wrap := func(h http.Handler) http.Handler { return &handler{spy: spy, next: h, opts: o} }
+	if c := h2cWith(h, wrap); c != nil {
+		srv.Handler = c
+		return
+	}
+	srv.Handler = wrap(h)
+}
+
+// recordOf is connscope.RecordOf, also through the connection
+// golang.org/x/net/http2/h2c gives the HTTP/2 server that reports its
+// states when it read more than the client's preface with it (a struct
+// of its own around the hijacked connection).
+func recordOf(c net.Conn) *connscope.Record {
+	if r := connscope.RecordOf(c); r != nil {
+		return r
+	}
+	v := reflect.ValueOf(c)
+	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct || v.Type().Elem().PkgPath() != h2cPkg {
+		return nil
+	}
+	if f := v.Elem().FieldByName("Conn"); f.IsValid() {
+		if inner, ok := f.Interface().(net.Conn); ok {
+			return connscope.RecordOf(inner)
+		}
+	}
+	return nil
+}
+
+// h2cType is the type of golang.org/x/net/http2/h2c's handler, a pointer
+// to a struct of its package.
+var (
+	h2cType = reflect.TypeOf(h2c.NewHandler(nil, nil))
+	h2cPkg  = h2cType.Elem().PkgPath()
+)
+
+// h2cWith returns, if h is golang.org/x/net/http2/h2c's handler, a copy of
+// it whose handler is wrap of its own; otherwise nil. It takes unencrypted
+// HTTP/2 connections over from the server (a hijack) and serves their
+// requests with its handler: around it, wrap would see none of them. (The
+// program's h is left as it was.)
+func h2cWith(h http.Handler, wrap func(http.Handler) http.Handler) http.Handler {
+	v := reflect.ValueOf(h)
+	if v.Type() != h2cType || v.IsNil() {
+		return nil
+	}
+	c := reflect.New(h2cType.Elem())
+	c.Elem().Set(v.Elem())
+	f := c.Elem().FieldByName("Handler")
+	if !f.IsValid() || !f.CanSet() {
+		return nil // not the h2c this was written for: wrapped around, as any handler
+	}
+	next, _ := f.Interface().(http.Handler)
+	if next == nil {
+		return nil // it fails on every request: wrapped around, as any handler
+	}
+	f.Set(reflect.ValueOf(wrap(next)))
+	return c.Interface().(http.Handler)
 }
 
 // errHandlerPanicked marks the response of a handler that panicked (or
