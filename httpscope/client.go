@@ -415,9 +415,16 @@ func (rt *reqTrace) gotConn(info httptrace.GotConnInfo) {
 			// still the same request there.
 			return
 		}
-		// A retry on another connection: the failed attempt is over. No
-		// "Socket Idle": its connection is going away.
-		prev.EndRequest()
+		// A retry on another connection: the failed attempt is over. Its
+		// connection failed (HTTP/1 retries only then), or, over HTTP/2,
+		// could not open the stream (the server allows fewer at a time
+		// than the client thought): then, still pooled, it is idle if that
+		// was its last request.
+		if prev.Broken() {
+			prev.EndRequest()
+		} else {
+			endRequest(rt.spy, prev)
+		}
 	}
 	var seq uint64
 	if r != nil { // nil: dialed by a DialTLSContext we do not wrap
