@@ -81,9 +81,9 @@ func InstrumentServer(spy *connscope.Spy, srv *http.Server, opts *Options) {
 				// only to its ErrorLog, then closes it: the error is the
 				// handshake's, which crypto/tls keeps and hands back
 				// without running it again. (StateClosed comes from the
-				// connection's goroutine after its handshake returned, so
-				// there is always one to ask about.)
-				if tc, ok := c.(*tls.Conn); ok && !r.TLSReported() {
+				// connection's goroutine after its handshake returned or
+				// panicked: handshakeFailed tells which.)
+				if tc, ok := c.(*tls.Conn); ok && !r.TLSReported() && handshakeFailed(tc) {
 					if cs := tc.ConnectionState(); !cs.HandshakeComplete {
 						// Not when the server's own Close cut it short.
 						if err := tc.Handshake(); err != nil && !errors.Is(err, net.ErrClosed) {
@@ -112,6 +112,16 @@ func InstrumentServer(spy *connscope.Spy, srv *http.Server, opts *Options) {
 		return
 	}
 	srv.Handler = wrap(h)
+}
+
+// handshakeFailed reports whether tc keeps the error of a handshake that
+// returned one, which Handshake then hands back. Not after a handshake
+// that panicked (in a callback of the program's, recovered by net/http):
+// none is kept, and Handshake would run another on what the connection
+// has buffered, calling that callback again.
+func handshakeFailed(tc *tls.Conn) bool {
+	f := reflect.ValueOf(tc).Elem().FieldByName("handshakeErr")
+	return f.IsValid() && f.Kind() == reflect.Interface && !f.IsNil()
 }
 
 // recordOf is connscope.RecordOf, also through the connection
