@@ -373,9 +373,12 @@ func (rd Redaction) Query(rawQuery string) string {
 //
 // Parts end at '&' or ';': net/url rejects ';', but servers that predate
 // Go 1.17, and many outside Go, split on it, so "a=1;token=x" carries a
-// token.
+// token. The key of an '&'-separated part, to its first '=', is checked
+// as one too: for a server that does not split on ';', "token;v=x" sets
+// "token;v".
 func (rd Redaction) firstSecret(rawQuery string) int {
 	q := rawQuery
+	part := 0 // where the '&'-separated part's key starts; -1 past its first '='
 	for i := 0; i < len(q); {
 		// The key runs to the part's first '='.
 		j, escaped := i, false
@@ -388,22 +391,34 @@ func (rd Redaction) firstSecret(rawQuery string) int {
 			}
 		}
 		if j < len(q) && q[j] == '=' {
-			k := q[i:j]
-			if escaped {
-				if key, err := url.QueryUnescape(k); err == nil {
-					k = key
-				}
+			if part >= 0 && part < i && rd.isSecretKey(q[part:j], true) {
+				return part // "token;v=x": the '&' part's key, past a ';'
 			}
-			if rd.IsSecret(k) {
+			part = -1
+			if rd.isSecretKey(q[i:j], escaped) {
 				return i
 			}
 			for j < len(q) && q[j] != '&' && q[j] != ';' {
 				j++
 			}
 		}
+		if j < len(q) && q[j] == '&' {
+			part = j + 1
+		}
 		i = j + 1
 	}
 	return -1
+}
+
+// isSecretKey reports whether the query key k looks secret, unescaped
+// first if escaped.
+func (rd Redaction) isSecretKey(k string, escaped bool) bool {
+	if escaped && strings.ContainsAny(k, "%+") {
+		if key, err := url.QueryUnescape(k); err == nil {
+			k = key
+		}
+	}
+	return rd.IsSecret(k)
 }
 
 // redactQuery returns rawQuery with the values of secret-looking keys
@@ -426,8 +441,13 @@ func (rd Redaction) redactQuery(rawQuery string, from int) string {
 }
 
 // redactPart writes part, one '&'-separated piece of a query, to b, with
-// all after the '=' of its first secret ';'-separated key replaced.
+// all after the '=' of its first secret key replaced: its own key, to its
+// first '=', or a ';'-separated one.
 func (rd Redaction) redactPart(b *strings.Builder, part string) {
+	if k, _, hasValue := strings.Cut(part, "="); hasValue && strings.IndexByte(k, ';') >= 0 && rd.isSecretKey(k, true) {
+		b.WriteString(k + "=" + Redacted)
+		return
+	}
 	for off := 0; off < len(part); {
 		sub, _, _ := strings.Cut(part[off:], ";")
 		if k, _, hasValue := strings.Cut(sub, "="); hasValue {

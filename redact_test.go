@@ -48,6 +48,11 @@ func TestRedactionTarget(t *testing.T) {
 		{"semicolon inside a secret value", Redaction{}, "GET", "http://h/?token=s3cr3t;s3cr3t&b=2;c=3", "GET http://h:80/?token=REDACTED&b=2;c=3"},
 		{"semicolon only", Redaction{}, "GET", "http://h/?page=2;sig=s3cr3t;x=s3cr3t", "GET http://h:80/?page=2;sig=REDACTED"},
 		{"semicolon, nothing secret", Redaction{}, "GET", "http://h/?a=1;b=2&c=3", "GET http://h:80/?a=1;b=2&c=3"},
+		// For a server that does not split on ';', the key runs to the
+		// first '=': "token;v" is secret.
+		{"semicolon in a secret key", Redaction{}, "GET", "http://h/?token;v=s3cr3t&b=2", "GET http://h:80/?token;v=REDACTED&b=2"},
+		{"semicolon in a secret key after others", Redaction{}, "GET", "http://h/?a=1&x;api_key;v=s3cr3t;w=s3cr3t", "GET http://h:80/?a=1&x;api_key;v=REDACTED"},
+		{"semicolons, no value", Redaction{}, "GET", "http://h/?token;a;b&c=1;token", "GET http://h:80/?token;a;b&c=1;token"},
 		{"OmitQuery", Redaction{OmitQuery: true}, "GET", "http://h/p?user=bob&token=s3cr3t", "GET http://h:80/p"},
 		{"custom SecretKeys replace the defaults", Redaction{SecretKeys: []string{"tenant"}}, "GET", "http://h/?tenant=s3cr3t&token=visible", "GET http://h:80/?tenant=REDACTED&token=visible"},
 		{"empty SecretKeys redacts no query key", Redaction{SecretKeys: []string{}}, "GET", "http://h/?token=visible", "GET http://h:80/?token=visible"},
@@ -246,6 +251,8 @@ var targetTestURLs = []string{
 	"http://h/?%C3%BCmlaut=1", "http://h/?ümlaut_token=1", "http://h/?σ=1", "http://h/?\xff=1", "http://h/?tok\xffen=1",
 	"http://h/?page=1&token=s3cr3t&sort=2&KEY=3&jwt=4", "http://h/?&&&", "http://h/?&token=1&", "http://h/?a&b&c=1",
 	"http://h/?x=%20y&token=a+b", "http://h/?coo\u212aie=1", "http://h/?Session=1", "http://h/?SIG=1", "http://h/?pass=1&passwd=2",
+	"http://h/?a=1;token=2&b=3", "http://h/?token;v=1", "http://h/?x;to%6Ben;v=1;y=2&z=3", "http://h/?token=1;x=2&token;=3", "http://h/?;;token=1;",
+	"http://h/?a;b=1;sig=2", "http://h/?a=1;b;c;token", "http://h/?k%;ey=1", "http://h/?a%3Btoken=1", "http://h/?a=1%3Btoken=2",
 	"http://h/?" + strings.Repeat("q", 300) + "=1&token=2",
 	"https://" + strings.Repeat("h", 100) + ".example/" + strings.Repeat("p", 100) + "?" + strings.Repeat("a=1&", 20),
 }
@@ -381,49 +388,44 @@ func targetReference(rd Redaction, method string, u *url.URL) string {
 	return b.String()
 }
 
+// queryReference hides, in each '&'-separated part, all after the '=' of
+// the first secret key: the part's own, to its first '=', or one after a
+// ';' (servers that split on it).
 func queryReference(rd Redaction, rawQuery string) string {
-	if !anySecretReference(rd, rawQuery) {
-		return rawQuery
+	secret := func(k string) bool {
+		if key, err := url.QueryUnescape(k); err == nil {
+			k = key
+		}
+		return isSecretReference(rd, k)
 	}
 	var b strings.Builder
-	b.Grow(len(rawQuery))
+	found := false
 	for i, part := range strings.Split(rawQuery, "&") {
 		if i > 0 {
 			b.WriteByte('&')
 		}
-		k, _, hasValue := strings.Cut(part, "=")
-		key, err := url.QueryUnescape(k)
-		if err != nil {
-			key = k
-		}
-		if hasValue && isSecretReference(rd, key) {
-			b.WriteString(k)
-			b.WriteString("=" + Redacted)
+		if k, _, hasValue := strings.Cut(part, "="); hasValue && secret(k) {
+			b.WriteString(k + "=" + Redacted)
+			found = true
 			continue
 		}
-		b.WriteString(part)
+		off, hidden := 0, false
+		for _, sub := range strings.Split(part, ";") {
+			if k, _, hasValue := strings.Cut(sub, "="); hasValue && secret(k) {
+				b.WriteString(part[:off+len(k)] + "=" + Redacted)
+				found, hidden = true, true
+				break
+			}
+			off += len(sub) + 1
+		}
+		if !hidden {
+			b.WriteString(part)
+		}
+	}
+	if !found {
+		return rawQuery
 	}
 	return b.String()
-}
-
-func anySecretReference(rd Redaction, rawQuery string) bool {
-	for rest := rawQuery; rest != ""; {
-		var part string
-		part, rest, _ = strings.Cut(rest, "&")
-		k, _, hasValue := strings.Cut(part, "=")
-		if !hasValue {
-			continue
-		}
-		if strings.ContainsAny(k, "%+") {
-			if key, err := url.QueryUnescape(k); err == nil {
-				k = key
-			}
-		}
-		if isSecretReference(rd, k) {
-			return true
-		}
-	}
-	return false
 }
 
 var keysByFirstReference = func() (t [utf8.RuneSelf][]string) {
