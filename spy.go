@@ -103,9 +103,10 @@ func (s *Spy) Emit(e Event) {
 	eventPool.Put(p)
 }
 
-// emitSafe hands e to a sink that is not a WriterSink (whose Emit cannot
-// panic but for a bug of ours), recovering a panic: the sink runs on the
-// goroutine of the program's own I/O.
+// emitSafe hands e to the sink, recovering a panic: the sink may be the
+// program's own (or a slog handler behind NewSlogSink), and it runs on the
+// goroutine of the program's I/O. (A WriterSink's Emit does not panic;
+// Spy.Emit calls it directly when no Event hook needs the pooled copy.)
 func (s *Spy) emitSafe(e *Event) {
 	defer func() {
 		if v := recover(); v != nil {
