@@ -445,21 +445,16 @@ func (rd Redaction) redactQuery(rawQuery string, from int) string {
 // first '=', or a ';'-separated one.
 func (rd Redaction) redactPart(b *strings.Builder, part string) {
 	if k, _, hasValue := strings.Cut(part, "="); hasValue && strings.IndexByte(k, ';') >= 0 && rd.isSecretKey(k, true) {
-		b.WriteString(k + "=" + Redacted)
+		b.WriteString(k)
+		b.WriteString("=" + Redacted)
 		return
 	}
 	for off := 0; off < len(part); {
 		sub, _, _ := strings.Cut(part[off:], ";")
-		if k, _, hasValue := strings.Cut(sub, "="); hasValue {
-			key, err := url.QueryUnescape(k)
-			if err != nil {
-				key = k
-			}
-			if rd.IsSecret(key) {
-				b.WriteString(part[:off+len(k)])
-				b.WriteString("=" + Redacted)
-				return
-			}
+		if k, _, hasValue := strings.Cut(sub, "="); hasValue && rd.isSecretKey(k, true) {
+			b.WriteString(part[:off+len(k)])
+			b.WriteString("=" + Redacted)
+			return
 		}
 		off += len(sub) + 1
 	}

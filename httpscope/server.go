@@ -84,11 +84,10 @@ func InstrumentServer(spy *connscope.Spy, srv *http.Server, opts *Options) {
 				// connection's goroutine after its handshake returned or
 				// panicked: handshakeFailed tells which.)
 				if tc, ok := c.(*tls.Conn); ok && !r.TLSReported() && handshakeFailed(tc) {
-					if cs := tc.ConnectionState(); !cs.HandshakeComplete {
-						// Not when the server's own Close cut it short.
-						if err := tc.Handshake(); err != nil && !errors.Is(err, net.ErrClosed) {
-							spy.TLSHandshake(r, &cs, 0, err)
-						}
+					// Not when the server's own Close cut it short.
+					if err := tc.Handshake(); err != nil && !errors.Is(err, net.ErrClosed) {
+						cs := tc.ConnectionState()
+						spy.TLSHandshake(r, &cs, 0, err)
 					}
 				}
 			case http.StateHijacked:
