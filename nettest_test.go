@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/connscope/connscope"
+	"go.uber.org/goleak"
 	"golang.org/x/net/nettest"
 )
 
@@ -50,6 +51,11 @@ func TestConnNettest(t *testing.T) {
 			sink := connscope.NewJSONSink(&out, &connscope.WriterOptions{FlushInterval: 5 * time.Millisecond})
 			text := connscope.NewTextSink(&out, nil)
 			spy := &connscope.Spy{Sink: connscope.MultiSink(sink, text), Producer: "nettest"}
+			// nettest leaves goroutines behind (chunkedCopy(c2, c2) and
+			// the like) that report a peer's FIN or a read error after
+			// the pipe's stop: the sinks must outlive them, or those
+			// events are rightly dropped as emitted after Close.
+			before := goleak.IgnoreCurrent()
 			var mu sync.Mutex // nettest may call MakePipe from parallel subtests
 			n := 0
 			nettest.TestConn(t, func() (c1, c2 net.Conn, stop func(), err error) {
@@ -58,6 +64,9 @@ func TestConnNettest(t *testing.T) {
 				mu.Unlock()
 				return makeWrappedPipe(t, spy, tc.network, tc.how)
 			})
+			if err := goleak.Find(before); err != nil {
+				t.Fatalf("nettest's goroutines did not end: %v", err)
+			}
 			if err := sink.Close(); err != nil {
 				t.Errorf("JSON sink: %v", err)
 			}
