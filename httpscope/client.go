@@ -173,6 +173,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		rt.Context = httptrace.WithClientTrace(rt.Context, &rt.ct)
 	}
 	rt.nobody = req.Body == nil || req.Body == http.NoBody
+	rt.h2c = req.URL.Scheme == "http" && t.h2c(req)
 	sent := req.WithContext(rt)
 	resp, err := t.next().RoundTrip(sent)
 	now := time.Now() // one clock read for the event's time and the duration
@@ -182,7 +183,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	rt.mu.Unlock()
 	ttfb := time.Duration(rt.ttfb.Load())
 	if err != nil {
-		spy.Emit(connscope.Event{Time: now, Message: connscope.MsgRequestError, Conn: r, Target: rt.target, Request: seq,
+		emitReq(spy, r, seq, connscope.Event{Time: now, Message: connscope.MsgRequestError, Conn: r, Target: rt.target, Request: seq,
 			Headers: rt.headers, Duration: took, Op: "request", Err: err})
 		rt.mu.Lock()
 		rt.returned = true
@@ -193,28 +194,37 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		case idle:
 			// net/http pooled the connection, then a RoundTripper under
 			// this one failed the request (one that makes a 5xx an error).
-			endRequest(spy, r)
-		case (rt.h2() || t.h2c(req)) && streamFailed(r, err, rt.Context.Err() != nil || rt.bodyFailed(err)):
-			endRequest(spy, r) // idle if it was the last stream
+			endReq(spy, r, seq, true, false)
+		case (rt.h2c || rt.h2()) && streamFailed(r, err, rt.Context.Err() != nil || rt.bodyFailed(err)):
+			endReq(spy, r, seq, true, true) // idle if it was the last stream
 		default:
-			r.EndRequest()
+			endReq(spy, r, seq, false, false)
 		}
 		return resp, err
 	}
 	if resp == nil {
-		return resp, err // a faulty RoundTripper's: http.Client says so
+		// A faulty RoundTripper's: http.Client says so. The request is
+		// over all the same.
+		if r != nil {
+			rt.mu.Lock()
+			rt.returned = true
+			idle := rt.idlePending
+			rt.mu.Unlock()
+			endReq(spy, r, seq, idle, false)
+		}
+		return resp, err
 	}
 	if resp.Request == sent {
 		resp.Request = req // as if the trace had not been there
 	}
-	spy.Emit(connscope.Event{Time: now, Message: connscope.MsgResponse, Conn: r, Target: rt.target, Request: seq,
+	emitReq(spy, r, seq, connscope.Event{Time: now, Message: connscope.MsgResponse, Conn: r, Target: rt.target, Request: seq,
 		Status: resp.StatusCode, Protocol: resp.Proto, Headers: rt.headers, TTFB: ttfb, Duration: took})
 	rt.mu.Lock()
 	rt.returned = true
 	idle := rt.idlePending
 	rt.mu.Unlock()
 	if idle {
-		endRequest(spy, r)
+		endReq(spy, r, seq, true, false)
 	}
 	// HTTP/1 reports the return to the pool through PutIdleConn; HTTP/2
 	// never does, so there the end of the body marks the end of the request.
@@ -223,9 +233,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// its body is net/http's own empty one, which the caller need not
 		// close.
 		if resp.Body == nil || resp.Body == http.NoBody || isH2NoBody(resp.Body) {
-			endRequest(spy, r)
+			endReq(spy, r, seq, true, true)
 		} else {
-			resp.Body = &h2Body{ReadCloser: resp.Body, rt: rt, rec: r}
+			resp.Body = &h2Body{ReadCloser: resp.Body, rt: rt, rec: r, seq: seq}
 		}
 	}
 	return resp, nil
@@ -273,6 +283,7 @@ type reqTrace struct {
 	// WroteRequest, which HTTP/2 reports after the flush and so can come
 	// after the answer.
 	nobody bool
+	h2c    bool // the request goes over unencrypted HTTP/2
 	gotAt  atomic.Int64
 	// A response without a body goes back to the pool before RoundTrip
 	// returns, and so may one that a RoundTripper under this one read
@@ -335,16 +346,16 @@ func (rt *reqTrace) setHooks(https bool) {
 		},
 		PutIdleConn: func(err error) {
 			rt.mu.Lock()
-			r := rt.rec
+			r, seq := rt.rec, rt.seq
 			early := err == nil && !rt.returned
 			rt.idlePending = early
 			rt.mu.Unlock()
 			switch {
-			case r == nil || early:
-			case err != nil:
-				r.EndRequest() // not pooled: it will close
+			case r == nil:
+			case early:
+				lateReturn(r, seq) // a request may take r before RoundTrip returns
 			default:
-				endRequest(rt.spy, r)
+				endReq(rt.spy, r, seq, err == nil, false) // not pooled on an error: it will close
 			}
 		},
 	}
@@ -420,11 +431,7 @@ func (rt *reqTrace) gotConn(info httptrace.GotConnInfo) {
 		// could not open the stream (the server allows fewer at a time
 		// than the client thought): then, still pooled, it is idle if that
 		// was its last request.
-		if prev.Broken() {
-			prev.EndRequest()
-		} else {
-			endRequest(rt.spy, prev)
-		}
+		endReq(rt.spy, prev, rt.seq, !prev.Broken(), true) // HTTP/1 retries only on a broken one
 	}
 	var seq uint64
 	if r != nil { // nil: dialed by a DialTLSContext we do not wrap
@@ -437,6 +444,9 @@ func (rt *reqTrace) gotConn(info httptrace.GotConnInfo) {
 	if r == nil {
 		return
 	}
+	if info.Reused && r.InFlight() > 1 && !rt.multiplexed(info.Conn) {
+		holdIfBehind(r, seq) // an HTTP/1 connection handed on before its last request returned
+	}
 	// A connection dialed for a request that gave up reaches its first
 	// request from the pool, Reused: report its handshake then (without
 	// a duration: another request's trace timed it).
@@ -448,7 +458,7 @@ func (rt *reqTrace) gotConn(info httptrace.GotConnInfo) {
 		rt.spy.TLSHandshake(r, &cs, tlsTook, nil)
 	}
 	if info.Reused {
-		rt.spy.Emit(connscope.Event{Message: connscope.MsgReuse, Conn: r, Target: rt.target, Request: seq, Idle: info.IdleTime})
+		emitReq(rt.spy, r, seq, connscope.Event{Message: connscope.MsgReuse, Conn: r, Target: rt.target, Request: seq, Idle: info.IdleTime})
 	}
 }
 
@@ -460,6 +470,15 @@ func (rt *reqTrace) h2() bool {
 	rt.mu.Unlock()
 	tc, ok := c.(*tls.Conn)
 	return ok && tc.ConnectionState().NegotiatedProtocol == "h2"
+}
+
+// multiplexed reports whether c, the request's connection, carries
+// requests side by side: HTTP/2.
+func (rt *reqTrace) multiplexed(c net.Conn) bool {
+	if tc, ok := c.(*tls.Conn); ok {
+		return tc.ConnectionState().NegotiatedProtocol == "h2"
+	}
+	return rt.h2c
 }
 
 // h2c reports whether req goes over unencrypted HTTP/2: an *http.Transport
@@ -539,19 +558,12 @@ func connFailed(err error) bool {
 		strings.Contains(msg, "GOAWAY")
 }
 
-// endRequest ends a request on r and, when it was the last one in flight,
-// reports the connection idle.
-func endRequest(spy *connscope.Spy, r *connscope.Record) {
-	if r.EndRequestIdle() {
-		spy.Emit(connscope.Event{Message: connscope.MsgIdle, Conn: r})
-	}
-}
-
 // h2Body ends its request at EOF or Close, whichever comes first.
 type h2Body struct {
 	io.ReadCloser
 	rt   *reqTrace
 	rec  *connscope.Record
+	seq  uint64
 	once sync.Once
 }
 
@@ -578,11 +590,7 @@ func (b *h2Body) end(err error) {
 	if err != nil && err != io.EOF {
 		idle = streamFailed(b.rec, err, b.rt.bodyFailed(err))
 	}
-	if idle {
-		endRequest(b.rt.spy, b.rec)
-	} else {
-		b.rec.EndRequest()
-	}
+	endReq(b.rt.spy, b.rec, b.seq, idle, true)
 }
 
 func copyHeaders(spy *connscope.Spy, h http.Header, names []string) []connscope.Header {

@@ -1,0 +1,222 @@
+package httpscope
+
+import (
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/connscope/connscope"
+)
+
+// held keeps an HTTP/1 connection's events in the order of its requests.
+//
+// net/http puts a connection back in its pool before it hands the
+// response over (at once when there is no body), and the pool may give it
+// to a waiting request at once: request n+1 can have the connection, and
+// even its answer, before request n has returned from RoundTrip with its
+// "HTTP(S) Response". Request n is then a gate on the connection: the
+// events of later requests wait here until it has ended, so that the log
+// reads, per connection, "HTTP(S) Response" of n, "Socket Idle", "Reuse
+// Socket" of n+1, as the connection lived it. Held events keep the time
+// they happened at.
+//
+// Gates are known exactly. net/http's read loop, one per connection, runs
+// a request's PutIdleConn hook before it reads the next response, so when
+// request k gets the connection, every request before k-1 has either
+// ended or, its hook come before its RoundTrip returned, registered as a
+// gate. Only k-1 may be neither: its hook may not have run yet. k then
+// makes it a gate, unless it has ended.
+//
+// Not held: HTTP/2 connections, which carry requests side by side, and a
+// connection's own events (the root package's "Socket Close", ...).
+var held struct {
+	// How many connections have (or are about to have) gates: the common
+	// path reads only this.
+	n  atomic.Int32
+	mu sync.Mutex
+	m  map[*connscope.Record]*heldEvents
+}
+
+type heldEvents struct {
+	gates []uint64 // requests not ended that later requests wait for
+	evs   []heldEvent
+}
+
+type heldEvent struct {
+	req uint64
+	e   connscope.Event
+}
+
+// minGate is the earliest gate, or the greatest sequence if none.
+func (h *heldEvents) minGate() uint64 {
+	if len(h.gates) == 0 {
+		return ^uint64(0)
+	}
+	return slices.Min(h.gates)
+}
+
+// gateLocked returns r's gates, making them if create is set. Called with
+// held.mu held, after held.n was counted for a new entry.
+func gateLocked(r *connscope.Record, create bool) (h *heldEvents, created bool) {
+	if h = held.m[r]; h != nil || !create {
+		return h, false
+	}
+	if held.m == nil {
+		held.m = make(map[*connscope.Record]*heldEvents)
+	}
+	h = &heldEvents{}
+	held.m[r] = h
+	return h, true
+}
+
+// lateReturn makes request seq on r a gate: its response had no body, and
+// net/http pooled r before RoundTrip returns. Called from its PutIdleConn.
+func lateReturn(r *connscope.Record, seq uint64) {
+	held.n.Add(1) // counted before the entry exists: see holdIfBehind
+	held.mu.Lock()
+	h, created := gateLocked(r, true)
+	if !slices.Contains(h.gates, seq) {
+		h.gates = append(h.gates, seq)
+	}
+	held.mu.Unlock()
+	if !created {
+		held.n.Add(-1)
+	}
+}
+
+// holdIfBehind makes request seq-1 on r a gate if it has not ended: seq
+// got r from the pool before that request's PutIdleConn ran. Called at
+// GotConn of a reused HTTP/1 connection, after seq began.
+func holdIfBehind(r *connscope.Record, seq uint64) {
+	// Counted before InFlight is read under the lock: a request that ends
+	// after that read then sees the count, and takes the lock, in endReq.
+	held.n.Add(1)
+	held.mu.Lock()
+	h := held.m[r]
+	registered := 0 // gates end under the lock, so InFlight counts them
+	if h != nil {
+		registered = len(h.gates)
+		if slices.Contains(h.gates, seq-1) {
+			registered = -1 // seq-1 is a gate already
+		}
+	}
+	created := false
+	if registered >= 0 && int(r.InFlight())-1-registered > 0 {
+		// seq-1 is in flight: nothing else can be (see held).
+		h, created = gateLocked(r, true)
+		h.gates = append(h.gates, seq-1)
+	}
+	held.mu.Unlock()
+	if !created {
+		held.n.Add(-1)
+	}
+}
+
+// emitReq emits e, an event of request seq on r, or holds it behind an
+// earlier request that has not ended.
+func emitReq(spy *connscope.Spy, r *connscope.Record, seq uint64, e connscope.Event) {
+	if held.n.Load() != 0 && r != nil {
+		held.mu.Lock()
+		if holdLocked(r, seq, &e) {
+			held.mu.Unlock()
+			return
+		}
+		held.mu.Unlock()
+	}
+	spy.Emit(e)
+}
+
+// holdLocked holds e if request seq waits behind a gate on r, and reports
+// whether it did. Called with held.mu held.
+func holdLocked(r *connscope.Record, seq uint64, e *connscope.Event) bool {
+	h := held.m[r]
+	if h == nil || h.minGate() >= seq {
+		return false
+	}
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	h.evs = append(h.evs, heldEvent{seq, *e})
+	return true
+}
+
+// endReq ends request seq on r: back in the pool (pooled), or not (it
+// will close). mux says that r carries requests side by side (HTTP/2):
+// there the connection is idle, and "Socket Idle" says so, when its last
+// request in flight ends. An HTTP/1 connection put back in the pool is
+// idle whatever comes next, and its "Socket Idle" goes out before the
+// request ends, so that it precedes the "Reuse Socket" of a request that
+// takes the connection at once. When this request was a gate, the events
+// held behind it go out.
+func endReq(spy *connscope.Spy, r *connscope.Record, seq uint64, pooled, mux bool) {
+	if mux {
+		if pooled && r.EndRequestIdle() {
+			spy.Emit(connscope.Event{Message: connscope.MsgIdle, Conn: r})
+		} else if !pooled {
+			r.EndRequest()
+		}
+		return
+	}
+	idle := connscope.Event{Message: connscope.MsgIdle, Conn: r}
+	say := pooled && r.State() != connscope.StateClosed
+	ended := false
+	if held.n.Load() == 0 {
+		if say {
+			spy.Emit(idle)
+		}
+		endOnly(r, pooled)
+		if held.n.Load() == 0 {
+			return
+		}
+		// A request that took r at once may have made this one a gate
+		// just now.
+		ended = true
+	}
+	held.mu.Lock()
+	if !ended {
+		if say && !holdLocked(r, seq, &idle) {
+			spy.Emit(idle)
+		}
+		endOnly(r, pooled) // under the lock, for holdIfBehind's count
+	}
+	if h := held.m[r]; h != nil {
+		if i := slices.Index(h.gates, seq); i >= 0 {
+			h.gates = slices.Delete(h.gates, i, i+1)
+			releaseLocked(spy, r, h)
+		}
+	}
+	held.mu.Unlock()
+}
+
+func endOnly(r *connscope.Record, pooled bool) {
+	if pooled {
+		r.EndRequestIdle()
+	} else {
+		r.EndRequest()
+	}
+}
+
+// releaseLocked emits, in the order of their requests, the held events
+// that no gate holds any longer, and forgets r once nothing is held.
+func releaseLocked(spy *connscope.Spy, r *connscope.Record, h *heldEvents) {
+	g := h.minGate()
+	out := slices.DeleteFunc(slices.Clone(h.evs), func(he heldEvent) bool { return he.req > g })
+	slices.SortStableFunc(out, func(a, b heldEvent) int {
+		switch {
+		case a.req < b.req:
+			return -1
+		case a.req > b.req:
+			return 1
+		}
+		return 0
+	})
+	for i := range out {
+		spy.Emit(out[i].e)
+	}
+	h.evs = slices.DeleteFunc(h.evs, func(he heldEvent) bool { return he.req <= g })
+	if len(h.gates) == 0 {
+		delete(held.m, r)
+		held.n.Add(-1)
+	}
+}
