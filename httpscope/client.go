@@ -350,11 +350,7 @@ func (rt *reqTrace) setHooks(https bool) {
 			early := err == nil && !rt.returned
 			rt.idlePending = early
 			rt.mu.Unlock()
-			switch {
-			case r == nil:
-			case early:
-				lateReturn(r, seq) // a request may take r before RoundTrip returns
-			default:
+			if r != nil && !early {
 				endReq(rt.spy, r, seq, err == nil, false) // not pooled on an error: it will close
 			}
 		},

@@ -21,12 +21,14 @@ import (
 // Socket" of n+1, as the connection lived it. Held events keep the time
 // they happened at.
 //
-// Gates are known exactly. net/http's read loop, one per connection, runs
-// a request's PutIdleConn hook before it reads the next response, so when
-// request k gets the connection, every request before k-1 has either
-// ended or, its hook come before its RoundTrip returned, registered as a
-// gate. Only k-1 may be neither: its hook may not have run yet. k then
-// makes it a gate, unless it has ended.
+// Gates are known exactly, and only made when needed. When request k gets
+// a connection from the pool, every request before k-1 has ended or is a
+// gate already: net/http's read loop, one per connection, ends (or hands
+// back) a request before it reads the next response, so k-1 got the
+// connection only after k-2's hook ran, and k-1 made k-2 a gate then if
+// it had not ended. Only k-1 may be neither: k then makes it a gate, if
+// it has not ended. An HTTP/1 connection has no other requests in
+// flight, so InFlight tells.
 //
 // Not held: HTTP/2 connections, which carry requests side by side, and a
 // connection's own events (the root package's "Socket Close", ...).
@@ -68,21 +70,6 @@ func gateLocked(r *connscope.Record, create bool) (h *heldEvents, created bool) 
 	h = &heldEvents{}
 	held.m[r] = h
 	return h, true
-}
-
-// lateReturn makes request seq on r a gate: its response had no body, and
-// net/http pooled r before RoundTrip returns. Called from its PutIdleConn.
-func lateReturn(r *connscope.Record, seq uint64) {
-	held.n.Add(1) // counted before the entry exists: see holdIfBehind
-	held.mu.Lock()
-	h, created := gateLocked(r, true)
-	if !slices.Contains(h.gates, seq) {
-		h.gates = append(h.gates, seq)
-	}
-	held.mu.Unlock()
-	if !created {
-		held.n.Add(-1)
-	}
 }
 
 // holdIfBehind makes request seq-1 on r a gate if it has not ended: seq
