@@ -21,7 +21,7 @@ type State int32
 // States.
 const (
 	StateActive   State = iota // reading or writing, or waiting for a request
-	StateIdle                  // idle in a client pool, or between server requests
+	StateIdle                  // idle in a client pool (a dialed one too, until its first request), or between server requests
 	StateHijacked              // an HTTP handler took it over
 	StateClosed
 )

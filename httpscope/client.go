@@ -108,6 +108,11 @@ func instrumentDial(spy *connscope.Spy, t *http.Transport) (undo func()) {
 			ctx = connscope.ContextWithTarget(ctx, rt.target)
 		}
 		c, err := dial(ctx, network, addr)
+		if r := connscope.RecordOf(c); err == nil && r != nil {
+			// A pooled connection with no request yet: the dial's request
+			// may take it, or, if it gave up, it waits in the pool.
+			r.SetState(connscope.StateIdle)
+		}
 		if ok && err == nil && rt.ct.TLSHandshakeDone != nil {
 			// The TLS handshake that follows reports to this request's
 			// trace, without saying on which connection: see
