@@ -28,7 +28,8 @@ func udpConn(t testing.TB) *net.UDPConn {
 }
 
 // dnsServer answers every A question on a loopback UDP socket with
-// 192.0.2.7, until the test ends; it returns the address.
+// 127.0.0.1, until the test ends; it returns the address. (Loopback: a
+// test dials what it resolves.)
 func dnsServer(t *testing.T) string {
 	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -55,7 +56,7 @@ func dnsServer(t *testing.T) string {
 			if q.Questions[0].Type == dnsmessage.TypeA {
 				resp.Answers = []dnsmessage.Resource{{
 					Header: dnsmessage.ResourceHeader{Name: q.Questions[0].Name, Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET, TTL: 60},
-					Body:   &dnsmessage.AResource{A: [4]byte{192, 0, 2, 7}},
+					Body:   &dnsmessage.AResource{A: [4]byte{127, 0, 0, 1}},
 				}}
 			}
 			if b, err := resp.Pack(); err == nil {
@@ -81,8 +82,8 @@ func TestResolverThroughWrappedDial(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	addrs, err := r.LookupNetIP(ctx, "ip4", "example.test.")
-	if err != nil || len(addrs) != 1 || addrs[0] != netip.MustParseAddr("192.0.2.7") {
-		t.Fatalf("lookup through wrapped dial: %v, %v; want [192.0.2.7]", addrs, err)
+	if err != nil || len(addrs) != 1 || addrs[0] != netip.MustParseAddr("127.0.0.1") {
+		t.Fatalf("lookup through wrapped dial: %v, %v; want [127.0.0.1]", addrs, err)
 	}
 	recs := rec.side(Client)
 	if len(recs) == 0 {
