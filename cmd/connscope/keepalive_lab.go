@@ -144,6 +144,11 @@ func labFlags(o labOptions) (lab.Options, []lab.Scenario, error) {
 }
 
 func runKeepaliveLab(ctx context.Context, o labOptions, stdout, stderr io.Writer) error {
+	// Bad flags are a usage error whatever else is asked for.
+	opt, scs, err := labFlags(o)
+	if err != nil {
+		return err
+	}
 	if o.list {
 		for _, sc := range lab.Scenarios {
 			root := ""
@@ -156,10 +161,6 @@ func runKeepaliveLab(ctx context.Context, o labOptions, stdout, stderr io.Writer
 	}
 	if o.cleanup {
 		return labCleanup(stdout)
-	}
-	opt, scs, err := labFlags(o)
-	if err != nil {
-		return err
 	}
 	if ok, why := lab.Privileged(); !ok && !o.userspace {
 		fmt.Fprintf(stderr, "connscope: %s: %s\n", why, lab.UserspaceNotice)

@@ -27,6 +27,8 @@ func TestKeepaliveLabBadInput(t *testing.T) {
 		{[]string{"--retries2", "-2"}, "--retries2"},
 		{[]string{"--state-timeout", "1500ms"}, "--state-timeout"},
 		{[]string{"--scenario", "nope"}, "--scenario"},
+		{[]string{"--retries2", "-1", "--list"}, "--retries2"}, // not hidden by --list
+		{[]string{"--idle", "soon", "--cleanup"}, "--idle"},
 		{[]string{"extra"}, "unexpected argument"},
 	} {
 		var out, errb bytes.Buffer
