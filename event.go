@@ -56,7 +56,8 @@ type Header struct {
 //
 // Zero-valued fields are left out of the encoded forms, except those of
 // the connection-spy format (id, producer, addresses, ports), which are
-// written as null when unknown.
+// written as null when unknown, a connection's byte counts, and a Socket
+// Close's hadError.
 type Event struct {
 	Time     time.Time
 	Level    slog.Level

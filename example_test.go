@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
@@ -132,6 +133,45 @@ func ExampleNewJSONSink() {
 	fmt.Print(out.String())
 	// Output:
 	// {"id":null,"producer":"example","localAddress":null,"localPort":null,"remoteAddress":null,"remotePort":null,"target":"GET https://example.com:443/","level":"error","message":"Socket Error","_timestamp":"2021-05-07T17:16:29.743Z","op":"dial","error":"dial tcp: connect: connection refused","errorKind":"refused","errno":"ECONNREFUSED"}
+}
+
+func ExampleNewTextSink() {
+	var out bytes.Buffer // os.Stderr in real use
+	sink := connscope.NewTextSink(&out, nil)
+	spy := &connscope.Spy{Sink: sink}
+
+	spy.Emit(connscope.Event{
+		Time:    time.Date(2021, 5, 7, 17, 16, 29, 743_000_000, time.UTC),
+		Message: connscope.MsgError,
+		Target:  "GET https://example.com:443/",
+		Op:      "dial",
+		Err:     &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)},
+	})
+	sink.Close()
+	fmt.Print(out.String())
+	// Output:
+	// 2021-05-07T17:16:29.743Z  --------          Socket Error      GET https://example.com:443/  ECONNREFUSED  op=dial  err="dial tcp: connect: connection refused"
+}
+
+// MultiSink sends each event to several sinks: here, everything to a
+// file and only what went wrong to the terminal.
+func ExampleMultiSink() {
+	var file, terminal bytes.Buffer // a file and os.Stderr in real use
+	all := connscope.NewJSONSink(&file, nil)
+	problems := connscope.NewTextSink(&terminal, &connscope.WriterOptions{Level: slog.LevelWarn})
+	spy := &connscope.Spy{Sink: connscope.MultiSink(all, problems)}
+
+	c1, c2 := net.Pipe()
+	conn := spy.WrapConn(c1, connscope.Client)
+	conn.Close()
+	c2.Close()
+	all.Close()
+	problems.Close()
+	fmt.Println("file:", strings.Count(file.String(), "\n"), "events")
+	fmt.Println("terminal:", strings.Count(terminal.String(), "\n"), "events")
+	// Output:
+	// file: 2 events
+	// terminal: 0 events
 }
 
 func ExampleNewSlogSink() {
