@@ -228,7 +228,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	rt.returned = true
 	idle := rt.idlePending
 	rt.mu.Unlock()
-	if idle {
+	if idle && r != nil { // nil: an unwrapped connection (DialTLSContext), pooled all the same
 		endReq(spy, r, seq, true, false)
 	}
 	// HTTP/1 reports the return to the pool through PutIdleConn; HTTP/2
