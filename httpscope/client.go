@@ -431,8 +431,14 @@ func (rt *reqTrace) gotConn(info httptrace.GotConnInfo) {
 		// connection failed (HTTP/1 retries only then), or, over HTTP/2,
 		// could not open the stream (the server allows fewer at a time
 		// than the client thought): then, still pooled, it is idle if that
-		// was its last request.
-		endReq(rt.spy, prev, rt.seq, !prev.Broken(), true) // HTTP/1 retries only on a broken one
+		// was its last request. A RoundTripper under this one may also
+		// try again elsewhere after an answer: an HTTP/1 connection is
+		// then pooled, and another request may wait behind this one on
+		// it (see held), so it ends as HTTP/1.
+		rt.mu.Lock()
+		mux := rt.multiplexed(rt.conn)
+		rt.mu.Unlock()
+		endReq(rt.spy, prev, rt.seq, !prev.Broken(), mux)
 	}
 	var seq uint64
 	if r != nil { // nil: dialed by a DialTLSContext we do not wrap

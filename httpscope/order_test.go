@@ -3,9 +3,12 @@ package httpscope_test
 import (
 	"context"
 	"crypto/tls"
+	"io"
 	"net"
 	"net/http"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/connscope/connscope"
 	"github.com/connscope/connscope/httpscope"
@@ -42,5 +45,91 @@ func TestBodilessResponseOnUnwrappedTLSConn(t *testing.T) {
 	}
 	if n != 2 {
 		t.Errorf("%d HTTP(S) Response events, want 2", n)
+	}
+}
+
+// TestRetryUnderTracedOneOnAnotherConnection: a RoundTripper under the
+// traced one (InstrumentDefault traces http.DefaultClient's, whatever it
+// is) may try a request again elsewhere, as one that fails over to
+// another server on a 503 does. The first answer had no body: its
+// connection went back to the pool before RoundTrip returned, and a
+// waiting request took it, behind the first one. That request's events
+// still come out, once the first request has left the connection.
+func TestRetryUnderTracedOneOnAnotherConnection(t *testing.T) {
+	ts := startPlain(t, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/first" {
+			w.WriteHeader(http.StatusServiceUnavailable) // no body: pooled before RoundTrip returns
+			return
+		}
+		io.WriteString(w, "ok")
+	}), nil)
+	other := startPlain(t, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	}), nil)
+	sink := &memSink{}
+	var rs records
+	spy := rs.spy(sink)
+	base := &http.Transport{}
+	defer base.CloseIdleConnections()
+	httpscope.WrapTransport(spy, base, nil) // its connections; the requests are traced by InstrumentDefault
+	const stall = 5 * time.Second
+	pooled, next := make(chan struct{}), make(chan struct{})
+	old := http.DefaultClient.Transport
+	defer func() { http.DefaultClient.Transport = old }()
+	http.DefaultClient.Transport = roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		resp, err := base.RoundTrip(req)
+		if err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+			return resp, err
+		}
+		resp.Body.Close()
+		close(pooled)
+		select { // until the second request is over
+		case <-next:
+		case <-time.After(stall):
+		}
+		again := req.Clone(req.Context())
+		again.URL.Host = other.Listener.Addr().String()
+		again.Host = ""
+		return base.RoundTrip(again)
+	})
+	undo := httpscope.InstrumentDefault(spy, nil)
+	defer undo()
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if resp, err := http.Get(ts.URL + "/first"); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	select {
+	case <-pooled:
+	case <-time.After(stall):
+		t.Fatal("the first request's connection never went back to the pool")
+	}
+	get(t, http.DefaultClient, ts.URL+"/second") // takes the pooled connection
+	close(next)
+	<-done
+	first := rs.all()[0]
+	waitFor(t, "the second request's events", func() bool {
+		for _, e := range sink.events(connscope.Client) {
+			if e.ID == first.ID() && e.Msg == connscope.MsgResponse && e.Request == 2 {
+				return true
+			}
+		}
+		return false
+	})
+	var got []string
+	for _, e := range sink.events(connscope.Client) {
+		if e.ID == first.ID() {
+			got = append(got, e.Msg)
+		}
+	}
+	want := []string{connscope.MsgConnect, connscope.MsgIdle, connscope.MsgReuse, connscope.MsgResponse, connscope.MsgIdle}
+	if !slices.Equal(got, want) {
+		t.Errorf("first connection's events %q, want %q", got, want)
+	}
+	if s, n := first.State(), first.InFlight(); s != connscope.StateIdle || n != 0 {
+		t.Errorf("first connection %v with %d in flight, want idle with 0", s, n)
 	}
 }
