@@ -421,24 +421,36 @@ func (rt *reqTrace) gotConn(info httptrace.GotConnInfo) {
 	// Read without the mutex: rec is written only here, and GotConn runs
 	// on the RoundTrip goroutine, attempt after attempt.
 	prev := rt.rec
+	// An HTTP/1 attempt that went back to the pool before RoundTrip
+	// returned (an answer without a body, which a RoundTripper under this
+	// one tries again) is over: it ends here, not at RoundTrip's return,
+	// and its connection, even if it is this one again, has a new request.
+	pooled := false
+	if rt.conn != nil { // read as rec is: an attempt before this one
+		rt.mu.Lock()
+		pooled, rt.idlePending = rt.idlePending, false
+		rt.mu.Unlock()
+	}
 	if prev != nil {
-		if prev == r {
+		if prev == r && !pooled {
 			// HTTP/2 retries a refused stream on the same connection:
 			// still the same request there.
 			return
 		}
-		// A retry on another connection: the failed attempt is over. Its
-		// connection failed (HTTP/1 retries only then), or, over HTTP/2,
-		// could not open the stream (the server allows fewer at a time
-		// than the client thought): then, still pooled, it is idle if that
-		// was its last request. A RoundTripper under this one may also
-		// try again elsewhere after an answer: an HTTP/1 connection is
-		// then pooled, and another request may wait behind this one on
-		// it (see held), so it ends as HTTP/1.
+		// A retry: the failed attempt is over. Its connection failed
+		// (HTTP/1 retries only then), or, over HTTP/2, could not open
+		// the stream (the server allows fewer at a time than the client
+		// thought): then, still pooled, it is idle if that was its last
+		// request. Or a RoundTripper under this one tries again after an
+		// answer: an HTTP/1 connection is then pooled, and another request
+		// may wait behind this one on it (see held), so it ends as HTTP/1.
 		rt.mu.Lock()
 		mux := rt.multiplexed(rt.conn)
 		rt.mu.Unlock()
-		endReq(rt.spy, prev, rt.seq, !prev.Broken(), mux)
+		if mux {
+			pooled = !prev.Broken()
+		}
+		endReq(rt.spy, prev, rt.seq, pooled, mux)
 	}
 	var seq uint64
 	if r != nil { // nil: dialed by a DialTLSContext we do not wrap

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -131,5 +132,73 @@ func TestRetryUnderTracedOneOnAnotherConnection(t *testing.T) {
 	}
 	if s, n := first.State(), first.InFlight(); s != connscope.StateIdle || n != 0 {
 		t.Errorf("first connection %v with %d in flight, want idle with 0", s, n)
+	}
+}
+
+// TestRetryUnderTracedOneOnTheSameConnection: a RoundTripper under the
+// traced one that tries a request again after an answer without a body
+// (a 503) gets the same connection back from the pool: net/http pooled it
+// before handing over that answer. The second attempt is the
+// connection's next request: the connection is active while its body is
+// read, and idle once, after it.
+func TestRetryUnderTracedOneOnTheSameConnection(t *testing.T) {
+	var mu sync.Mutex
+	hits := 0
+	ts := startPlain(t, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hits++
+		first := hits == 1
+		mu.Unlock()
+		if first {
+			w.WriteHeader(http.StatusServiceUnavailable) // no body: pooled before RoundTrip returns
+			return
+		}
+		io.WriteString(w, "ok")
+	}), nil)
+	sink := &memSink{}
+	var rs records
+	spy := rs.spy(sink)
+	base := &http.Transport{}
+	defer base.CloseIdleConnections()
+	httpscope.WrapTransport(spy, base, nil)
+	old := http.DefaultClient.Transport
+	defer func() { http.DefaultClient.Transport = old }()
+	http.DefaultClient.Transport = roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		resp, err := base.RoundTrip(req)
+		if err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+			return resp, err
+		}
+		resp.Body.Close()
+		return base.RoundTrip(req) // the pooled connection again
+	})
+	undo := httpscope.InstrumentDefault(spy, nil)
+	defer undo()
+
+	resp, err := http.Get(ts.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(rs.all()); n != 1 {
+		t.Fatalf("%d connections, want 1", n)
+	}
+	r := rs.all()[0]
+	if s := r.State(); s != connscope.StateActive {
+		t.Errorf("with the body unread: connection %v, want active", s)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	waitFor(t, "the connection idle", func() bool { return r.State() == connscope.StateIdle })
+	evs := sink.events(connscope.Client)
+	want := []string{connscope.MsgConnect, connscope.MsgIdle, connscope.MsgReuse, connscope.MsgResponse, connscope.MsgIdle}
+	if got := messages(evs); !slices.Equal(got, want) {
+		t.Fatalf("events %q, want %q", got, want)
+	}
+	for i, e := range evs {
+		if wantReq := []uint64{0, 0, 2, 2, 0}[i]; e.Request != wantReq {
+			t.Errorf("event %d (%s): request %d, want %d", i, e.Msg, e.Request, wantReq)
+		}
+	}
+	if n := r.InFlight(); n != 0 {
+		t.Errorf("%d in flight, want 0", n)
 	}
 }
