@@ -138,6 +138,15 @@ func holdLocked(r *connscope.Record, seq uint64, e *connscope.Event) bool {
 // held behind it go out.
 func endReq(spy *connscope.Spy, r *connscope.Record, seq uint64, pooled, mux bool) {
 	if mux {
+		if held.n.Load() != 0 {
+			// Requests on an HTTP/2 connection are held only when it was
+			// taken for HTTP/1: unencrypted HTTP/2 under a RoundTripper
+			// that is not an *http.Transport (see h2c). They wait for this
+			// one no longer.
+			held.mu.Lock()
+			ungateLocked(spy, r, seq)
+			held.mu.Unlock()
+		}
 		if pooled && r.EndRequestIdle() {
 			spy.Emit(connscope.Event{Message: connscope.MsgIdle, Conn: r})
 		} else if !pooled {
@@ -167,13 +176,19 @@ func endReq(spy *connscope.Spy, r *connscope.Record, seq uint64, pooled, mux boo
 		}
 		endOnly(r, pooled) // under the lock, for holdIfBehind's count
 	}
+	ungateLocked(spy, r, seq)
+	held.mu.Unlock()
+}
+
+// ungateLocked lets go of the events held behind request seq on r, if it
+// was a gate. Called with held.mu held.
+func ungateLocked(spy *connscope.Spy, r *connscope.Record, seq uint64) {
 	if h := held.m[r]; h != nil {
 		if i := slices.Index(h.gates, seq); i >= 0 {
 			h.gates = slices.Delete(h.gates, i, i+1)
 			releaseLocked(spy, r, h)
 		}
 	}
-	held.mu.Unlock()
 }
 
 func endOnly(r *connscope.Record, pooled bool) {

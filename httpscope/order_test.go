@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httptrace"
 	"slices"
 	"sync"
 	"testing"
@@ -133,6 +135,9 @@ func TestRetryUnderTracedOneOnAnotherConnection(t *testing.T) {
 	if s, n := first.State(), first.InFlight(); s != connscope.StateIdle || n != 0 {
 		t.Errorf("first connection %v with %d in flight, want idle with 0", s, n)
 	}
+	if n := httpscope.HeldConns(); n != 0 {
+		t.Errorf("%d connections still hold events", n)
+	}
 }
 
 // TestRetryUnderTracedOneOnTheSameConnection: a RoundTripper under the
@@ -200,5 +205,87 @@ func TestRetryUnderTracedOneOnTheSameConnection(t *testing.T) {
 	}
 	if n := r.InFlight(); n != 0 {
 		t.Errorf("%d in flight, want 0", n)
+	}
+}
+
+// TestH2CUnderAnotherRoundTripper: a RoundTripper under the traced one
+// (InstrumentDefault traces http.DefaultClient's, whatever it is) may
+// send over unencrypted HTTP/2, which the traced one cannot tell from
+// HTTP/1 by the connection. A request that runs beside another on such a
+// connection is still reported, while the other one is in flight and
+// after it ends.
+func TestH2CUnderAnotherRoundTripper(t *testing.T) {
+	release := make(chan struct{})
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			select {
+			case <-release:
+			case <-time.After(5 * time.Second):
+			}
+		}
+		io.WriteString(w, "ok")
+	}))
+	ts.Config.Protocols = new(http.Protocols)
+	ts.Config.Protocols.SetUnencryptedHTTP2(true)
+	ts.Start()
+	t.Cleanup(ts.Close)
+	sink := &memSink{}
+	var rs records
+	spy := rs.spy(sink)
+	base := &http.Transport{Protocols: new(http.Protocols)}
+	base.Protocols.SetUnencryptedHTTP2(true) // and not HTTP1: h2c for http:// URLs
+	defer base.CloseIdleConnections()
+	httpscope.WrapTransport(spy, base, nil)
+	old := http.DefaultClient.Transport
+	defer func() { http.DefaultClient.Transport = old }()
+	http.DefaultClient.Transport = roundTripFunc(base.RoundTrip)
+	undo := httpscope.InstrumentDefault(spy, nil)
+	defer undo()
+
+	slow := make(chan error, 1)
+	got := make(chan struct{})
+	go func() {
+		ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { close(got) }})
+		req, _ := http.NewRequestWithContext(ctx, "GET", ts.URL+"/slow", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		slow <- err
+	}()
+	<-got
+	if resp := get(t, http.DefaultClient, ts.URL+"/fast"); resp.ProtoMajor != 2 {
+		t.Fatalf("fast: %s, want HTTP/2", resp.Proto)
+	}
+	close(release)
+	if err := <-slow; err != nil {
+		t.Fatal(err)
+	}
+	if n := len(rs.all()); n != 1 {
+		t.Fatalf("%d connections, want 1", n)
+	}
+	waitFor(t, "both responses", func() bool {
+		n := 0
+		for _, e := range sink.events(connscope.Client) {
+			if e.Msg == connscope.MsgResponse {
+				n++
+			}
+		}
+		return n == 2
+	})
+	// and after: a later request is not held either
+	get(t, http.DefaultClient, ts.URL+"/after")
+	waitFor(t, "the next response", func() bool {
+		n := 0
+		for _, e := range sink.events(connscope.Client) {
+			if e.Msg == connscope.MsgResponse {
+				n++
+			}
+		}
+		return n == 3
+	})
+	if n := httpscope.HeldConns(); n != 0 {
+		t.Errorf("%d connections still hold events", n)
 	}
 }
