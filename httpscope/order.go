@@ -203,7 +203,12 @@ func endOnly(r *connscope.Record, pooled bool) {
 // that no gate holds any longer, and forgets r once nothing is held.
 func releaseLocked(spy *connscope.Spy, r *connscope.Record, h *heldEvents) {
 	g := h.minGate()
-	out := slices.DeleteFunc(slices.Clone(h.evs), func(he heldEvent) bool { return he.req > g })
+	// A connection that closed while they were held is not idle: its
+	// "Socket Close", not held, is out already.
+	closed := r.State() == connscope.StateClosed
+	out := slices.DeleteFunc(slices.Clone(h.evs), func(he heldEvent) bool {
+		return he.req > g || closed && he.e.Message == connscope.MsgIdle
+	})
 	slices.SortStableFunc(out, func(a, b heldEvent) int {
 		switch {
 		case a.req < b.req:

@@ -289,3 +289,80 @@ func TestH2CUnderAnotherRoundTripper(t *testing.T) {
 		t.Errorf("%d connections still hold events", n)
 	}
 }
+
+// TestHeldIdleAfterClose: a request that took a connection behind one
+// that has not returned (its answer had no body) has its events held,
+// and the connection may close in the meantime (here the pool closes it
+// once idle). Its "Socket Close" is not held, but no "Socket Idle" comes
+// after it: the connection is not idle.
+func TestHeldIdleAfterClose(t *testing.T) {
+	ts := startPlain(t, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/first" {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		io.WriteString(w, "ok")
+	}), nil)
+	sink := &memSink{}
+	var rs records
+	spy := rs.spy(sink)
+	base := &http.Transport{}
+	defer base.CloseIdleConnections()
+	httpscope.WrapTransport(spy, base, nil)
+	const stall = 5 * time.Second
+	pooled, next := make(chan struct{}), make(chan struct{})
+	old := http.DefaultClient.Transport
+	defer func() { http.DefaultClient.Transport = old }()
+	http.DefaultClient.Transport = roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		resp, err := base.RoundTrip(req)
+		if req.URL.Path == "/first" {
+			close(pooled)
+			select { // until the connection has closed
+			case <-next:
+			case <-time.After(stall):
+			}
+		}
+		return resp, err
+	})
+	undo := httpscope.InstrumentDefault(spy, nil)
+	defer undo()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if resp, err := http.Get(ts.URL + "/first"); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	select {
+	case <-pooled:
+	case <-time.After(stall):
+		t.Fatal("the first request's connection never went back to the pool")
+	}
+	get(t, http.DefaultClient, ts.URL+"/second") // takes the pooled connection, behind the first
+	base.CloseIdleConnections()
+	r := rs.all()[0]
+	waitFor(t, "the connection closed", func() bool { return r.State() == connscope.StateClosed })
+	close(next)
+	<-done
+	waitFor(t, "the second request's response", func() bool {
+		for _, e := range sink.events(connscope.Client) {
+			if e.Msg == connscope.MsgResponse && e.Request == 2 {
+				return true
+			}
+		}
+		return false
+	})
+	evs := sink.events(connscope.Client)
+	closed := slices.IndexFunc(evs, func(e ev) bool { return e.Msg == connscope.MsgClose })
+	if closed < 0 {
+		t.Fatalf("no Socket Close in %q", messages(evs))
+	}
+	for _, e := range evs[closed:] {
+		if e.Msg == connscope.MsgIdle {
+			t.Fatalf("Socket Idle after Socket Close: %q", messages(evs))
+		}
+	}
+	if n := httpscope.HeldConns(); n != 0 {
+		t.Errorf("%d connections still hold events", n)
+	}
+}
