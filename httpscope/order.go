@@ -43,6 +43,9 @@ var held struct {
 type heldEvents struct {
 	gates []uint64 // requests not ended that later requests wait for
 	evs   []heldEvent
+	// A goroutine emits events let go, without the lock: events that
+	// come meanwhile queue behind them, and it emits those too.
+	draining bool
 }
 
 type heldEvent struct {
@@ -114,11 +117,12 @@ func emitReq(spy *connscope.Spy, r *connscope.Record, seq uint64, e connscope.Ev
 	spy.Emit(e)
 }
 
-// holdLocked holds e if request seq waits behind a gate on r, and reports
-// whether it did. Called with held.mu held.
+// holdLocked holds e if request seq waits behind a gate on r, or events
+// let go are being emitted, and reports whether it did. Called with
+// held.mu held.
 func holdLocked(r *connscope.Record, seq uint64, e *connscope.Event) bool {
 	h := held.m[r]
-	if h == nil || h.minGate() >= seq {
+	if h == nil || h.minGate() >= seq && !h.draining {
 		return false
 	}
 	if e.Time.IsZero() {
@@ -144,8 +148,7 @@ func endReq(spy *connscope.Spy, r *connscope.Record, seq uint64, pooled, mux boo
 			// that is not an *http.Transport (see h2c). They wait for this
 			// one no longer.
 			held.mu.Lock()
-			ungateLocked(spy, r, seq)
-			held.mu.Unlock()
+			ungateUnlock(spy, r, seq)
 		}
 		if pooled && r.EndRequestIdle() {
 			spy.Emit(connscope.Event{Message: connscope.MsgIdle, Conn: r})
@@ -172,23 +175,30 @@ func endReq(spy *connscope.Spy, r *connscope.Record, seq uint64, pooled, mux boo
 	held.mu.Lock()
 	if !ended {
 		if say && !holdLocked(r, seq, &idle) {
+			// Not under the lock: a Sink or Event hook may make a traced
+			// request. Nothing that follows can go out first: no request
+			// before this one is a gate or has events let go, and one
+			// after it is held behind it until endOnly.
+			held.mu.Unlock()
 			spy.Emit(idle)
+			held.mu.Lock()
 		}
 		endOnly(r, pooled) // under the lock, for holdIfBehind's count
 	}
-	ungateLocked(spy, r, seq)
-	held.mu.Unlock()
+	ungateUnlock(spy, r, seq)
 }
 
-// ungateLocked lets go of the events held behind request seq on r, if it
-// was a gate. Called with held.mu held.
-func ungateLocked(spy *connscope.Spy, r *connscope.Record, seq uint64) {
+// ungateUnlock lets go of the events held behind request seq on r, if it
+// was a gate. Called with held.mu held; returns with it unlocked.
+func ungateUnlock(spy *connscope.Spy, r *connscope.Record, seq uint64) {
 	if h := held.m[r]; h != nil {
 		if i := slices.Index(h.gates, seq); i >= 0 {
 			h.gates = slices.Delete(h.gates, i, i+1)
-			releaseLocked(spy, r, h)
+			drainUnlock(spy, r, h)
+			return
 		}
 	}
+	held.mu.Unlock()
 }
 
 func endOnly(r *connscope.Record, pooled bool) {
@@ -199,31 +209,55 @@ func endOnly(r *connscope.Record, pooled bool) {
 	}
 }
 
-// releaseLocked emits, in the order of their requests, the held events
-// that no gate holds any longer, and forgets r once nothing is held.
-func releaseLocked(spy *connscope.Spy, r *connscope.Record, h *heldEvents) {
-	g := h.minGate()
-	// A connection that closed while they were held is not idle: its
-	// "Socket Close", not held, is out already.
-	closed := r.State() == connscope.StateClosed
-	out := slices.DeleteFunc(slices.Clone(h.evs), func(he heldEvent) bool {
-		return he.req > g || closed && he.e.Message == connscope.MsgIdle
-	})
-	slices.SortStableFunc(out, func(a, b heldEvent) int {
-		switch {
-		case a.req < b.req:
-			return -1
-		case a.req > b.req:
-			return 1
-		}
-		return 0
-	})
-	for i := range out {
-		spy.Emit(out[i].e)
+// drainUnlock emits, in the order of their requests, the held events that
+// no gate holds any longer, and forgets r once nothing is held. It emits
+// without held.mu, which a Sink or an Event hook that makes a traced
+// request would take again: events of r that come meanwhile queue, and go
+// out after these (see holdLocked). Called with held.mu held; returns with
+// it unlocked.
+func drainUnlock(spy *connscope.Spy, r *connscope.Record, h *heldEvents) {
+	if h.draining {
+		held.mu.Unlock() // the goroutine that drains r lets these go too
+		return
 	}
-	h.evs = slices.DeleteFunc(h.evs, func(he heldEvent) bool { return he.req <= g })
-	if len(h.gates) == 0 {
-		delete(held.m, r)
-		held.n.Add(-1)
+	h.draining = true
+	for {
+		g := h.minGate()
+		var out []heldEvent
+		h.evs = slices.DeleteFunc(h.evs, func(he heldEvent) bool {
+			if he.req > g {
+				return false
+			}
+			out = append(out, he)
+			return true
+		})
+		if len(out) == 0 {
+			h.draining = false
+			if len(h.gates) == 0 && len(h.evs) == 0 {
+				delete(held.m, r)
+				held.n.Add(-1)
+			}
+			held.mu.Unlock()
+			return
+		}
+		slices.SortStableFunc(out, func(a, b heldEvent) int {
+			switch {
+			case a.req < b.req:
+				return -1
+			case a.req > b.req:
+				return 1
+			}
+			return 0
+		})
+		// A connection that closed while they were held is not idle: its
+		// "Socket Close", not held, is out already.
+		closed := r.State() == connscope.StateClosed
+		held.mu.Unlock()
+		for i := range out {
+			if !closed || out[i].e.Message != connscope.MsgIdle {
+				spy.Emit(out[i].e)
+			}
+		}
+		held.mu.Lock()
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http/httptrace"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -365,4 +366,87 @@ func TestHeldIdleAfterClose(t *testing.T) {
 	if n := httpscope.HeldConns(); n != 0 {
 		t.Errorf("%d connections still hold events", n)
 	}
+}
+
+// TestEventHookMakesTracedRequest: a program's Event hook (or sink) may
+// itself make a request through a traced client, as one that posts an
+// alert does, also while events are held behind a request that has not
+// returned (see TestNextRequestWaitsForTheLastOnesResponse) and when they
+// are let go.
+func TestEventHookMakesTracedRequest(t *testing.T) {
+	ts := startPlain(t, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/first" {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		io.WriteString(w, "ok")
+	}), nil)
+	alerts := startPlain(t, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "noted")
+	}), nil)
+	sink := &memSink{}
+	var armed, fired atomic.Bool
+	alerted := make(chan error, 1)
+	spy := &connscope.Spy{Sink: sink, Hooks: connscope.Hooks{Event: func(e *connscope.Event) {
+		if !armed.Load() || e.Message != connscope.MsgIdle || !fired.CompareAndSwap(false, true) {
+			return
+		}
+		resp, err := http.Get(alerts.URL + "/alert")
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		alerted <- err
+	}}}
+	base := &http.Transport{}
+	defer base.CloseIdleConnections()
+	httpscope.WrapTransport(spy, base, nil)
+	const stall = 5 * time.Second
+	pooled, next := make(chan struct{}), make(chan struct{})
+	old := http.DefaultClient.Transport
+	defer func() { http.DefaultClient.Transport = old }()
+	http.DefaultClient.Transport = roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		resp, err := base.RoundTrip(req)
+		if req.URL.Path == "/first" {
+			close(pooled)
+			select { // until the second request is over
+			case <-next:
+			case <-time.After(stall):
+			}
+		}
+		return resp, err
+	})
+	undo := httpscope.InstrumentDefault(spy, nil)
+	defer undo()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if resp, err := http.Get(ts.URL + "/first"); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	select {
+	case <-pooled:
+	case <-time.After(stall):
+		t.Fatal("the first request's connection never went back to the pool")
+	}
+	get(t, http.DefaultClient, ts.URL+"/second") // takes the pooled connection, behind the first
+	armed.Store(true)
+	close(next)
+	select {
+	case <-done:
+	case <-time.After(stall):
+		t.Fatal("the first request never returned: the hook's request deadlocked")
+	}
+	if err := <-alerted; err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the second request's response", func() bool {
+		for _, e := range sink.events(connscope.Client) {
+			if e.Msg == connscope.MsgResponse && e.Request == 2 {
+				return true
+			}
+		}
+		return false
+	})
 }
