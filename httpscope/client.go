@@ -180,7 +180,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	rt.nobody = req.Body == nil || req.Body == http.NoBody
 	rt.h2c = req.URL.Scheme == "http" && t.h2c(req)
 	sent := req.WithContext(rt)
+	panicking := true
+	defer func() {
+		if panicking {
+			rt.endPanicked()
+		}
+	}()
 	resp, err := t.next().RoundTrip(sent)
+	panicking = false
 	now := time.Now() // one clock read for the event's time and the duration
 	took := time.Duration(int64(now.Sub(epoch)) - rt.start)
 	rt.mu.Lock()
@@ -244,6 +251,22 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	return resp, nil
+}
+
+// endPanicked ends the request when a RoundTripper under this one panicked
+// (a program may recover, as http.Server does for a handler): over HTTP/1
+// its connection may be back in the pool already, and a request that
+// takes it would wait behind this one for good (see held). Otherwise
+// PutIdleConn, if it comes, ends it.
+func (rt *reqTrace) endPanicked() {
+	rt.mu.Lock()
+	r, seq := rt.rec, rt.seq
+	rt.returned = true
+	idle := rt.idlePending
+	rt.mu.Unlock()
+	if idle && r != nil {
+		endReq(rt.spy, r, seq, true, false)
+	}
 }
 
 // epoch anchors the request timings: time.Since on a monotonic time reads

@@ -450,3 +450,59 @@ func TestEventHookMakesTracedRequest(t *testing.T) {
 		return false
 	})
 }
+
+// TestRoundTripperUnderTracedOnePanics: a RoundTripper under the traced
+// one may panic once net/http has answered, and the program recover (as
+// http.Server does for a handler that made the request). An answer
+// without a body had put the connection back in the pool already: the
+// requests that take it next are still reported.
+func TestRoundTripperUnderTracedOnePanics(t *testing.T) {
+	ts := startPlain(t, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/first" {
+			w.WriteHeader(http.StatusNoContent) // no body: pooled before RoundTrip returns
+			return
+		}
+		io.WriteString(w, "ok")
+	}), nil)
+	sink := &memSink{}
+	var rs records
+	spy := rs.spy(sink)
+	base := &http.Transport{}
+	defer base.CloseIdleConnections()
+	httpscope.WrapTransport(spy, base, nil)
+	old := http.DefaultClient.Transport
+	defer func() { http.DefaultClient.Transport = old }()
+	http.DefaultClient.Transport = roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		resp, err := base.RoundTrip(req)
+		if req.URL.Path == "/first" {
+			panic("middleware bug")
+		}
+		return resp, err
+	})
+	undo := httpscope.InstrumentDefault(spy, nil)
+	defer undo()
+	func() {
+		defer func() {
+			if v := recover(); v == nil {
+				t.Fatal("want the RoundTripper's panic")
+			}
+		}()
+		http.Get(ts.URL + "/first")
+	}()
+	get(t, http.DefaultClient, ts.URL+"/second") // takes the pooled connection
+	waitFor(t, "the second request's response", func() bool {
+		for _, e := range sink.events(connscope.Client) {
+			if e.Msg == connscope.MsgResponse && e.Request == 2 {
+				return true
+			}
+		}
+		return false
+	})
+	r := rs.all()[0]
+	if s, n := r.State(), r.InFlight(); s != connscope.StateIdle || n != 0 {
+		t.Errorf("connection %v with %d in flight, want idle with 0", s, n)
+	}
+	if n := httpscope.HeldConns(); n != 0 {
+		t.Errorf("%d connections still hold events", n)
+	}
+}
