@@ -10,10 +10,12 @@ import (
 	"net/http/httptrace"
 	"os"
 	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"weak"
 
 	"golang.org/x/net/http2"
 
@@ -112,6 +114,9 @@ func instrumentDial(spy *connscope.Spy, t *http.Transport) (undo func()) {
 			// A pooled connection with no request yet: the dial's request
 			// may take it, or, if it gave up, it waits in the pool.
 			r.SetState(connscope.StateIdle)
+			if h2cOnly(t) {
+				markH2C(r)
+			}
 		}
 		if ok && err == nil && rt.ct.TLSHandshakeDone != nil {
 			// The TLS handshake that follows reports to this request's
@@ -178,7 +183,15 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		rt.Context = httptrace.WithClientTrace(rt.Context, &rt.ct)
 	}
 	rt.nobody = req.Body == nil || req.Body == http.NoBody
-	rt.h2c = req.URL.Scheme == "http" && t.h2c(req)
+	if req.URL.Scheme == "http" {
+		if bt, ok := t.next().(*http.Transport); ok {
+			rt.h2c = h2cOnly(bt)
+		} else {
+			// A RoundTripper under this one sends through a transport we
+			// cannot see (see multiplexed).
+			rt.hidden = true
+		}
+	}
 	sent := req.WithContext(rt)
 	panicking := true
 	defer func() {
@@ -312,6 +325,7 @@ type reqTrace struct {
 	// after the answer.
 	nobody bool
 	h2c    bool // the request goes over unencrypted HTTP/2
+	hidden bool // an http:// request whose transport a RoundTripper under this one hides: it may be h2c
 	gotAt  atomic.Int64
 	// A response without a body goes back to the pool before RoundTrip
 	// returns, and so may one that a RoundTripper under this one read
@@ -468,7 +482,7 @@ func (rt *reqTrace) gotConn(info httptrace.GotConnInfo) {
 		// answer: an HTTP/1 connection is then pooled, and another request
 		// may wait behind this one on it (see held), so it ends as HTTP/1.
 		rt.mu.Lock()
-		mux := rt.multiplexed(rt.conn)
+		mux := rt.multiplexed(rt.conn, prev)
 		rt.mu.Unlock()
 		if mux {
 			pooled = !prev.Broken()
@@ -486,7 +500,7 @@ func (rt *reqTrace) gotConn(info httptrace.GotConnInfo) {
 	if r == nil {
 		return
 	}
-	if info.Reused && r.InFlight() > 1 && !rt.multiplexed(info.Conn) {
+	if info.Reused && r.InFlight() > 1 && !rt.multiplexed(info.Conn, r) {
 		holdIfBehind(r, seq) // an HTTP/1 connection handed on before its last request returned
 	}
 	// A connection dialed for a request that gave up reaches its first
@@ -514,22 +528,40 @@ func (rt *reqTrace) h2() bool {
 	return ok && tc.ConnectionState().NegotiatedProtocol == "h2"
 }
 
-// multiplexed reports whether c, the request's connection, carries
-// requests side by side: HTTP/2.
-func (rt *reqTrace) multiplexed(c net.Conn) bool {
+// multiplexed reports whether c, the request's connection (r's), carries
+// requests side by side: HTTP/2. When a RoundTripper under this one hides
+// the transport, an unencrypted connection carries HTTP/2 if a transport
+// we wrapped dialed it for that.
+func (rt *reqTrace) multiplexed(c net.Conn, r *connscope.Record) bool {
 	if tc, ok := c.(*tls.Conn); ok {
 		return tc.ConnectionState().NegotiatedProtocol == "h2"
 	}
-	return rt.h2c
+	return rt.h2c || rt.hidden && isH2C(r)
 }
 
-// h2c reports whether req goes over unencrypted HTTP/2: an *http.Transport
-// whose Protocols allow UnencryptedHTTP2 and not HTTP1 uses it for http://
-// URLs.
-func (t *Transport) h2c(req *http.Request) bool {
-	bt, ok := t.next().(*http.Transport)
-	return ok && req.URL.Scheme == "http" && bt.Protocols != nil &&
-		bt.Protocols.UnencryptedHTTP2() && !bt.Protocols.HTTP1()
+// h2cOnly reports whether t uses unencrypted HTTP/2 for http:// URLs: its
+// Protocols allow UnencryptedHTTP2 and not HTTP1.
+func h2cOnly(t *http.Transport) bool {
+	return t.Protocols != nil && t.Protocols.UnencryptedHTTP2() && !t.Protocols.HTTP1()
+}
+
+// h2cConns holds, as long as they live, the connections that a transport
+// we wrapped dialed for unencrypted HTTP/2 (or for TLS under it, which
+// multiplexed tells by itself).
+var h2cConns sync.Map // weak.Pointer[connscope.Record] -> struct{}
+
+func markH2C(r *connscope.Record) {
+	k := weak.Make(r)
+	h2cConns.Store(k, struct{}{})
+	runtime.AddCleanup(r, func(k weak.Pointer[connscope.Record]) { h2cConns.Delete(k) }, k)
+}
+
+func isH2C(r *connscope.Record) bool {
+	if r == nil {
+		return false
+	}
+	_, ok := h2cConns.Load(weak.Make(r))
+	return ok
 }
 
 // isH2NoBody reports whether body is the empty body net/http's HTTP/2

@@ -142,18 +142,29 @@ func holdLocked(r *connscope.Record, seq uint64, e *connscope.Event) bool {
 // held behind it go out.
 func endReq(spy *connscope.Spy, r *connscope.Record, seq uint64, pooled, mux bool) {
 	if mux {
-		if held.n.Load() != 0 {
-			// Requests on an HTTP/2 connection are held only when it was
-			// taken for HTTP/1: unencrypted HTTP/2 under a RoundTripper
-			// that is not an *http.Transport (see h2c). They wait for this
-			// one no longer.
+		// Requests on an HTTP/2 connection are held only when it may have
+		// been taken for HTTP/1 (see multiplexed): they wait for this one
+		// no longer. Ended under the lock when there are gates, as
+		// HTTP/1's, for holdIfBehind's count.
+		locked := held.n.Load() != 0
+		if locked {
 			held.mu.Lock()
+		}
+		idle := false
+		if pooled {
+			idle = r.EndRequestIdle()
+		} else {
+			r.EndRequest()
+		}
+		if !locked && held.n.Load() != 0 {
+			held.mu.Lock() // a request may have made this one a gate just now
+			locked = true
+		}
+		if locked {
 			ungateUnlock(spy, r, seq)
 		}
-		if pooled && r.EndRequestIdle() {
+		if idle {
 			spy.Emit(connscope.Event{Message: connscope.MsgIdle, Conn: r})
-		} else if !pooled {
-			r.EndRequest()
 		}
 		return
 	}

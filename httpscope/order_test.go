@@ -3,6 +3,7 @@ package httpscope_test
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -504,5 +505,75 @@ func TestRoundTripperUnderTracedOnePanics(t *testing.T) {
 	}
 	if n := httpscope.HeldConns(); n != 0 {
 		t.Errorf("%d connections still hold events", n)
+	}
+}
+
+// TestH2CStreamsUnderAnotherRoundTripperNotHeld: as in
+// TestH2CUnderAnotherRoundTripper, requests side by side on an
+// unencrypted HTTP/2 connection under a RoundTripper that is not an
+// *http.Transport. Each is reported as it happens, while a long one is
+// in flight: HTTP/2 streams do not wait for each other, and one that
+// ended before the next began is no gate for it.
+func TestH2CStreamsUnderAnotherRoundTripperNotHeld(t *testing.T) {
+	release := make(chan struct{})
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			select {
+			case <-release:
+			case <-time.After(5 * time.Second):
+			}
+		}
+		io.WriteString(w, "ok")
+	}))
+	ts.Config.Protocols = new(http.Protocols)
+	ts.Config.Protocols.SetUnencryptedHTTP2(true)
+	ts.Start()
+	t.Cleanup(ts.Close)
+	sink := &memSink{}
+	spy := &connscope.Spy{Sink: sink}
+	base := &http.Transport{Protocols: new(http.Protocols)}
+	base.Protocols.SetUnencryptedHTTP2(true) // and not HTTP1: h2c for http:// URLs
+	defer base.CloseIdleConnections()
+	httpscope.WrapTransport(spy, base, nil)
+	old := http.DefaultClient.Transport
+	defer func() { http.DefaultClient.Transport = old }()
+	http.DefaultClient.Transport = roundTripFunc(base.RoundTrip)
+	undo := httpscope.InstrumentDefault(spy, nil)
+	defer undo()
+
+	slow := make(chan error, 1)
+	got := make(chan struct{})
+	go func() {
+		ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { close(got) }})
+		req, _ := http.NewRequestWithContext(ctx, "GET", ts.URL+"/slow", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		slow <- err
+	}()
+	defer func() {
+		close(release)
+		if err := <-slow; err != nil {
+			t.Error(err)
+		}
+		if n := httpscope.HeldConns(); n != 0 {
+			t.Errorf("%d connections still hold events", n)
+		}
+	}()
+	<-got
+	for i := range 2 {
+		if resp := get(t, http.DefaultClient, ts.URL+"/fast"); resp.ProtoMajor != 2 {
+			t.Fatalf("fast: %s, want HTTP/2", resp.Proto)
+		}
+		waitFor(t, fmt.Sprintf("fast request %d's response, the slow one in flight", i+1), func() bool {
+			for _, e := range sink.events(connscope.Client) {
+				if e.Msg == connscope.MsgResponse && e.Request == uint64(i+2) {
+					return true
+				}
+			}
+			return false
+		})
 	}
 }
