@@ -217,47 +217,10 @@ func TestRetryUnderTracedOneOnTheSameConnection(t *testing.T) {
 // connection is still reported, while the other one is in flight and
 // after it ends.
 func TestH2CUnderAnotherRoundTripper(t *testing.T) {
-	release := make(chan struct{})
-	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/slow" {
-			select {
-			case <-release:
-			case <-time.After(5 * time.Second):
-			}
-		}
-		io.WriteString(w, "ok")
-	}))
-	ts.Config.Protocols = new(http.Protocols)
-	ts.Config.Protocols.SetUnencryptedHTTP2(true)
-	ts.Start()
-	t.Cleanup(ts.Close)
 	sink := &memSink{}
 	var rs records
-	spy := rs.spy(sink)
-	base := &http.Transport{Protocols: new(http.Protocols)}
-	base.Protocols.SetUnencryptedHTTP2(true) // and not HTTP1: h2c for http:// URLs
-	defer base.CloseIdleConnections()
-	httpscope.WrapTransport(spy, base, nil)
-	old := http.DefaultClient.Transport
-	defer func() { http.DefaultClient.Transport = old }()
-	http.DefaultClient.Transport = roundTripFunc(base.RoundTrip)
-	undo := httpscope.InstrumentDefault(spy, nil)
-	defer undo()
-
-	slow := make(chan error, 1)
-	got := make(chan struct{})
-	go func() {
-		ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { close(got) }})
-		req, _ := http.NewRequestWithContext(ctx, "GET", ts.URL+"/slow", nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-		}
-		slow <- err
-	}()
-	<-got
-	if resp := get(t, http.DefaultClient, ts.URL+"/fast"); resp.ProtoMajor != 2 {
+	url, release, slow := slowH2CUnderMiddleware(t, rs.spy(sink))
+	if resp := get(t, http.DefaultClient, url+"/fast"); resp.ProtoMajor != 2 {
 		t.Fatalf("fast: %s, want HTTP/2", resp.Proto)
 	}
 	close(release)
@@ -277,7 +240,7 @@ func TestH2CUnderAnotherRoundTripper(t *testing.T) {
 		return n == 2
 	})
 	// and after: a later request is not held either
-	get(t, http.DefaultClient, ts.URL+"/after")
+	get(t, http.DefaultClient, url+"/after")
 	waitFor(t, "the next response", func() bool {
 		n := 0
 		for _, e := range sink.events(connscope.Client) {
@@ -515,7 +478,39 @@ func TestRoundTripperUnderTracedOnePanics(t *testing.T) {
 // in flight: HTTP/2 streams do not wait for each other, and one that
 // ended before the next began is no gate for it.
 func TestH2CStreamsUnderAnotherRoundTripperNotHeld(t *testing.T) {
-	release := make(chan struct{})
+	sink := &memSink{}
+	url, release, slow := slowH2CUnderMiddleware(t, &connscope.Spy{Sink: sink})
+	defer func() {
+		close(release)
+		if err := <-slow; err != nil {
+			t.Error(err)
+		}
+		if n := httpscope.HeldConns(); n != 0 {
+			t.Errorf("%d connections still hold events", n)
+		}
+	}()
+	for i := range 2 {
+		if resp := get(t, http.DefaultClient, url+"/fast"); resp.ProtoMajor != 2 {
+			t.Fatalf("fast: %s, want HTTP/2", resp.Proto)
+		}
+		waitFor(t, fmt.Sprintf("fast request %d's response, the slow one in flight", i+1), func() bool {
+			for _, e := range sink.events(connscope.Client) {
+				if e.Msg == connscope.MsgResponse && e.Request == uint64(i+2) {
+					return true
+				}
+			}
+			return false
+		})
+	}
+}
+
+// slowH2CUnderMiddleware starts an unencrypted HTTP/2 server and puts a
+// RoundTripper that is not an *http.Transport (over one wrapped by spy,
+// h2c only) under InstrumentDefault's traced http.DefaultClient. It
+// starts a request to /slow, which has its connection when this returns
+// and is answered once release is closed; slow gets its error.
+func slowH2CUnderMiddleware(t *testing.T, spy *connscope.Spy) (url string, release chan struct{}, slow chan error) {
+	release = make(chan struct{})
 	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
 			select {
@@ -529,19 +524,16 @@ func TestH2CStreamsUnderAnotherRoundTripperNotHeld(t *testing.T) {
 	ts.Config.Protocols.SetUnencryptedHTTP2(true)
 	ts.Start()
 	t.Cleanup(ts.Close)
-	sink := &memSink{}
-	spy := &connscope.Spy{Sink: sink}
 	base := &http.Transport{Protocols: new(http.Protocols)}
 	base.Protocols.SetUnencryptedHTTP2(true) // and not HTTP1: h2c for http:// URLs
-	defer base.CloseIdleConnections()
+	t.Cleanup(base.CloseIdleConnections)
 	httpscope.WrapTransport(spy, base, nil)
 	old := http.DefaultClient.Transport
-	defer func() { http.DefaultClient.Transport = old }()
+	t.Cleanup(func() { http.DefaultClient.Transport = old })
 	http.DefaultClient.Transport = roundTripFunc(base.RoundTrip)
-	undo := httpscope.InstrumentDefault(spy, nil)
-	defer undo()
+	t.Cleanup(httpscope.InstrumentDefault(spy, nil))
 
-	slow := make(chan error, 1)
+	slow = make(chan error, 1)
 	got := make(chan struct{})
 	go func() {
 		ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { close(got) }})
@@ -553,27 +545,10 @@ func TestH2CStreamsUnderAnotherRoundTripperNotHeld(t *testing.T) {
 		}
 		slow <- err
 	}()
-	defer func() {
-		close(release)
-		if err := <-slow; err != nil {
-			t.Error(err)
-		}
-		if n := httpscope.HeldConns(); n != 0 {
-			t.Errorf("%d connections still hold events", n)
-		}
-	}()
-	<-got
-	for i := range 2 {
-		if resp := get(t, http.DefaultClient, ts.URL+"/fast"); resp.ProtoMajor != 2 {
-			t.Fatalf("fast: %s, want HTTP/2", resp.Proto)
-		}
-		waitFor(t, fmt.Sprintf("fast request %d's response, the slow one in flight", i+1), func() bool {
-			for _, e := range sink.events(connscope.Client) {
-				if e.Msg == connscope.MsgResponse && e.Request == uint64(i+2) {
-					return true
-				}
-			}
-			return false
-		})
+	select {
+	case <-got:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the slow request got no connection")
 	}
+	return ts.URL, release, slow
 }
