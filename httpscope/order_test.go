@@ -274,36 +274,9 @@ func TestHeldIdleAfterClose(t *testing.T) {
 	base := &http.Transport{}
 	defer base.CloseIdleConnections()
 	httpscope.WrapTransport(spy, base, nil)
-	const stall = 5 * time.Second
-	pooled, next := make(chan struct{}), make(chan struct{})
-	old := http.DefaultClient.Transport
-	defer func() { http.DefaultClient.Transport = old }()
-	http.DefaultClient.Transport = roundTripFunc(func(req *http.Request) (*http.Response, error) {
-		resp, err := base.RoundTrip(req)
-		if req.URL.Path == "/first" {
-			close(pooled)
-			select { // until the connection has closed
-			case <-next:
-			case <-time.After(stall):
-			}
-		}
-		return resp, err
-	})
-	undo := httpscope.InstrumentDefault(spy, nil)
-	defer undo()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if resp, err := http.Get(ts.URL + "/first"); err == nil {
-			resp.Body.Close()
-		}
-	}()
-	select {
-	case <-pooled:
-	case <-time.After(stall):
-		t.Fatal("the first request's connection never went back to the pool")
-	}
-	get(t, http.DefaultClient, ts.URL+"/second") // takes the pooled connection, behind the first
+	next := make(chan struct{})
+	done := stallFirst(t, spy, base, ts.URL, next) // until the connection has closed
+	get(t, http.DefaultClient, ts.URL+"/second")   // takes the pooled connection, behind the first
 	base.CloseIdleConnections()
 	r := rs.all()[0]
 	waitFor(t, "the connection closed", func() bool { return r.State() == connscope.StateClosed })
@@ -366,35 +339,9 @@ func TestEventHookMakesTracedRequest(t *testing.T) {
 	defer base.CloseIdleConnections()
 	httpscope.WrapTransport(spy, base, nil)
 	const stall = 5 * time.Second
-	pooled, next := make(chan struct{}), make(chan struct{})
-	old := http.DefaultClient.Transport
-	defer func() { http.DefaultClient.Transport = old }()
-	http.DefaultClient.Transport = roundTripFunc(func(req *http.Request) (*http.Response, error) {
-		resp, err := base.RoundTrip(req)
-		if req.URL.Path == "/first" {
-			close(pooled)
-			select { // until the second request is over
-			case <-next:
-			case <-time.After(stall):
-			}
-		}
-		return resp, err
-	})
-	undo := httpscope.InstrumentDefault(spy, nil)
-	defer undo()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if resp, err := http.Get(ts.URL + "/first"); err == nil {
-			resp.Body.Close()
-		}
-	}()
-	select {
-	case <-pooled:
-	case <-time.After(stall):
-		t.Fatal("the first request's connection never went back to the pool")
-	}
-	get(t, http.DefaultClient, ts.URL+"/second") // takes the pooled connection, behind the first
+	next := make(chan struct{})
+	done := stallFirst(t, spy, base, ts.URL, next) // until the second request is over
+	get(t, http.DefaultClient, ts.URL+"/second")   // takes the pooled connection, behind the first
 	armed.Store(true)
 	close(next)
 	select {
@@ -551,4 +498,40 @@ func slowH2CUnderMiddleware(t *testing.T, spy *connscope.Spy) (url string, relea
 		t.Fatal("the slow request got no connection")
 	}
 	return ts.URL, release, slow
+}
+
+// stallFirst puts under InstrumentDefault's traced http.DefaultClient a
+// RoundTripper over base that holds the answer to /first, whose
+// connection net/http has pooled by then, until next is closed (at most
+// 5 s). It starts GET url/first and returns once that connection is in
+// the pool; done is closed when the request has returned.
+func stallFirst(t *testing.T, spy *connscope.Spy, base *http.Transport, url string, next <-chan struct{}) (done chan struct{}) {
+	pooled := make(chan struct{})
+	old := http.DefaultClient.Transport
+	t.Cleanup(func() { http.DefaultClient.Transport = old })
+	http.DefaultClient.Transport = roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		resp, err := base.RoundTrip(req)
+		if req.URL.Path == "/first" {
+			close(pooled)
+			select {
+			case <-next:
+			case <-time.After(5 * time.Second):
+			}
+		}
+		return resp, err
+	})
+	t.Cleanup(httpscope.InstrumentDefault(spy, nil))
+	done = make(chan struct{})
+	go func() {
+		defer close(done)
+		if resp, err := http.Get(url + "/first"); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	select {
+	case <-pooled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first request's connection never went back to the pool")
+	}
+	return done
 }
