@@ -210,15 +210,7 @@ func dialRace(t *testing.T, url string, p *tlsPool, holding, release chan struct
 	<-dialedX
 	// Y's and X's "Socket Connect", in that order, before Z's: the tests
 	// tell the connections apart by it.
-	waitFor(t, "X's Socket Connect", func() bool {
-		n := 0
-		for _, e := range sink.events(connscope.Client) {
-			if e.Msg == connscope.MsgConnect {
-				n++
-			}
-		}
-		return n == 2
-	})
+	waitFor(t, "X's Socket Connect", func() bool { return count(sink, connscope.MsgConnect) == 2 })
 	time.Sleep(xHeadStart) // X's handshake runs at least this long
 	close(release)
 	<-bDone

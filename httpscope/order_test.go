@@ -230,26 +230,10 @@ func TestH2CUnderAnotherRoundTripper(t *testing.T) {
 	if n := len(rs.all()); n != 1 {
 		t.Fatalf("%d connections, want 1", n)
 	}
-	waitFor(t, "both responses", func() bool {
-		n := 0
-		for _, e := range sink.events(connscope.Client) {
-			if e.Msg == connscope.MsgResponse {
-				n++
-			}
-		}
-		return n == 2
-	})
+	waitFor(t, "both responses", func() bool { return count(sink, connscope.MsgResponse) == 2 })
 	// and after: a later request is not held either
 	get(t, http.DefaultClient, url+"/after")
-	waitFor(t, "the next response", func() bool {
-		n := 0
-		for _, e := range sink.events(connscope.Client) {
-			if e.Msg == connscope.MsgResponse {
-				n++
-			}
-		}
-		return n == 3
-	})
+	waitFor(t, "the next response", func() bool { return count(sink, connscope.MsgResponse) == 3 })
 	if n := httpscope.HeldConns(); n != 0 {
 		t.Errorf("%d connections still hold events", n)
 	}
@@ -261,13 +245,7 @@ func TestH2CUnderAnotherRoundTripper(t *testing.T) {
 // once idle). Its "Socket Close" is not held, but no "Socket Idle" comes
 // after it: the connection is not idle.
 func TestHeldIdleAfterClose(t *testing.T) {
-	ts := startPlain(t, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/first" {
-			w.WriteHeader(http.StatusNoContent)
-			return
-		}
-		io.WriteString(w, "ok")
-	}), nil)
+	ts := startFirstNoBody(t)
 	sink := &memSink{}
 	var rs records
 	spy := rs.spy(sink)
@@ -282,14 +260,7 @@ func TestHeldIdleAfterClose(t *testing.T) {
 	waitFor(t, "the connection closed", func() bool { return r.State() == connscope.StateClosed })
 	close(next)
 	<-done
-	waitFor(t, "the second request's response", func() bool {
-		for _, e := range sink.events(connscope.Client) {
-			if e.Msg == connscope.MsgResponse && e.Request == 2 {
-				return true
-			}
-		}
-		return false
-	})
+	waitFor(t, "the second request's response", func() bool { return count(sink, connscope.MsgResponse, 2) == 1 })
 	evs := sink.events(connscope.Client)
 	closed := slices.IndexFunc(evs, func(e ev) bool { return e.Msg == connscope.MsgClose })
 	if closed < 0 {
@@ -311,13 +282,7 @@ func TestHeldIdleAfterClose(t *testing.T) {
 // returned (see TestNextRequestWaitsForTheLastOnesResponse) and when they
 // are let go.
 func TestEventHookMakesTracedRequest(t *testing.T) {
-	ts := startPlain(t, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/first" {
-			w.WriteHeader(http.StatusNoContent)
-			return
-		}
-		io.WriteString(w, "ok")
-	}), nil)
+	ts := startFirstNoBody(t)
 	alerts := startPlain(t, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "noted")
 	}), nil)
@@ -352,14 +317,7 @@ func TestEventHookMakesTracedRequest(t *testing.T) {
 	if err := <-alerted; err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the second request's response", func() bool {
-		for _, e := range sink.events(connscope.Client) {
-			if e.Msg == connscope.MsgResponse && e.Request == 2 {
-				return true
-			}
-		}
-		return false
-	})
+	waitFor(t, "the second request's response", func() bool { return count(sink, connscope.MsgResponse, 2) == 1 })
 }
 
 // TestRoundTripperUnderTracedOnePanics: a RoundTripper under the traced
@@ -368,13 +326,7 @@ func TestEventHookMakesTracedRequest(t *testing.T) {
 // without a body had put the connection back in the pool already: the
 // requests that take it next are still reported.
 func TestRoundTripperUnderTracedOnePanics(t *testing.T) {
-	ts := startPlain(t, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/first" {
-			w.WriteHeader(http.StatusNoContent) // no body: pooled before RoundTrip returns
-			return
-		}
-		io.WriteString(w, "ok")
-	}), nil)
+	ts := startFirstNoBody(t)
 	sink := &memSink{}
 	var rs records
 	spy := rs.spy(sink)
@@ -401,14 +353,7 @@ func TestRoundTripperUnderTracedOnePanics(t *testing.T) {
 		http.Get(ts.URL + "/first")
 	}()
 	get(t, http.DefaultClient, ts.URL+"/second") // takes the pooled connection
-	waitFor(t, "the second request's response", func() bool {
-		for _, e := range sink.events(connscope.Client) {
-			if e.Msg == connscope.MsgResponse && e.Request == 2 {
-				return true
-			}
-		}
-		return false
-	})
+	waitFor(t, "the second request's response", func() bool { return count(sink, connscope.MsgResponse, 2) == 1 })
 	r := rs.all()[0]
 	if s, n := r.State(), r.InFlight(); s != connscope.StateIdle || n != 0 {
 		t.Errorf("connection %v with %d in flight, want idle with 0", s, n)
@@ -534,4 +479,29 @@ func stallFirst(t *testing.T, spy *connscope.Spy, base *http.Transport, url stri
 		t.Fatal("the first request's connection never went back to the pool")
 	}
 	return done
+}
+
+// startFirstNoBody starts a server that answers /first with a 204 (no
+// body: net/http pools the connection before RoundTrip returns) and
+// anything else with "ok".
+func startFirstNoBody(t *testing.T) *httptest.Server {
+	return startPlain(t, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/first" {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		io.WriteString(w, "ok")
+	}), nil)
+}
+
+// count returns how many of the client's events have message msg (and,
+// if given, belong to request req).
+func count(sink *memSink, msg string, req ...uint64) int {
+	n := 0
+	for _, e := range sink.events(connscope.Client) {
+		if e.Msg == msg && (len(req) == 0 || e.Request == req[0]) {
+			n++
+		}
+	}
+	return n
 }

@@ -232,15 +232,7 @@ func TestNextRequestWaitsForTheLastOnesResponse(t *testing.T) {
 			if !tc.atGotConn {
 				close(next)
 			}
-			waitFor(t, "both requests over", func() bool {
-				n := 0
-				for _, e := range sink.events(connscope.Client) {
-					if e.Msg == connscope.MsgIdle {
-						n++
-					}
-				}
-				return n == 2
-			})
+			waitFor(t, "both requests over", func() bool { return count(sink, connscope.MsgIdle) == 2 })
 			evs := sink.events(connscope.Client)
 			if got := messages(evs); !slices.Equal(got, want) {
 				t.Fatalf("events %q, want %q", got, want)
