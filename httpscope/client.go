@@ -210,10 +210,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		emitReq(spy, r, seq, connscope.Event{Time: now, Message: connscope.MsgRequestError, Conn: r, Target: rt.target, Request: seq,
 			Headers: rt.headers, Duration: took, Op: "request", Err: err})
-		rt.mu.Lock()
-		rt.returned = true
-		idle := rt.idlePending
-		rt.mu.Unlock()
+		idle := rt.markReturned()
 		switch {
 		case r == nil:
 		case idle:
@@ -230,11 +227,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if resp == nil {
 		// A faulty RoundTripper's: http.Client says so. The request is
 		// over all the same.
-		if r != nil {
-			rt.mu.Lock()
-			rt.returned = true
-			idle := rt.idlePending
-			rt.mu.Unlock()
+		if idle := rt.markReturned(); r != nil {
 			endReq(spy, r, seq, idle, false)
 		}
 		return resp, err
@@ -244,11 +237,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	emitReq(spy, r, seq, connscope.Event{Time: now, Message: connscope.MsgResponse, Conn: r, Target: rt.target, Request: seq,
 		Status: resp.StatusCode, Protocol: resp.Proto, Headers: rt.headers, TTFB: ttfb, Duration: took})
-	rt.mu.Lock()
-	rt.returned = true
-	idle := rt.idlePending
-	rt.mu.Unlock()
-	if idle && r != nil { // nil: an unwrapped connection (DialTLSContext), pooled all the same
+	if idle := rt.markReturned(); idle && r != nil { // nil: an unwrapped connection (DialTLSContext), pooled all the same
 		endReq(spy, r, seq, true, false)
 	}
 	// HTTP/1 reports the return to the pool through PutIdleConn; HTTP/2
@@ -274,12 +263,20 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 func (rt *reqTrace) endPanicked() {
 	rt.mu.Lock()
 	r, seq := rt.rec, rt.seq
-	rt.returned = true
-	idle := rt.idlePending
 	rt.mu.Unlock()
-	if idle && r != nil {
+	if rt.markReturned() && r != nil {
 		endReq(rt.spy, r, seq, true, false)
 	}
+}
+
+// markReturned notes that RoundTrip has returned and reports whether
+// net/http pooled the connection before: the request ends now, not at a
+// later PutIdleConn.
+func (rt *reqTrace) markReturned() (idlePending bool) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.returned = true
+	return rt.idlePending
 }
 
 // epoch anchors the request timings: time.Since on a monotonic time reads
