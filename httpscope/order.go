@@ -163,7 +163,10 @@ func endReq(spy *connscope.Spy, r *connscope.Record, seq uint64, pooled, mux boo
 		if locked {
 			ungateUnlock(spy, r, seq)
 		}
-		if idle {
+		// Still idle: a connection that closed since (its Socket Close
+		// may be out already) is not idle. The record is closed before
+		// its event is made.
+		if idle && r.State() != connscope.StateClosed {
 			spy.Emit(connscope.Event{Message: connscope.MsgIdle, Conn: r})
 		}
 		return
