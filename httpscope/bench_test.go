@@ -45,19 +45,36 @@ package httpscope_test
 // BenchmarkHTTPSpyCost splits the spied cost: without a sink, with the JSON
 // sink writing to io.Discard, and to a file.
 //
+// Two more set-ups are floors, not products: what no spy that writes
+// spied's lines can get below. trace-only (trace/bare) attaches to each
+// request a ClientTrace with the four hooks httpscope uses, each doing
+// nothing, as httpscope attaches it (a copy of the request with the trace
+// in its context): what net/http and the allocations cost for any
+// per-request tracing, otelhttp's included. lines-only (lines/bare) traces
+// nothing and writes, per request, the three lines spied writes for a
+// keep-alive request ("Reuse Socket", "HTTP(S) Response", "Socket Idle",
+// on a real connection's record, about 1 KB) through the same sink to a
+// file: the cost of the output alone.
+//
 // Client and server share the machine's cores, so with the cores free the
 // benchmark is CPU-bound: a ratio below 1 is the CPU the instrumentation
 // adds per request, client and server side together.
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -95,11 +112,12 @@ type benchEnv struct {
 	served  chan error
 	accepts atomic.Int64 // TCP connections the server accepted
 
-	// spied only
+	// spied and lines-only
 	sink    *connscope.WriterSink
 	logFile *os.File
 	spies   []*connscope.Spy
 	closed  atomic.Int64 // connections whose "Socket Close" was emitted (Hooks.ConnClosed)
+	closers []io.Closer  // closed first by close: lines-only's connection
 }
 
 // countingListener counts accepted connections, to check that keep-alive
@@ -184,6 +202,29 @@ func newBenchEnv(tb testing.TB, name, dir string) *benchEnv {
 		} else {
 			env.spies = env.spies[:1]
 		}
+	case "trace-only":
+		rt = noopTrace{env.tr}
+	case "lines-only":
+		env.logFile, err = os.Create(filepath.Join(dir, name+".ndjson"))
+		if err != nil {
+			ln.Close()
+			tb.Fatal(err)
+		}
+		env.sink = connscope.NewJSONSink(env.logFile, nil)
+		hooks := connscope.Hooks{ConnClosed: func(*connscope.Record) { env.closed.Add(1) }}
+		spy := &connscope.Spy{Sink: env.sink, Producer: "bench-client", Hooks: hooks}
+		env.spies = []*connscope.Spy{spy}
+		lines, peer, err := linesConn(spy)
+		if err != nil {
+			ln.Close()
+			tb.Fatal(err)
+		}
+		env.closers = []io.Closer{lines, peer}
+		u, err := url.Parse(env.url)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		rt = &linesOnly{next: env.tr, spy: spy, rec: connscope.RecordOf(lines), target: spy.Redaction.Target("GET", u)}
 	case "otelhttp", "otelhttp-both":
 		// The OTel API only, no SDK: otelhttp takes the global tracer and
 		// meter providers and propagator, which, with nothing registered
@@ -318,6 +359,9 @@ func (env *benchEnv) checkKeepAlive(tb testing.TB, requests int) {
 
 func (env *benchEnv) close(tb testing.TB) {
 	tb.Helper()
+	for _, c := range env.closers {
+		c.Close()
+	}
 	env.tr.CloseIdleConnections()
 	if err := env.srv.Close(); err != nil {
 		tb.Error(err)
@@ -369,7 +413,8 @@ func BenchmarkHTTP(b *testing.B) {
 	b.Run("env=alternate", func(b *testing.B) {
 		dir := b.TempDir()
 		envs := []*benchEnv{newBenchEnv(b, "bare", dir), newBenchEnv(b, "spied", dir), newBenchEnv(b, "otelhttp", dir),
-			newBenchEnv(b, "spied-nosink", dir), newBenchEnv(b, "spied-warn", dir), newBenchEnv(b, "spied-discard", dir)}
+			newBenchEnv(b, "spied-nosink", dir), newBenchEnv(b, "spied-warn", dir), newBenchEnv(b, "spied-discard", dir),
+			newBenchEnv(b, "trace-only", dir), newBenchEnv(b, "lines-only", dir)}
 		for _, env := range envs {
 			defer env.close(b)
 			env.warm(b)
@@ -407,7 +452,12 @@ func BenchmarkHTTP(b *testing.B) {
 		b.ReportMetric(cpu(0)/cpu(4), "warn/bare-cpu")
 		b.ReportMetric(rate(5)/rate(0), "discard/bare")
 		b.ReportMetric(cpu(0)/cpu(5), "discard/bare-cpu")
+		b.ReportMetric(rate(6)/rate(0), "trace/bare")
+		b.ReportMetric(cpu(0)/cpu(6), "trace/bare-cpu")
+		b.ReportMetric(rate(7)/rate(0), "lines/bare")
+		b.ReportMetric(cpu(0)/cpu(7), "lines/bare-cpu")
 		envs[1].events(b)
+		envs[7].events(b)
 		for _, env := range envs {
 			env.checkKeepAlive(b, b.N+warmRequests)
 		}
@@ -451,7 +501,8 @@ func benchOne(b *testing.B, name string) {
 // `go test ./...` catches a broken benchmark without running it, and checks
 // that the spied set-up's file holds the events of a keep-alive request.
 func TestBenchSetups(t *testing.T) {
-	for _, name := range []string{"bare", "spied", "otelhttp", "spied-both", "otelhttp-both", "spied-nosink", "spied-discard", "spied-warn"} {
+	for _, name := range []string{"bare", "spied", "otelhttp", "spied-both", "otelhttp-both", "spied-nosink", "spied-discard", "spied-warn",
+		"trace-only", "lines-only"} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
 			env := newBenchEnv(t, name, dir)
@@ -462,6 +513,14 @@ func TestBenchSetups(t *testing.T) {
 			env.checkKeepAlive(t, warmRequests+2*benchWorkers)
 			ev := env.events(t)
 			env.close(t)
+			if name == "lines-only" {
+				// What spied writes per keep-alive request, as spied writes
+				// it: see TestLinesOnlyWritesWhatSpiedWrites.
+				if want := uint64(1 + 3*(warmRequests+2*benchWorkers)); ev != want { // and its Socket Connect
+					t.Errorf("lines-only wrote %d events for %d requests, want %d", ev, warmRequests+2*benchWorkers, want)
+				}
+				return
+			}
 			if name != "spied-both" {
 				return
 			}
@@ -479,5 +538,117 @@ func TestBenchSetups(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// noopTrace is the trace-only floor: a ClientTrace per request with the
+// hooks httpscope sets, doing nothing.
+type noopTrace struct{ next http.RoundTripper }
+
+func (t noopTrace) RoundTrip(req *http.Request) (*http.Response, error) {
+	var calls int // captured, so that each hook is a closure, as httpscope's are
+	ct := &httptrace.ClientTrace{
+		GotConn:              func(httptrace.GotConnInfo) { calls++ },
+		WroteRequest:         func(httptrace.WroteRequestInfo) { calls++ },
+		GotFirstResponseByte: func() { calls++ },
+		PutIdleConn:          func(error) { calls++ },
+	}
+	return t.next.RoundTrip(req.WithContext(httptrace.WithClientTrace(req.Context(), ct)))
+}
+
+// linesOnly is the lines-only floor: no tracing, and per request the
+// events spied writes for a keep-alive request, on rec.
+type linesOnly struct {
+	next   http.RoundTripper
+	spy    *connscope.Spy
+	rec    *connscope.Record
+	target string
+	seq    atomic.Uint64
+}
+
+func (l *linesOnly) RoundTrip(req *http.Request) (*http.Response, error) {
+	seq := l.seq.Add(1)
+	// Durations of the size spied's have here, so that the lines are as long.
+	l.spy.Emit(connscope.Event{Message: connscope.MsgReuse, Conn: l.rec, Target: l.target, Request: seq, Idle: 21 * time.Microsecond})
+	resp, err := l.next.RoundTrip(req)
+	if err != nil {
+		return resp, err
+	}
+	l.spy.Emit(connscope.Event{Message: connscope.MsgResponse, Conn: l.rec, Target: l.target, Request: seq,
+		Status: resp.StatusCode, Protocol: resp.Proto, TTFB: 43 * time.Microsecond, Duration: 65 * time.Microsecond})
+	l.spy.Emit(connscope.Event{Message: connscope.MsgIdle, Conn: l.rec})
+	return resp, nil
+}
+
+// linesConn returns a loopback TCP connection wrapped by spy, and its peer.
+func linesConn(spy *connscope.Spy) (net.Conn, net.Conn, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer ln.Close()
+	c, err := spy.WrapDial(nil)(context.Background(), "tcp", ln.Addr().String())
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := ln.Accept()
+	if err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	return c, p, nil
+}
+
+// TestLinesOnlyWritesWhatSpiedWrites checks that the lines-only floor
+// writes, per keep-alive request, the lines spied writes (messages and
+// fields) and within 10% of as many bytes: otherwise it would not be
+// spied's floor.
+func TestLinesOnlyWritesWhatSpiedWrites(t *testing.T) {
+	const requests = 200
+	lines := map[string][]string{}
+	size := map[string]float64{}
+	for _, name := range []string{"spied", "lines-only"} {
+		dir := t.TempDir()
+		env := newBenchEnv(t, name, dir)
+		env.warm(t)
+		before := env.events(t)
+		st, err := env.logFile.Stat()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := env.run(requests); err != nil {
+			t.Fatal(err)
+		}
+		if got := env.events(t) - before; got != 3*requests {
+			t.Errorf("%s: %d events for %d keep-alive requests, want %d", name, got, requests, 3*requests)
+		}
+		data, err := os.ReadFile(filepath.Join(dir, name+".ndjson"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		env.close(t)
+		tail := data[st.Size():]
+		size[name] = float64(len(tail)) / requests
+		for _, line := range strings.Split(strings.TrimSpace(string(tail)), "\n") {
+			var fields map[string]any
+			if err := json.Unmarshal([]byte(line), &fields); err != nil {
+				t.Fatalf("%s: %v: %s", name, err, line)
+			}
+			msg, _ := fields["message"].(string)
+			if _, ok := lines[name+" "+msg]; ok {
+				continue
+			}
+			keys := slices.Sorted(maps.Keys(fields))
+			lines[name+" "+msg] = keys
+		}
+	}
+	for _, msg := range []string{connscope.MsgReuse, connscope.MsgResponse, connscope.MsgIdle} {
+		if s, l := lines["spied "+msg], lines["lines-only "+msg]; !slices.Equal(s, l) {
+			t.Errorf("%q: spied writes fields %v, lines-only %v", msg, s, l)
+		}
+	}
+	t.Logf("bytes per request: spied %.0f, lines-only %.0f", size["spied"], size["lines-only"])
+	if r := size["lines-only"] / size["spied"]; r < 0.9 || r > 1.1 {
+		t.Errorf("lines-only writes %.0f bytes per request, spied %.0f: not the same output", size["lines-only"], size["spied"])
 	}
 }
