@@ -277,7 +277,7 @@ func (r *Record) readError(err error) {
 				// long it sat is the peer's (or a load balancer's) idle timeout.
 				e.Idle = r.idleFor()
 			}
-			r.spy.Emit(e)
+			r.emitOwn(e, false)
 		}
 		return
 	}
@@ -326,12 +326,11 @@ func (r *Record) opError(op string, err error) {
 		r.flags.Or(flagHadError)
 	}
 	r.lastErr.Store(&errorRecord{op: op, err: err, at: time.Now()})
-	r.spy.Emit(Event{Message: msg, Conn: r, Op: op, Err: err})
+	r.emitOwn(Event{Message: msg, Conn: r, Op: op, Err: err}, false)
 }
 
 func (r *Record) closed() {
 	r.closeFlow()
-	s := r.spy
 	flags := r.flags.Load()
 	by := "local"
 	if flags&flagRemoteClosed != 0 {
@@ -342,7 +341,12 @@ func (r *Record) closed() {
 	if t := r.target.Load(); t != nil {
 		e.Target = *t
 	}
-	s.Emit(e)
+	r.emitOwn(e, true)
+}
+
+// closedAfter runs what follows "Socket Close", once it is emitted.
+func (r *Record) closedAfter() {
+	s := r.spy
 	if h := s.Hooks.ConnClosed; h != nil {
 		s.callHook("ConnClosed", func() { h(r) })
 	}

@@ -133,6 +133,7 @@ type Record struct {
 	lastErr  atomic.Pointer[errorRecord]
 	target   atomic.Pointer[string]
 	jsonHead atomic.Pointer[jsonHead] // see jsonHeadFor
+	holds    holds                    // see HoldEvents
 }
 
 type errorRecord struct {

@@ -207,9 +207,16 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	r, seq := rt.rec, rt.seq
 	rt.mu.Unlock()
 	ttfb := time.Duration(rt.ttfb.Load())
+	holding := rt.holding != nil // on r: see gotConn
+	rt.holding = nil
 	if err != nil {
+		if holding {
+			// The connection's events first: a failure there ("Socket
+			// Error", "Socket Close") is what failed the request.
+			r.ReleaseEvents()
+		}
 		emitReq(spy, r, seq, connscope.Event{Time: now, Message: connscope.MsgRequestError, Conn: r, Target: rt.target, Request: seq,
-			Headers: rt.headers, Duration: took, Op: "request", Err: err})
+			Headers: rt.headers, Duration: took, Op: "request", Err: err}, false)
 		idle := rt.markReturned()
 		switch {
 		case r == nil:
@@ -227,6 +234,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if resp == nil {
 		// A faulty RoundTripper's: http.Client says so. The request is
 		// over all the same.
+		if holding {
+			r.ReleaseEvents()
+		}
 		if idle := rt.markReturned(); r != nil {
 			endReq(spy, r, seq, idle, false)
 		}
@@ -236,7 +246,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp.Request = req // as if the trace had not been there
 	}
 	emitReq(spy, r, seq, connscope.Event{Time: now, Message: connscope.MsgResponse, Conn: r, Target: rt.target, Request: seq,
-		Status: resp.StatusCode, Protocol: resp.Proto, Headers: rt.headers, TTFB: ttfb, Duration: took})
+		Status: resp.StatusCode, Protocol: resp.Proto, Headers: rt.headers, TTFB: ttfb, Duration: took}, holding)
 	if idle := rt.markReturned(); idle && r != nil { // nil: an unwrapped connection (DialTLSContext), pooled all the same
 		endReq(spy, r, seq, true, false)
 	}
@@ -264,6 +274,10 @@ func (rt *reqTrace) endPanicked() {
 	rt.mu.Lock()
 	r, seq := rt.rec, rt.seq
 	rt.mu.Unlock()
+	if rt.holding != nil {
+		rt.holding.ReleaseEvents()
+		rt.holding = nil
+	}
 	if rt.markReturned() && r != nil {
 		endReq(rt.spy, r, seq, true, false)
 	}
@@ -321,9 +335,15 @@ type reqTrace struct {
 	// WroteRequest, which HTTP/2 reports after the flush and so can come
 	// after the answer.
 	nobody bool
-	h2c    bool // the request goes over unencrypted HTTP/2
-	hidden bool // an http:// request whose transport a RoundTripper under this one hides: it may be h2c
-	gotAt  atomic.Int64
+	// The connection whose own events the request holds until its last
+	// event is out (see Record.HoldEvents): net/http may close it, or
+	// the peer end it, before RoundTrip returns what came first. Set at
+	// GotConn and read when RoundTrip returns, both on RoundTrip's
+	// goroutine, so without the mutex.
+	holding *connscope.Record
+	h2c     bool // the request goes over unencrypted HTTP/2
+	hidden  bool // an http:// request whose transport a RoundTripper under this one hides: it may be h2c
+	gotAt   atomic.Int64
 	// A response without a body goes back to the pool before RoundTrip
 	// returns, and so may one that a RoundTripper under this one read
 	// before it failed the request: its "Socket Idle" waits for RoundTrip's
@@ -485,9 +505,17 @@ func (rt *reqTrace) gotConn(info httptrace.GotConnInfo) {
 			pooled = !prev.Broken()
 		}
 		endReq(rt.spy, prev, rt.seq, pooled, mux)
+		if rt.holding != nil {
+			// The attempt is over, with nothing to report before its
+			// connection's events.
+			rt.holding.ReleaseEvents()
+			rt.holding = nil
+		}
 	}
 	var seq uint64
 	if r != nil { // nil: dialed by a DialTLSContext we do not wrap
+		r.HoldEvents()
+		rt.holding = r
 		seq = r.BeginRequestActive(rt.target)
 	}
 	rt.mu.Lock()
@@ -511,7 +539,7 @@ func (rt *reqTrace) gotConn(info httptrace.GotConnInfo) {
 		rt.spy.TLSHandshake(r, &cs, tlsTook, nil)
 	}
 	if info.Reused {
-		emitReq(rt.spy, r, seq, connscope.Event{Message: connscope.MsgReuse, Conn: r, Target: rt.target, Request: seq, Idle: info.IdleTime})
+		emitReq(rt.spy, r, seq, connscope.Event{Message: connscope.MsgReuse, Conn: r, Target: rt.target, Request: seq, Idle: info.IdleTime}, false)
 	}
 }
 

@@ -51,6 +51,9 @@ type heldEvents struct {
 type heldEvent struct {
 	req uint64
 	e   connscope.Event
+	// After e, the request lets the connection's own events go (see
+	// Record.HoldEvents): they follow its last event.
+	release bool
 }
 
 // minGate is the earliest gate, or the greatest sequence if none.
@@ -104,17 +107,26 @@ func holdIfBehind(r *connscope.Record, seq uint64) {
 }
 
 // emitReq emits e, an event of request seq on r, or holds it behind an
-// earlier request that has not ended.
-func emitReq(spy *connscope.Spy, r *connscope.Record, seq uint64, e connscope.Event) {
+// earlier request that has not ended. release says that e is the
+// request's last event before its connection's own, which it holds (see
+// Record.HoldEvents): they go out after e.
+func emitReq(spy *connscope.Spy, r *connscope.Record, seq uint64, e connscope.Event, release bool) {
 	if held.n.Load() != 0 && r != nil {
 		held.mu.Lock()
 		if holdLocked(r, seq, &e) {
+			if release {
+				h := held.m[r]
+				h.evs[len(h.evs)-1].release = true
+			}
 			held.mu.Unlock()
 			return
 		}
 		held.mu.Unlock()
 	}
 	spy.Emit(e)
+	if release {
+		r.ReleaseEvents()
+	}
 }
 
 // holdLocked holds e if request seq waits behind a gate on r, or events
@@ -128,7 +140,7 @@ func holdLocked(r *connscope.Record, seq uint64, e *connscope.Event) bool {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
-	h.evs = append(h.evs, heldEvent{seq, *e})
+	h.evs = append(h.evs, heldEvent{req: seq, e: *e})
 	return true
 }
 
@@ -270,6 +282,9 @@ func drainUnlock(spy *connscope.Spy, r *connscope.Record, h *heldEvents) {
 		for i := range out {
 			if !closed || out[i].e.Message != connscope.MsgIdle {
 				spy.Emit(out[i].e)
+			}
+			if out[i].release {
+				r.ReleaseEvents()
 			}
 		}
 		held.mu.Lock()

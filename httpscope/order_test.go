@@ -505,3 +505,96 @@ func count(sink *memSink, msg string, req ...uint64) int {
 	}
 	return n
 }
+
+// TestConnectionClosedAfterBodilessAnswer: an answer without a body that
+// says "Connection: close" makes net/http close the connection before
+// RoundTrip hands the answer over. The connection's own events wait for
+// the request's: "HTTP(S) Response", then "Socket Close" (before this was
+// fixed, 189 of 200 such requests logged the close first). A failure
+// keeps the opposite order: the connection's "Socket Error" and "Socket
+// Close" say why the request failed, and come before its "HTTP(S)
+// Error".
+func TestConnectionClosedAfterBodilessAnswer(t *testing.T) {
+	const requests = 50
+	for _, tc := range []struct {
+		name   string
+		method string
+		status int
+		reset  bool // the server resets the connection instead of answering
+		want   []string
+	}{
+		{"204", http.MethodGet, http.StatusNoContent, false,
+			[]string{connscope.MsgConnect, connscope.MsgResponse, connscope.MsgClose}},
+		{"304", http.MethodGet, http.StatusNotModified, false,
+			[]string{connscope.MsgConnect, connscope.MsgResponse, connscope.MsgClose}},
+		{"HEAD", http.MethodHead, http.StatusOK, false,
+			[]string{connscope.MsgConnect, connscope.MsgResponse, connscope.MsgClose}},
+		{"reset", http.MethodGet, 0, true,
+			[]string{connscope.MsgConnect, connscope.MsgError, connscope.MsgClose, connscope.MsgRequestError}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := startPlain(t, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if tc.reset {
+					c, _, err := http.NewResponseController(w).Hijack()
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					c.(*net.TCPConn).SetLinger(0)
+					c.Close()
+					return
+				}
+				w.Header().Set("Connection", "close")
+				w.WriteHeader(tc.status)
+			}), nil)
+			sink := &memSink{}
+			spy := &connscope.Spy{Sink: sink}
+			tr := &http.Transport{}
+			defer tr.CloseIdleConnections()
+			c := &http.Client{Transport: httpscope.WrapTransport(spy, tr, nil)}
+			for range requests {
+				req, err := http.NewRequest(tc.method, ts.URL, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp, err := c.Do(req)
+				if tc.reset {
+					if err == nil {
+						resp.Body.Close()
+						t.Fatal("request to a server that resets succeeded")
+					}
+					continue
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != tc.status {
+					t.Fatalf("status %d, want %d", resp.StatusCode, tc.status)
+				}
+			}
+			waitFor(t, "every connection's Socket Close", func() bool { return count(sink, connscope.MsgClose) == requests })
+			byConn := map[connscope.ID][]string{}
+			for _, e := range sink.events(connscope.Client) {
+				byConn[e.ID] = append(byConn[e.ID], e.Msg)
+			}
+			if len(byConn) != requests {
+				t.Fatalf("%d connections for %d requests, each answered with a close", len(byConn), requests)
+			}
+			bad := 0
+			for id, msgs := range byConn {
+				// The server's FIN may be read first: "Socket End" is the
+				// connection's own, and comes after the response too.
+				msgs = slices.DeleteFunc(msgs, func(m string) bool { return m == connscope.MsgEnd && !tc.reset })
+				if !slices.Equal(msgs, tc.want) {
+					if bad++; bad <= 3 {
+						t.Errorf("connection %v: %v, want %v", id, msgs, tc.want)
+					}
+				}
+			}
+			if bad > 0 {
+				t.Errorf("%d of %d connections out of order", bad, requests)
+			}
+		})
+	}
+}

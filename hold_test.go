@@ -1,0 +1,143 @@
+package connscope
+
+import (
+	"io"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestHoldEvents: while a layer above holds a connection's events, its
+// "Socket End" and "Socket Close" wait, with the time they happened at,
+// and so do the close's hook and count; the last release lets them go,
+// in order.
+func TestHoldEvents(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		holds    int // HoldEvents before the peer closes and this side closes
+		released int // ReleaseEvents before then
+	}{
+		{"no hold", 0, 0},
+		{"one hold", 1, 0},
+		{"nested holds", 2, 0},
+		{"released before the close", 1, 1},
+		{"one of two released before the close", 2, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sink := newCaptureSink()
+			var hooked atomic.Int32
+			var mineRec atomic.Pointer[Record]
+			spy := &Spy{Sink: sink, Hooks: Hooks{ConnClosed: func(x *Record) {
+				if x == mineRec.Load() {
+					hooked.Add(1)
+				}
+			}}}
+			c, s := wrappedPair(t, spy, "tcp")
+			defer s.Close()
+			r := RecordOf(c)
+			mineRec.Store(r)
+			for range tc.holds {
+				r.HoldEvents()
+			}
+			for range tc.released {
+				r.ReleaseEvents()
+			}
+			s.Close()
+			c.SetReadDeadline(time.Now().Add(testTimeout))
+			if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+				t.Fatalf("read after the peer closed: %v, want io.EOF", err)
+			}
+			c.Close()
+			closedAt := r.ClosedAt()
+			time.Sleep(2 * time.Millisecond) // so that a release's time would differ
+
+			held := tc.holds - tc.released
+			mine := func() []string {
+				var out []string
+				for _, e := range sink.all() {
+					if e.Conn == r {
+						out = append(out, e.Message)
+					}
+				}
+				return out
+			}
+			if held > 0 {
+				if got := mine(); !slices.Equal(got, []string{MsgConnect}) {
+					t.Fatalf("events while held: %v, want only %q", got, MsgConnect)
+				}
+				if hooked.Load() != 0 {
+					t.Fatal("ConnClosed ran before its Socket Close was out")
+				}
+				if open := spy.Stats().Open; open != 1 {
+					t.Fatalf("Stats().Open = %d while the Socket Close is held, want 1 (the peer is closed)", open)
+				}
+			}
+			for i := range held {
+				if i < held-1 {
+					r.ReleaseEvents()
+					if got := mine(); len(got) != 1 {
+						t.Fatalf("events after releasing %d of %d holds: %v", i+1, held, got)
+					}
+					continue
+				}
+				r.ReleaseEvents()
+			}
+			if got, want := mine(), []string{MsgConnect, MsgEnd, MsgClose}; !slices.Equal(got, want) {
+				t.Fatalf("events: %v, want %v", got, want)
+			}
+			if hooked.Load() != 1 {
+				t.Fatalf("ConnClosed ran %d times for this connection, want 1", hooked.Load())
+			}
+			if open := spy.Stats().Open; open != 0 {
+				t.Fatalf("Stats().Open = %d once the Socket Close is out, want 0", open)
+			}
+			closes := sink.of(MsgClose, r)
+			if got := closes[0].Time; !got.Equal(closedAt) && got.Sub(closedAt) > time.Millisecond {
+				t.Errorf("Socket Close at %v, want the close's time %v, not the release's", got, closedAt)
+			}
+		})
+	}
+}
+
+// TestHoldEventsConcurrent: holds and releases racing with the end and
+// the close of the connection lose no event, emit none twice, and keep
+// "Socket End" before "Socket Close". Run it with -race.
+func TestHoldEventsConcurrent(t *testing.T) {
+	const rounds, holdsPerRound = 100, 50
+	for range rounds {
+		sink := newCaptureSink()
+		spy := &Spy{Sink: sink}
+		c, s := wrappedPair(t, spy, "tcp")
+		r := RecordOf(c)
+		var wg sync.WaitGroup
+		for range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range holdsPerRound {
+					r.HoldEvents()
+					r.ReleaseEvents()
+				}
+			}()
+		}
+		s.Close()
+		c.SetReadDeadline(time.Now().Add(testTimeout))
+		c.Read(make([]byte, 1))
+		c.Close()
+		wg.Wait()
+		var got []string
+		for _, e := range sink.all() {
+			if e.Conn == r {
+				got = append(got, e.Message)
+			}
+		}
+		if want := []string{MsgConnect, MsgEnd, MsgClose}; !slices.Equal(got, want) {
+			t.Fatalf("events: %v, want %v", got, want)
+		}
+		if open := spy.Stats().Open; open != 0 {
+			t.Fatalf("Stats().Open = %d after both ends closed, want 0", open)
+		}
+	}
+}
