@@ -14,9 +14,10 @@ import (
 // TestHTTP2ServerShutdownMidRequest: http.Server.Shutdown sends GOAWAY to
 // an HTTP/2 connection with a request in flight, lets it finish and closes
 // the connection. The request succeeds, and the connection's record ends
-// closed with nothing in flight and no event after its "Socket Close" but
-// the request's own. (A "Socket Idle" may come just before the close, or
-// racing it, just after: see README.)
+// closed with nothing in flight and no event after its "Socket Close". (A
+// "Socket Idle" may come just before the close: see README. Before the
+// close's event waited for it, it came just after in 1 run in 20 under
+// -race.)
 func TestHTTP2ServerShutdownMidRequest(t *testing.T) {
 	release := make(chan struct{})
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -58,12 +59,8 @@ func TestHTTP2ServerShutdownMidRequest(t *testing.T) {
 	if s, n := r.State(), r.InFlight(); s != connscope.StateClosed || n != 0 {
 		t.Errorf("state %v, %d in flight; want closed, 0", s, n)
 	}
-	// The "Socket Idle" of the body's end and the close race (see
-	// README): it may come just after the "Socket Close". Nothing else may.
 	got := messages(sink.events(connscope.Client))
-	if i := slices.Index(got, connscope.MsgClose); i < 0 || slices.ContainsFunc(got[i+1:], func(m string) bool {
-		return m != connscope.MsgResponse && m != connscope.MsgIdle
-	}) || count(sink, connscope.MsgIdle) > 2 {
-		t.Errorf("events %q: want nothing after Socket Close but the request's HTTP(S) Response and at most one Socket Idle", got)
+	if i := slices.Index(got, connscope.MsgClose); i != len(got)-1 || count(sink, connscope.MsgIdle) > 2 {
+		t.Errorf("events %q: want Socket Close last, and at most two Socket Idle", got)
 	}
 }

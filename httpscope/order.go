@@ -175,15 +175,17 @@ func endReq(spy *connscope.Spy, r *connscope.Record, seq uint64, pooled, mux boo
 		if locked {
 			ungateUnlock(spy, r, seq)
 		}
-		// Still idle: a connection that closed since (its Socket Close
-		// may be out already) is not idle. The record is closed before
-		// its event is made.
-		if idle && r.State() != connscope.StateClosed {
-			spy.Emit(connscope.Event{Message: connscope.MsgIdle, Conn: r})
+		if idle {
+			emitIdle(spy, r)
 		}
 		return
 	}
 	idle := connscope.Event{Message: connscope.MsgIdle, Conn: r}
+	if pooled {
+		// Until the "Socket Idle" is out or held: see emitIdle.
+		r.HoldEvents()
+		defer r.ReleaseEvents()
+	}
 	say := pooled && r.State() != connscope.StateClosed
 	ended := false
 	if held.n.Load() == 0 {
@@ -225,6 +227,18 @@ func ungateUnlock(spy *connscope.Spy, r *connscope.Record, seq uint64) {
 		}
 	}
 	held.mu.Unlock()
+}
+
+// emitIdle emits "Socket Idle" for r, unless r closed. r's own events
+// wait meanwhile, so that a close cannot come between the check and the
+// event: its "Socket Close" follows the "Socket Idle". (The record is
+// closed before its event is made.)
+func emitIdle(spy *connscope.Spy, r *connscope.Record) {
+	r.HoldEvents()
+	if r.State() != connscope.StateClosed {
+		spy.Emit(connscope.Event{Message: connscope.MsgIdle, Conn: r})
+	}
+	r.ReleaseEvents()
 }
 
 func endOnly(r *connscope.Record, pooled bool) {
@@ -275,8 +289,10 @@ func drainUnlock(spy *connscope.Spy, r *connscope.Record, h *heldEvents) {
 			}
 			return 0
 		})
-		// A connection that closed while they were held is not idle: its
-		// "Socket Close", not held, is out already.
+		// A connection that closed while they were held is not idle. Its
+		// own events wait until these are out (see emitIdle): its "Socket
+		// Close" then follows them.
+		r.HoldEvents()
 		closed := r.State() == connscope.StateClosed
 		held.mu.Unlock()
 		for i := range out {
@@ -287,6 +303,7 @@ func drainUnlock(spy *connscope.Spy, r *connscope.Record, h *heldEvents) {
 				r.ReleaseEvents()
 			}
 		}
+		r.ReleaseEvents()
 		held.mu.Lock()
 	}
 }
