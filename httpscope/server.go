@@ -69,6 +69,13 @@ func InstrumentServer(spy *connscope.Spy, srv *http.Server, opts *Options) {
 				}
 				r.SetState(connscope.StateActive)
 			case http.StateIdle:
+				// An HTTP/2 server whose connection is lost (or that its
+				// own Close cut) closes the streams still open, then
+				// reports the connection idle just before it closes it:
+				// not idle between requests.
+				if r.InFlight() > 0 && r.Broken() {
+					break
+				}
 				r.SetState(connscope.StateIdle)
 				// An HTTP/2 server reports its connection active, then
 				// idle, as it reads the client's preface: idle before any
