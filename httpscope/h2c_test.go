@@ -1,14 +1,22 @@
 package httpscope_test
 
 import (
+	"bufio"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/h2c"
 
 	"github.com/connscope/connscope"
+	"github.com/connscope/connscope/httpscope"
 )
 
 // TestServerH2CHandler: golang.org/x/net/http2/h2c's handler, as an
@@ -70,6 +78,109 @@ func TestServerH2CHandler(t *testing.T) {
 				return k
 			}
 			waitFor(t, "the connection idle after each request", func() bool { return idles() == n && r.State() == connscope.StateIdle })
+		})
+	}
+}
+
+// TestServerH2CUpgradeNotIdleMidRequest: a client that upgrades an HTTP/1
+// connection to h2c (Upgrade: h2c, as curl --http2 does) has its upgrade
+// request served as stream 1 before it sends its preface, at which the
+// HTTP/2 server reports the connection idle (ConnState). Stream 1 is
+// still open then, whether its handler still runs or has returned (its
+// response waits for the preface): no "Socket Idle" then, one when
+// stream 1 ends.
+func TestServerH2CUpgradeNotIdleMidRequest(t *testing.T) {
+	for _, block := range []bool{true, false} {
+		t.Run(fmt.Sprintf("handler-runs=%v", block), func(t *testing.T) {
+			sink := &memSink{}
+			var rs records
+			spy := rs.spy(sink)
+			entered, release := make(chan struct{}, 1), make(chan struct{})
+			var once sync.Once
+			unblock := func() { once.Do(func() { close(release) }) }
+			defer unblock()
+			idle := make(chan struct{}, 8)
+			ts := httptest.NewUnstartedServer(h2c.NewHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				entered <- struct{}{}
+				if block {
+					select {
+					case <-release:
+					case <-time.After(5 * time.Second):
+					}
+				}
+				io.WriteString(w, "ok")
+			}), &http2.Server{}))
+			ts.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+				if s == http.StateIdle {
+					idle <- struct{}{}
+				}
+			}
+			ts.Listener = spy.WrapListener(ts.Listener)
+			httpscope.InstrumentServer(spy, ts.Config, nil)
+			ts.Start()
+			defer ts.Close()
+
+			c, err := net.Dial("tcp", ts.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			// HTTP2-Settings: one setting, ENABLE_PUSH 0.
+			io.WriteString(c, "GET /up HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAIAAAAA\r\n\r\n")
+			br := bufio.NewReader(c)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != http.StatusSwitchingProtocols {
+				t.Fatalf("upgrade answered %s, want 101", resp.Status)
+			}
+			wait := func(ch chan struct{}, what string) {
+				t.Helper()
+				select {
+				case <-ch:
+				case <-time.After(5 * time.Second):
+					t.Fatalf("timed out waiting for %s", what)
+				}
+			}
+			wait(entered, "the upgrade request's handler")
+			if !block {
+				serverResponse(t, sink, "/up") // the handler returned before the preface
+			}
+			r := rs.all()[0]
+			io.WriteString(c, http2.ClientPreface)
+			fr := http2.NewFramer(c, br)
+			if err := fr.WriteSettings(); err != nil {
+				t.Fatal(err)
+			}
+			wait(idle, "the server's ConnState(StateIdle) at the preface")
+			if block {
+				if got := countOf(messages(sink.events(connscope.Server)), connscope.MsgIdle); got != 0 || r.State() != connscope.StateActive {
+					t.Errorf("with stream 1 in flight: %d Socket Idle, state %v; want 0, active", got, r.State())
+				}
+				unblock()
+			}
+			for i := 0; ; i++ { // the response's frames, to stream 1's end
+				f, err := fr.ReadFrame()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if f.Header().StreamID == 1 && f.Header().Flags.Has(http2.FlagDataEndStream) {
+					break
+				}
+				if i == 20 {
+					t.Fatal("no end of stream 1 in 20 frames")
+				}
+			}
+			wait(idle, "the server's ConnState(StateIdle) as stream 1 ends")
+			got := messages(sink.events(connscope.Server))
+			if want := []string{connscope.MsgAccept, connscope.MsgHijack, connscope.MsgResponse, connscope.MsgIdle}; !slices.Equal(got, want) {
+				t.Errorf("server events:\n got %q\nwant %q", got, want)
+			}
+			if s, n := r.State(), r.InFlight(); s != connscope.StateIdle || n != 0 {
+				t.Errorf("after stream 1: state %v, %d in flight; want idle, 0", s, n)
+			}
 		})
 	}
 }

@@ -9,8 +9,10 @@ import (
 	"net"
 	"net/http"
 	"reflect"
+	"sync"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2/h2c"
 
 	"github.com/connscope/connscope"
@@ -56,6 +58,8 @@ func InstrumentServer(spy *connscope.Spy, srv *http.Server, opts *Options) {
 		}
 		return ctx
 	}
+	// The records of connections that h2c is upgrading from HTTP/1.
+	upgrades := new(sync.Map)
 	userConnState := srv.ConnState
 	srv.ConnState = func(c net.Conn, state http.ConnState) {
 		if r := recordOf(c); r != nil {
@@ -74,6 +78,12 @@ func InstrumentServer(spy *connscope.Spy, srv *http.Server, opts *Options) {
 				// reports the connection idle just before it closes it:
 				// not idle between requests.
 				if r.InFlight() > 0 && r.Broken() {
+					break
+				}
+				// h2c serves an upgrade's request as stream 1 before it
+				// reads the client's preface, at which the HTTP/2 server
+				// reports the connection idle: with stream 1 in flight.
+				if _, ok := upgrades.LoadAndDelete(r); ok {
 					break
 				}
 				r.SetState(connscope.StateIdle)
@@ -114,7 +124,16 @@ func InstrumentServer(spy *connscope.Spy, srv *http.Server, opts *Options) {
 	}
 	wrap := func(h http.Handler) http.Handler { return &handler{spy: spy, next: h, opts: o} }
 	if c := h2cWith(h, wrap); c != nil {
-		srv.Handler = c
+		srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			// The HTTP/2 server's first ConnState(StateIdle) on a
+			// connection h2c upgrades is the preface's (see above).
+			// ServeHTTP returns when that connection ends.
+			if r, _ := req.Context().Value(recordKey{}).(*connscope.Record); r != nil && isH2CUpgrade(req.Header) {
+				upgrades.Store(r, struct{}{})
+				defer upgrades.Delete(r)
+			}
+			c.ServeHTTP(w, req)
+		})
 		return
 	}
 	srv.Handler = wrap(h)
@@ -148,6 +167,13 @@ func recordOf(c net.Conn) *connscope.Record {
 		}
 	}
 	return nil
+}
+
+// isH2CUpgrade is golang.org/x/net/http2/h2c's test for a request that
+// upgrades its connection to HTTP/2.
+func isH2CUpgrade(h http.Header) bool {
+	return httpguts.HeaderValuesContainsToken(h["Upgrade"], "h2c") &&
+		httpguts.HeaderValuesContainsToken(h["Connection"], "HTTP2-Settings")
 }
 
 // h2cType is the type of golang.org/x/net/http2/h2c's handler, a pointer
