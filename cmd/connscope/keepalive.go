@@ -39,6 +39,9 @@ type settingsFlags struct {
 	keepalive                  string
 	idle, interval, userTimout time.Duration
 	count                      int
+	// unsetIsOS: unset keepalive flags mean the kernel's values (explain),
+	// not Go's defaults (server and client, whose sockets get Go's).
+	unsetIsOS bool
 }
 
 func (f *settingsFlags) add(fs *pflag.FlagSet, withShortcut bool) {
@@ -86,7 +89,7 @@ func (f *settingsFlags) settings(fs *pflag.FlagSet) (*keepalive.Settings, error)
 			return nil, usagef("--user-timeout %v: want a positive whole number of milliseconds", f.userTimout)
 		}
 		s.UserTimeout = f.userTimout
-		if f.keepalive == "" && !detail {
+		if f.keepalive == "" && !detail && !f.unsetIsOS {
 			// --user-timeout alone keeps Go's keepalive defaults.
 			s.Idle, s.Interval, s.Count = keepalive.GoDefault.Idle, keepalive.GoDefault.Interval, keepalive.GoDefault.Count
 		}
@@ -245,7 +248,7 @@ type keepaliveExplainOpts struct {
 }
 
 func newKeepaliveExplainCmd(stdout io.Writer) *cobra.Command {
-	var f settingsFlags
+	f := settingsFlags{unsetIsOS: true}
 	var retries2, synRetries int
 	var lbIdle time.Duration
 	var idleTimeouts []time.Duration

@@ -217,3 +217,24 @@ func jsonLines(t *testing.T, r io.Reader) []map[string]any {
 	}
 	return evs
 }
+
+// explain's doc: "Unset keepalive flags mean the kernel's value". Giving
+// only --user-timeout must not turn them into Go's 15s/15s/9.
+func TestKeepaliveExplainUserTimeoutAloneKeepsKernelKeepalive(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	var out, errOut bytes.Buffer
+	if code := execute(context.Background(), []string{"keepalive", "explain", "--user-timeout", "5s", "--json"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	var v struct {
+		Settings struct {
+			Text string `json:"text"`
+		} `json:"settings"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &v); err != nil {
+		t.Fatalf("--json output: %v\n%s", err, out.String())
+	}
+	if want := "os/os/os user-timeout=5s"; v.Settings.Text != want {
+		t.Errorf("explain --user-timeout 5s: settings %q, want %q (unset keepalive flags are the kernel's)", v.Settings.Text, want)
+	}
+}
