@@ -90,8 +90,10 @@ func ReadKernel() (Kernel, error) {
 	}{
 		{"tcp_keepalive_time", func(v int) { k.KeepaliveTime = time.Duration(v) * time.Second }},
 		{"tcp_keepalive_intvl", func(v int) { k.KeepaliveIntvl = time.Duration(v) * time.Second }},
-		{"tcp_keepalive_probes", func(v int) { k.KeepaliveProbes = v }},
-		{"tcp_retries2", func(v int) { k.Retries2 = v }},
+		// 0 is a real setting for these two, not "the default": Kernel
+		// writes it as negative.
+		{"tcp_keepalive_probes", func(v int) { k.KeepaliveProbes = zeroAsNegative(v) }},
+		{"tcp_retries2", func(v int) { k.Retries2 = zeroAsNegative(v) }},
 		{"tcp_syn_retries", func(v int) { k.SynRetries = v }},
 	} {
 		v, err := read(f.name)
@@ -111,6 +113,13 @@ func ReadKernel() (Kernel, error) {
 		k.RTOMax = time.Duration(v) * time.Millisecond
 	}
 	return k, nil
+}
+
+func zeroAsNegative(v int) int {
+	if v == 0 {
+		return -1
+	}
+	return v
 }
 
 // pendingError returns and clears the socket's pending error (SO_ERROR):

@@ -9,7 +9,10 @@ import (
 )
 
 // Kernel holds the per-network-namespace sysctls that decide detection
-// times. A zero field means the Linux default, as in [DefaultKernel].
+// times. A zero field means the Linux default, as in [DefaultKernel]. A
+// negative KeepaliveProbes or Retries2 means a sysctl set to 0, which the
+// kernel honours: no keepalive probe before the abort, no retransmission
+// backoff beyond the first RTO.
 type Kernel struct {
 	KeepaliveTime   time.Duration `json:"keepalive_time"`   // net.ipv4.tcp_keepalive_time
 	KeepaliveIntvl  time.Duration `json:"keepalive_intvl"`  // net.ipv4.tcp_keepalive_intvl
@@ -47,10 +50,10 @@ func (k Kernel) withDefaults() Kernel {
 	if k.KeepaliveIntvl <= 0 {
 		k.KeepaliveIntvl = d.KeepaliveIntvl
 	}
-	if k.KeepaliveProbes <= 0 {
+	if k.KeepaliveProbes == 0 {
 		k.KeepaliveProbes = d.KeepaliveProbes
 	}
-	if k.Retries2 <= 0 {
+	if k.Retries2 == 0 {
 		k.Retries2 = d.Retries2
 	}
 	if k.RTOMin <= 0 {
@@ -204,15 +207,16 @@ func Detect(sit Situation, s Settings, k Kernel) Detection {
 		// only the real RTOs start at a raised minimum (route rto_min,
 		// tcp_rto_min_us).
 		const tcpRTOMin = 200 * time.Millisecond
-		bound, thresh := modelTimeout(k.Retries2, tcpRTOMin, k.RTOMax)
+		n := max(k.Retries2, 0) // negative: the sysctl is 0
+		bound, thresh := modelTimeout(n, tcpRTOMin, k.RTOMax)
 		after := firstExpiry(bound, k.RTOMin, k.RTOMax)
 		var rule string
-		if k.Retries2 <= thresh {
+		if n <= thresh {
 			rule = fmt.Sprintf("(2^(N+1)−1)×RTOmin = %d×%s (N = tcp_retries2 = %d)",
-				(int64(2)<<k.Retries2)-1, FormatDuration(tcpRTOMin), k.Retries2)
+				(int64(2)<<n)-1, FormatDuration(tcpRTOMin), n)
 		} else {
 			rule = fmt.Sprintf("(2^%d−1)×RTOmin + (N−%d)×RTOmax = %d×%s + %d×%s (N = tcp_retries2 = %d)",
-				thresh+1, thresh, (int64(2)<<thresh)-1, FormatDuration(tcpRTOMin), k.Retries2-thresh, FormatDuration(k.RTOMax), k.Retries2)
+				thresh+1, thresh, (int64(2)<<thresh)-1, FormatDuration(tcpRTOMin), n-thresh, FormatDuration(k.RTOMax), n)
 		}
 		if after != bound {
 			rule += fmt.Sprintf(", first RTO expiry past %s", FormatDuration(bound))
@@ -227,7 +231,7 @@ func Detect(sit Situation, s Settings, k Kernel) Detection {
 		return Detection{Never: true, Timer: "persist",
 			Rule: "the peer answers zero-window probes: never",
 			Note: fmt.Sprintf("once the peer vanishes, the abort comes after tcp_retries2 = %d unanswered probes, backed off up to RTOmax (%s), so up to ~%s",
-				k.Retries2, FormatDuration(k.RTOMax), FormatDuration(time.Duration(k.Retries2)*k.RTOMax))}
+				max(k.Retries2, 0), FormatDuration(k.RTOMax), FormatDuration(time.Duration(max(k.Retries2, 0))*k.RTOMax))}
 	case Connect:
 		bound := synTimeout(k.SynRetries, max(k.SynLinearTimeouts, 0), k.RTOMax)
 		rule := fmt.Sprintf("SYN retries from 1s, doubling up to RTOmax = %s (R = tcp_syn_retries = %d)", FormatDuration(bound), k.SynRetries)

@@ -30,6 +30,8 @@ func TestDetect(t *testing.T) {
 		{"idle seed 2/os/os", Idle, Settings{Idle: 2 * sec}, linux, 677 * sec, false, "keepalive", ""},
 		{"idle zero Kernel means Linux", Idle, Settings{Idle: 2 * sec}, Kernel{}, 677 * sec, false, "keepalive", ""},
 		{"idle lab sysctls", Idle, Settings{}, Kernel{KeepaliveTime: 1 * sec, KeepaliveIntvl: sec, KeepaliveProbes: 2}, 3 * sec, false, "keepalive", ""},
+		// tcp_keepalive_probes=0 (negative in Kernel): the first firing aborts.
+		{"idle probes sysctl 0", Idle, Settings{Idle: 2 * sec}, Kernel{KeepaliveProbes: -1}, 2 * sec, false, "keepalive", "1m15s×0"},
 		{"idle off", Idle, Off, linux, 0, true, "none", "keepalive off"},
 		{"idle off with U", Idle, Settings{Idle: -1, UserTimeout: 5 * sec}, linux, 0, true, "none", ""},
 		// U and keepalive: first firing (I + kV, k ≥ 1) at or after U.
@@ -42,6 +44,8 @@ func TestDetect(t *testing.T) {
 		{"sending keepalive off", Sending, Off, linux, 924600 * time.Millisecond, false, "retransmission", ""},
 		{"sending retries2 5", Sending, Settings{}, Kernel{Retries2: 5}, 12600 * time.Millisecond, false, "retransmission", "63×200ms"},
 		{"sending retries2 9", Sending, Settings{}, Kernel{Retries2: 9}, 204600 * time.Millisecond, false, "retransmission", ""},
+		// tcp_retries2=0 (negative in Kernel): the first RTO expiry aborts.
+		{"sending retries2 sysctl 0", Sending, Settings{}, Kernel{Retries2: -1}, 200 * time.Millisecond, false, "retransmission", "1×200ms (N = tcp_retries2 = 0)"},
 		{"sending U=10", Sending, Settings{UserTimeout: 10 * sec}, linux, 10 * sec, false, "user-timeout", "U = 10s"},
 		// Zero window: never without U.
 		{"zero-window", ZeroWindow, GoDefault, linux, 0, true, "persist", "never"},

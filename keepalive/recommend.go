@@ -78,7 +78,7 @@ func Recommend(current Settings, k Kernel, p Path) Recommendation {
 	}
 	if current.Idle >= 0 && (current.Interval <= 0 || current.Count <= 0) {
 		r.Notes = append(r.Notes, fmt.Sprintf("Set interval and count explicitly: left to the kernel they are %s × %d, which turned a 2 s idle into 12 minutes in the seed.",
-			FormatDuration(k.KeepaliveIntvl), k.KeepaliveProbes))
+			FormatDuration(k.KeepaliveIntvl), max(k.KeepaliveProbes, 0)))
 		if current.Interval <= 0 {
 			interval = min(idle, 15*time.Second)
 		}
@@ -99,7 +99,7 @@ func Recommend(current Settings, k Kernel, p Path) Recommendation {
 	if u != ideal {
 		u = ideal
 		r.Notes = append(r.Notes, fmt.Sprintf("TCP_USER_TIMEOUT %s = I + V×C: with unacknowledged data keepalive does nothing and retransmissions run %s (tcp_retries2 %d); with a zero window the kernel never gives up.",
-			FormatDuration(u), FormatDuration(Detect(Sending, Settings{}, k).After), k.Retries2))
+			FormatDuration(u), FormatDuration(Detect(Sending, Settings{}, k).After), max(k.Retries2, 0)))
 	}
 	r.Settings = Settings{Idle: idle, Interval: interval, Count: count, UserTimeout: u}
 	r.Detect = make(map[Situation]Detection, len(Situations))

@@ -34,7 +34,8 @@ var (
 func (s Settings) Enabled() bool { return s.Idle >= 0 }
 
 // Effective returns s with the OS defaults from k filled in, so that Idle,
-// Interval and Count are positive, or with Idle < 0 if keepalive is off.
+// Interval and Count are positive (Count is 0 where tcp_keepalive_probes
+// is), or with Idle < 0 if keepalive is off.
 func (s Settings) Effective(k Kernel) Settings {
 	k = k.withDefaults()
 	if s.Idle < 0 {
@@ -47,7 +48,7 @@ func (s Settings) Effective(k Kernel) Settings {
 		s.Interval = k.KeepaliveIntvl
 	}
 	if s.Count <= 0 {
-		s.Count = k.KeepaliveProbes
+		s.Count = max(k.KeepaliveProbes, 0) // negative: the sysctl is 0
 	}
 	if s.UserTimeout < 0 {
 		s.UserTimeout = 0

@@ -322,14 +322,14 @@ func runKeepaliveExplain(ctx context.Context, opts keepaliveExplainOpts, stdout 
 			Keepalive   bool    `json:"keepalive"`
 			IdleS       float64 `json:"idle_s,omitempty"`
 			IntervalS   float64 `json:"interval_s,omitempty"`
-			Count       int     `json:"count,omitempty"`
+			Count       *int    `json:"count,omitempty"` // 0 where tcp_keepalive_probes is 0
 			UserTimeout float64 `json:"user_timeout_s,omitempty"`
 		}
 		view := func(s keepalive.Settings) settingsView {
 			e := s.Effective(k)
 			v := settingsView{Text: s.String(), Keepalive: e.Enabled(), UserTimeout: e.UserTimeout.Seconds()}
 			if e.Enabled() {
-				v.IdleS, v.IntervalS, v.Count = e.Idle.Seconds(), e.Interval.Seconds(), e.Count
+				v.IdleS, v.IntervalS, v.Count = e.Idle.Seconds(), e.Interval.Seconds(), &e.Count
 			}
 			return v
 		}
@@ -348,7 +348,7 @@ func runKeepaliveExplain(ctx context.Context, opts keepaliveExplainOpts, stdout 
 		}{Settings: view(s), Detect: map[keepalive.Situation]keepalive.Detection{}}
 		kd := k
 		out.Kernel = map[string]any{"tcp_keepalive_time_s": kd.KeepaliveTime.Seconds(), "tcp_keepalive_intvl_s": kd.KeepaliveIntvl.Seconds(),
-			"tcp_keepalive_probes": kd.KeepaliveProbes, "tcp_retries2": kd.Retries2, "tcp_syn_retries": kd.SynRetries,
+			"tcp_keepalive_probes": max(kd.KeepaliveProbes, 0), "tcp_retries2": max(kd.Retries2, 0), "tcp_syn_retries": kd.SynRetries,
 			"rto_min_s": kd.RTOMin.Seconds(), "rto_max_s": kd.RTOMax.Seconds()}
 		switch lin := kd.SynLinearTimeouts; { // as the connect rule counts it
 		case lin == 0:
@@ -374,8 +374,8 @@ func runKeepaliveExplain(ctx context.Context, opts keepaliveExplainOpts, stdout 
 		fmt.Fprintf(stdout, " (effective %s/%s/%d)", keepalive.FormatDuration(e.Idle), keepalive.FormatDuration(e.Interval), e.Count)
 	}
 	fmt.Fprintf(stdout, "\nkernel:   tcp_keepalive %s/%s/%d, tcp_retries2 %d, RTO %s to %s, tcp_syn_retries %d\n\n",
-		keepalive.FormatDuration(k.KeepaliveTime), keepalive.FormatDuration(k.KeepaliveIntvl), k.KeepaliveProbes,
-		k.Retries2, keepalive.FormatDuration(k.RTOMin), keepalive.FormatDuration(k.RTOMax), k.SynRetries)
+		keepalive.FormatDuration(k.KeepaliveTime), keepalive.FormatDuration(k.KeepaliveIntvl), max(k.KeepaliveProbes, 0), // negative: the sysctl is 0
+		max(k.Retries2, 0), keepalive.FormatDuration(k.RTOMin), keepalive.FormatDuration(k.RTOMax), k.SynRetries)
 	table := func(s keepalive.Settings) {
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "SITUATION\tDETECTED AFTER\tTIMER\tRULE")
