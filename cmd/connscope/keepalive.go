@@ -165,7 +165,8 @@ func newKeepaliveServerCmd(stdout io.Writer) *cobra.Command {
 		},
 	}
 	f.add(cmd.Flags(), keepalive.Stream)
-	cmd.Flags().StringVar(&addr, "addr", "", "address to listen on (default every address)")
+	// Loopback unless told otherwise: the experiment's server is not for the world.
+	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1", "address to listen on (0.0.0.0 or :: for every address)")
 	return cmd
 }
 

@@ -238,3 +238,42 @@ func TestKeepaliveExplainUserTimeoutAloneKeepsKernelKeepalive(t *testing.T) {
 		t.Errorf("explain --user-timeout 5s: settings %q, want %q (unset keepalive flags are the kernel's)", v.Settings.Text, want)
 	}
 }
+
+// Endpoints bind to loopback unless told otherwise: "keepalive server"
+// without --addr must not listen on every address.
+func TestKeepaliveServerListensOnLoopbackByDefault(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	ln.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	var errOut bytes.Buffer
+	code := make(chan int, 1)
+	go func() {
+		c := execute(ctx, []string{"keepalive", "server", "--port", port}, pw, &errOut)
+		pw.Close()
+		code <- c
+	}()
+	line, err := bufio.NewReader(pr).ReadString('\n') // the "listening" event
+	cancel()
+	go io.Copy(io.Discard, pr) // until the server returns
+	if c := <-code; c != 0 {
+		t.Fatalf("exit %d: %s", c, errOut.String())
+	}
+	if err != nil {
+		t.Fatalf("no listening event: %v", err)
+	}
+	var ev struct{ Event, Local string }
+	if err := json.Unmarshal([]byte(line), &ev); err != nil {
+		t.Fatalf("%q: %v", line, err)
+	}
+	if ev.Event != "listening" || ev.Local != "127.0.0.1:"+port {
+		t.Errorf("first event %q; want listening on 127.0.0.1:%s", line, port)
+	}
+}
