@@ -487,7 +487,16 @@ func (s slogSink) Emit(e *Event) {
 	if e.Dropped != 0 {
 		attrs = append(attrs, slog.Uint64("dropped", e.Dropped))
 	}
-	s.l.LogAttrs(ctx, e.Level, e.Message, attrs...)
+	// The event's own time, not the call's: an event may be emitted after
+	// it happened (httpscope holds a request's events until the one before
+	// it has returned), and the JSON format writes e.Time.
+	t := e.Time
+	if t.IsZero() {
+		t = time.Now()
+	}
+	rec := slog.NewRecord(t, e.Level, e.Message, 0)
+	rec.AddAttrs(attrs...)
+	_ = s.l.Handler().Handle(ctx, rec) // as LogAttrs: a handler's error goes nowhere
 }
 
 // MultiSink returns a sink that emits each event to every sink in turn.
