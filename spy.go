@@ -84,8 +84,9 @@ func (s *Spy) Emit(e Event) {
 	if !s.Enabled() {
 		return
 	}
-	if ws, ok := s.Sink.(*WriterSink); ok && s.Hooks.Event == nil {
-		// The common set-up: e stays on this stack, no pooled copy.
+	if ws, ok := s.Sink.(*WriterSink); ok && ws != nil && s.Hooks.Event == nil {
+		// The common set-up: e stays on this stack, no pooled copy. (A nil
+		// *WriterSink panics: it goes through emitSafe like any sink.)
 		s.complete(&e)
 		ws.Emit(&e)
 		return
