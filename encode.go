@@ -503,7 +503,7 @@ func isTarget(s string) bool {
 		if s[i] == ' ' {
 			rest := s[i+1:]
 			for j := 0; j < len(rest); j++ {
-				if rest[j] <= ' ' || rest[j] == '"' {
+				if rest[j] <= ' ' || rest[j] == '"' || rest[j] == 0x7f { // DEL is a control byte too
 					return false
 				}
 			}
