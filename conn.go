@@ -153,8 +153,12 @@ func unwrapReader(src io.Reader) (inner io.Reader, rec *Record, restore func()) 
 func relayError(src, dst *Record, err error) {
 	kind, _ := Classify(err) // not errors.Is: it survives an error whose Is panics
 	switch {
-	case kind == KindBrokenPipe && dst != nil:
-		dst.opError("write", err)
+	case kind == KindBrokenPipe:
+		// The destination's alone: a source whose destination is not
+		// wrapped did nothing wrong, and must not be marked failed.
+		if dst != nil {
+			dst.opError("write", err)
+		}
 	case src != nil && dst != nil:
 		src.opError("relay", err)
 		dst.opError("relay", err)
