@@ -153,6 +153,13 @@ func unwrapReader(src io.Reader) (inner io.Reader, rec *Record, restore func()) 
 func relayError(src, dst *Record, err error) {
 	kind, _ := Classify(err) // not errors.Is: it survives an error whose Is panics
 	switch {
+	case kind == KindEOF:
+		// Only a read ends at EOF: a source that is not wrapped (a
+		// truncated body's io.ErrUnexpectedEOF) is not the destination's
+		// peer closing.
+		if src != nil {
+			src.opError("relay", err)
+		}
 	case kind == KindBrokenPipe:
 		// The destination's alone: a source whose destination is not
 		// wrapped did nothing wrong, and must not be marked failed.
