@@ -130,6 +130,12 @@ func Classify(err error) (kind, errno string) {
 	if _, ok := asError[*tls.CertificateVerificationError](err); ok {
 		return KindTLS, errno
 	}
+	// Over TCP, crypto/tls returns an alert (the peer's, or one it sent)
+	// as a *net.OpError with one of these ops around an unexported type:
+	// tls.AlertError is what QUIC connections return.
+	if oe, ok := asError[*net.OpError](err); ok && (oe.Op == "remote error" || oe.Op == "local error") {
+		return KindTLS, errno
+	}
 	return KindOther, errno
 }
 
