@@ -333,6 +333,10 @@ func (s *WriterSink) write(p []byte) (n int, err error) {
 			n, err = 0, fmt.Errorf("connscope: sink: writer panicked: %v", v)
 		}
 	}()
+	if s.w == nil {
+		// Bad input to NewJSONSink or NewTextSink: say so, not a nil dereference.
+		return 0, errors.New("connscope: sink: nil io.Writer")
+	}
 	n, err = s.w.Write(p)
 	switch {
 	case n < 0 || n > len(p):
