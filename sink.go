@@ -503,13 +503,29 @@ func (s slogSink) Emit(e *Event) {
 	_ = s.l.Handler().Handle(ctx, rec) // as LogAttrs: a handler's error goes nowhere
 }
 
-// MultiSink returns a sink that emits each event to every sink in turn.
+// MultiSink returns a sink that emits each event to every sink in turn. A
+// sink that panics does not keep the event from the ones after it: once
+// every sink had it, MultiSink panics again with the first panic's value,
+// so that the Spy counts it (Stats.SinkPanics) as for a single sink.
 func MultiSink(sinks ...Sink) Sink { return multiSink(sinks) }
 
 type multiSink []Sink
 
 func (m multiSink) Emit(e *Event) {
+	var first any
 	for _, s := range m {
-		s.Emit(e)
+		if v := emitRecovering(s, e); v != nil && first == nil {
+			first = v
+		}
 	}
+	if first != nil {
+		panic(first)
+	}
+}
+
+// emitRecovering emits e to s and returns what s panicked with, if it did.
+func emitRecovering(s Sink, e *Event) (v any) {
+	defer func() { v = recover() }()
+	s.Emit(e)
+	return nil
 }

@@ -481,14 +481,37 @@ func TestSinkPanics(t *testing.T) {
 	}
 }
 
+// TestMultiSink: every sink gets every event, also the sinks after one
+// that panics; the panic is counted once per event, as for a single sink.
 func TestMultiSink(t *testing.T) {
-	a, b := newCaptureSink(), newCaptureSink()
-	spy := &Spy{Sink: MultiSink(a, b)}
-	spy.Emit(Event{Message: MsgConnect})
-	if len(a.all()) != 1 || len(b.all()) != 1 {
-		t.Errorf("MultiSink delivered %d and %d events, want 1 and 1", len(a.all()), len(b.all()))
+	panicky := sinkFunc(func(*Event) { panic("sink broke") })
+	for _, tc := range []struct {
+		name   string
+		sinks  func(a, b Sink) []Sink
+		panics uint64
+	}{
+		{"two sinks", func(a, b Sink) []Sink { return []Sink{a, b} }, 0},
+		{"a panicking sink first", func(a, b Sink) []Sink { return []Sink{panicky, a, b} }, 1},
+		{"a panicking sink between", func(a, b Sink) []Sink { return []Sink{a, panicky, b} }, 1},
+		{"two panicking sinks", func(a, b Sink) []Sink { return []Sink{panicky, a, panicky, b} }, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := newCaptureSink(), newCaptureSink()
+			spy := &Spy{Sink: MultiSink(tc.sinks(a, b)...)}
+			spy.Emit(Event{Message: MsgConnect})
+			if len(a.all()) != 1 || len(b.all()) != 1 {
+				t.Errorf("MultiSink delivered %d and %d events, want 1 and 1", len(a.all()), len(b.all()))
+			}
+			if got := spy.Stats().SinkPanics; got != tc.panics {
+				t.Errorf("SinkPanics = %d, want %d", got, tc.panics)
+			}
+		})
 	}
 }
+
+type sinkFunc func(*Event)
+
+func (f sinkFunc) Emit(e *Event) { f(e) }
 
 // TestJSONFormat checks connection-spy's field order, nulls and timestamp.
 func TestJSONFormat(t *testing.T) {
