@@ -34,6 +34,10 @@ func TestRequestFlow(t *testing.T) {
 		{"closing ends the requests in flight", []step{begin, begin, closeConn}, nil, StateClosed, 0},
 		{"an end after the close stays at 0", []step{begin, closeConn, end, end}, nil, StateClosed, 0},
 		{"SetState cannot reopen a closed one", []step{closeConn, setIdle, setActive}, nil, StateClosed, 0},
+		// A request that gets a connection as it closes (net/http's
+		// GotConn after the peer's FIN): nothing in flight on it.
+		{"a client request begun after the close", []step{closeConn, begin}, nil, StateClosed, 0},
+		{"a server request begun after the close", []step{closeConn, beginKeep, end}, nil, StateClosed, 0},
 		{"client pool idle then a request", []step{setIdle, begin}, nil, StateActive, 1},
 		// HTTP/2 starts a handler after its stream was reset and the
 		// server reported the connection idle: still idle.

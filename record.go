@@ -247,7 +247,12 @@ func (r *Record) InFlight() int32 { _, n := unpackFlow(r.flow.Load()); return n 
 // BeginRequestActive. Packages that know about requests (httpscope) call
 // them.
 func (r *Record) BeginRequest(target string) uint64 {
-	r.updateFlow(func(s State, n int32) (State, int32) { return s, n + 1 })
+	r.updateFlow(func(s State, n int32) (State, int32) {
+		if s == StateClosed {
+			return s, n // a closed connection has nothing in flight (see InFlight)
+		}
+		return s, n + 1
+	})
 	return r.countRequest(target)
 }
 
@@ -255,7 +260,10 @@ func (r *Record) BeginRequest(target string) uint64 {
 // also marks an idle connection active, in the same atomic step.
 func (r *Record) BeginRequestActive(target string) uint64 {
 	r.updateFlow(func(s State, n int32) (State, int32) {
-		if s == StateIdle {
+		switch s {
+		case StateClosed:
+			return s, n // a closed connection has nothing in flight (see InFlight)
+		case StateIdle:
 			s = StateActive
 		}
 		return s, n + 1
