@@ -273,8 +273,8 @@ mean the kernel's value, as on a socket where they were not set.`,
 				s = &keepalive.Settings{}
 			}
 			fs := cmd.Flags()
-			if fs.Changed("retries2") && (retries2 < 1 || retries2 > 255) {
-				return usagef("--retries2 %d: want 1 to 255", retries2)
+			if fs.Changed("retries2") && (retries2 < 0 || retries2 > 255) {
+				return usagef("--retries2 %d: want 0 to 255", retries2)
 			}
 			if fs.Changed("syn-retries") && (synRetries < 1 || synRetries > 127) {
 				return usagef("--syn-retries %d: want 1 to 127", synRetries)
@@ -295,6 +295,11 @@ mean the kernel's value, as on a socket where they were not set.`,
 			}
 			if fs.Changed("retries2") {
 				k.Retries2 = retries2
+				if retries2 == 0 {
+					// A sysctl of 0 is real (give up at the first RTO
+					// expiry); 0 in Kernel means "Linux's default".
+					k.Retries2 = -1
+				}
 			}
 			if fs.Changed("syn-retries") {
 				k.SynRetries = synRetries

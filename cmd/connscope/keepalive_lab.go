@@ -135,6 +135,9 @@ func labFlags(o labOptions) (lab.Options, []lab.Scenario, error) {
 		if fi, err := os.Stat(filepath.Dir(o.html)); err != nil || !fi.IsDir() {
 			return opt, nil, usagef("--html %s: directory %s does not exist", o.html, filepath.Dir(o.html))
 		}
+		if fi, err := os.Stat(o.html); err == nil && fi.IsDir() {
+			return opt, nil, usagef("--html %s: is a directory, want a file name", o.html)
+		}
 	}
 	scs, err := lab.ParseNames(o.scenarios)
 	if err != nil {

@@ -29,6 +29,7 @@ func TestKeepaliveLabBadInput(t *testing.T) {
 		{[]string{"--scenario", "nope"}, "--scenario"},
 		{[]string{"--retries2", "-1", "--list"}, "--retries2"}, // not hidden by --list
 		{[]string{"--idle", "soon", "--cleanup"}, "--idle"},
+		{[]string{"--html", os.TempDir(), "--list"}, "--html"}, // a directory: said at once, not after the run
 		{[]string{"extra"}, "unexpected argument"},
 	} {
 		var out, errb bytes.Buffer

@@ -32,7 +32,8 @@ func TestKeepaliveBadInput(t *testing.T) {
 		{[]string{"keepalive", "explain", "--count", "three"}, "--count"},
 		{[]string{"keepalive", "explain", "--count", "500"}, "--count"},
 		{[]string{"keepalive", "explain", "--user-timeout", "-1s"}, "--user-timeout"},
-		{[]string{"keepalive", "explain", "--retries2", "0"}, "--retries2"},
+		{[]string{"keepalive", "explain", "--retries2", "-1"}, "--retries2"},
+		{[]string{"keepalive", "explain", "--retries2", "256"}, "--retries2"},
 		{[]string{"keepalive", "explain", "--lb-idle", "soon"}, "--lb-idle"},
 		{[]string{"keepalive", "explain", "--keepalive", "2/1"}, "--keepalive"},
 		{[]string{"keepalive", "explain", "--keepalive", "2/1/3", "--idle", "2s"}, "--keepalive"},
@@ -275,5 +276,31 @@ func TestKeepaliveServerListensOnLoopbackByDefault(t *testing.T) {
 	}
 	if ev.Event != "listening" || ev.Local != "127.0.0.1:"+port {
 		t.Errorf("first event %q; want listening on 127.0.0.1:%s", line, port)
+	}
+}
+
+// TestKeepaliveExplainRetries2Zero: --retries2 0 is what the kernel does
+// with tcp_retries2=0 (TestExplainSysctlsSetToZero measures it): unacked
+// data gives up at the first RTO expiry. It was refused as a usage error.
+func TestKeepaliveExplainRetries2Zero(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	var out, errOut bytes.Buffer
+	if code := execute(context.Background(), []string{"keepalive", "explain", "--retries2", "0", "--json"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	var v struct {
+		Kernel map[string]any `json:"kernel"`
+		Detect map[string]struct {
+			AfterSeconds float64 `json:"after_seconds"`
+		} `json:"detect"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &v); err != nil {
+		t.Fatalf("--json output: %v\n%s", err, out.String())
+	}
+	if got := v.Kernel["tcp_retries2"]; got != 0.0 {
+		t.Errorf("kernel tcp_retries2 %v, want 0", got)
+	}
+	if got := v.Detect["sending"].AfterSeconds; got <= 0 || got > 1 {
+		t.Errorf("sending detection after %v s with --retries2 0, want the first RTO expiry (0.2 s with Linux's RTO minimum)", got)
 	}
 }
