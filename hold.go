@@ -96,7 +96,9 @@ func (r *Record) hold(e *Event, closing bool) bool {
 	defer h.mu.Unlock()
 	for {
 		w := h.word.Load()
-		if w&holdMask == 0 && !h.draining {
+		// heldBit without a hold: the last release has taken the count to
+		// 0 and is on its way to emit the held events; e goes after them.
+		if w == 0 && !h.draining {
 			return false
 		}
 		// A compare-and-swap, not an Or: a release that took the count to

@@ -141,3 +141,67 @@ func TestHoldEventsConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestEventDuringLastReleaseWaitsForHeld: the last ReleaseEvents takes
+// the count to 0 before it takes the lock to emit what is held. An event
+// that takes the lock in between (here the close, which was already
+// waiting for it) must queue behind the held ones, not go out first:
+// "Socket End", then "Socket Close".
+func TestEventDuringLastReleaseWaitsForHeld(t *testing.T) {
+	sink := newCaptureSink()
+	spy := &Spy{Sink: sink}
+	c, s := wrappedPair(t, spy, "tcp")
+	defer s.Close()
+	defer c.Close()
+	r := RecordOf(c)
+	r.HoldEvents()
+	s.Close()
+	c.SetReadDeadline(time.Now().Add(testTimeout))
+	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("read after the peer closed: %v, want io.EOF", err)
+	}
+	// "Socket End" is held. Keep the lock, so that the close queues for
+	// it first, then the release.
+	h := &r.holds
+	h.mu.Lock()
+	locked := true
+	defer func() {
+		if locked {
+			h.mu.Unlock()
+		}
+	}()
+	closed := make(chan struct{})
+	go func() { defer close(closed); c.Close() }()
+	deadline := time.Now().Add(testTimeout)
+	for r.State() != StateClosed && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond) // the close waits for the lock
+	released := make(chan struct{})
+	go func() { defer close(released); r.ReleaseEvents() }()
+	for h.word.Load()&holdMask != 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond) // the release waits for the lock
+	locked = false
+	h.mu.Unlock()
+	for _, ch := range []chan struct{}{closed, released} {
+		select {
+		case <-ch:
+		case <-time.After(testTimeout):
+			t.Fatal("close or release never returned")
+		}
+	}
+	var got []string
+	for _, e := range sink.all() {
+		if e.Conn == r {
+			got = append(got, e.Message)
+		}
+	}
+	if want := []string{MsgConnect, MsgEnd, MsgClose}; !slices.Equal(got, want) {
+		t.Fatalf("events: %v, want %v", got, want)
+	}
+	if open := spy.Stats().Open; open != 0 {
+		t.Fatalf("Stats().Open = %d after both ends closed, want 0", open)
+	}
+}
