@@ -205,10 +205,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	took := time.Duration(int64(now.Sub(epoch)) - rt.start)
 	rt.mu.Lock()
 	r, seq := rt.rec, rt.seq
+	holding := rt.holding != nil // on r: see gotConn
+	rt.holding, rt.over = nil, true
 	rt.mu.Unlock()
 	ttfb := time.Duration(rt.ttfb.Load())
-	holding := rt.holding != nil // on r: see gotConn
-	rt.holding = nil
 	if err != nil {
 		if holding {
 			// The connection's events first: a failure there ("Socket
@@ -273,10 +273,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 func (rt *reqTrace) endPanicked() {
 	rt.mu.Lock()
 	r, seq := rt.rec, rt.seq
+	holding := rt.holding
+	rt.holding, rt.over = nil, true
 	rt.mu.Unlock()
-	if rt.holding != nil {
-		rt.holding.ReleaseEvents()
-		rt.holding = nil
+	if holding != nil {
+		holding.ReleaseEvents()
 	}
 	if rt.markReturned() && r != nil {
 		endReq(rt.spy, r, seq, true, false)
@@ -338,9 +339,13 @@ type reqTrace struct {
 	// The connection whose own events the request holds until its last
 	// event is out (see Record.HoldEvents): net/http may close it, or
 	// the peer end it, before RoundTrip returns what came first. Set at
-	// GotConn and read when RoundTrip returns, both on RoundTrip's
-	// goroutine, so without the mutex.
+	// GotConn, with rec, unless over; taken when RoundTrip returns. Under
+	// the mutex: a RoundTripper under this one that gives up on an attempt
+	// leaves it running, and its GotConn may come after RoundTrip returned,
+	// on another goroutine: such an attempt holds nothing, or nothing would
+	// release it.
 	holding *connscope.Record
+	over    bool
 	h2c     bool // the request goes over unencrypted HTTP/2
 	hidden  bool // an http:// request whose transport a RoundTripper under this one hides: it may be h2c
 	gotAt   atomic.Int64
@@ -500,26 +505,29 @@ func (rt *reqTrace) gotConn(info httptrace.GotConnInfo) {
 		// may wait behind this one on it (see held), so it ends as HTTP/1.
 		rt.mu.Lock()
 		mux := rt.multiplexed(rt.conn, prev)
+		holding := rt.holding
+		rt.holding = nil
 		rt.mu.Unlock()
 		if mux {
 			pooled = !prev.Broken()
 		}
 		endReq(rt.spy, prev, rt.seq, pooled, mux)
-		if rt.holding != nil {
+		if holding != nil {
 			// The attempt is over, with nothing to report before its
 			// connection's events.
-			rt.holding.ReleaseEvents()
-			rt.holding = nil
+			holding.ReleaseEvents()
 		}
 	}
 	var seq uint64
 	if r != nil { // nil: dialed by a DialTLSContext we do not wrap
-		r.HoldEvents()
-		rt.holding = r
 		seq = r.BeginRequestActive(rt.target)
 	}
 	rt.mu.Lock()
 	rt.rec, rt.conn, rt.seq = r, info.Conn, seq
+	if r != nil && !rt.over { // see holding
+		r.HoldEvents()
+		rt.holding = r
+	}
 	tlsTook := rt.tlsTook
 	rt.mu.Unlock()
 	if r == nil {
