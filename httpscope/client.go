@@ -210,13 +210,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	rt.mu.Unlock()
 	ttfb := time.Duration(rt.ttfb.Load())
 	if err != nil {
-		if holding {
-			// The connection's events first: a failure there ("Socket
-			// Error", "Socket Close") is what failed the request.
-			r.ReleaseEvents()
-		}
-		emitReq(spy, r, seq, connscope.Event{Time: now, Message: connscope.MsgRequestError, Conn: r, Target: rt.target, Request: seq,
-			Headers: rt.headers, Duration: took, Op: "request", Err: err}, false)
+		emitReqError(spy, r, seq, connscope.Event{Time: now, Message: connscope.MsgRequestError, Conn: r, Target: rt.target, Request: seq,
+			Headers: rt.headers, Duration: took, Op: "request", Err: err}, holding)
 		idle := rt.markReturned()
 		switch {
 		case r == nil:

@@ -129,6 +129,29 @@ func emitReq(spy *connscope.Spy, r *connscope.Record, seq uint64, e connscope.Ev
 	}
 }
 
+// emitReqError emits e, the "HTTP(S) Error" of request seq on r, after
+// the connection's own events, which the request holds if release is set:
+// a failure there ("Socket Error", "Socket Close") is what failed the
+// request. Unless e is held behind an earlier request: so are the
+// request's earlier events ("Reuse Socket"), which the close must not
+// precede, and the release rides on e as in emitReq.
+func emitReqError(spy *connscope.Spy, r *connscope.Record, seq uint64, e connscope.Event, release bool) {
+	if release && held.n.Load() != 0 {
+		held.mu.Lock()
+		if holdLocked(r, seq, &e) {
+			h := held.m[r]
+			h.evs[len(h.evs)-1].release = true
+			held.mu.Unlock()
+			return
+		}
+		held.mu.Unlock()
+	}
+	if release {
+		r.ReleaseEvents()
+	}
+	emitReq(spy, r, seq, e, false)
+}
+
 // holdLocked holds e if request seq waits behind a gate on r, or events
 // let go are being emitted, and reports whether it did. Called with
 // held.mu held.
