@@ -127,18 +127,7 @@ func TestHoldEventsConcurrent(t *testing.T) {
 		c.Read(make([]byte, 1))
 		c.Close()
 		wg.Wait()
-		var got []string
-		for _, e := range sink.all() {
-			if e.Conn == r {
-				got = append(got, e.Message)
-			}
-		}
-		if want := []string{MsgConnect, MsgEnd, MsgClose}; !slices.Equal(got, want) {
-			t.Fatalf("events: %v, want %v", got, want)
-		}
-		if open := spy.Stats().Open; open != 0 {
-			t.Fatalf("Stats().Open = %d after both ends closed, want 0", open)
-		}
+		endThenClose(t, sink, spy, r)
 	}
 }
 
@@ -192,6 +181,13 @@ func TestEventDuringLastReleaseWaitsForHeld(t *testing.T) {
 			t.Fatal("close or release never returned")
 		}
 	}
+	endThenClose(t, sink, spy, r)
+}
+
+// endThenClose fails t unless r's events are exactly "Socket Connect",
+// "Socket End", "Socket Close", and spy counts no connection open.
+func endThenClose(t *testing.T, sink *captureSink, spy *Spy, r *Record) {
+	t.Helper()
 	var got []string
 	for _, e := range sink.all() {
 		if e.Conn == r {
