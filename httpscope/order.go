@@ -111,17 +111,8 @@ func holdIfBehind(r *connscope.Record, seq uint64) {
 // request's last event before its connection's own, which it holds (see
 // Record.HoldEvents): they go out after e.
 func emitReq(spy *connscope.Spy, r *connscope.Record, seq uint64, e connscope.Event, release bool) {
-	if held.n.Load() != 0 && r != nil {
-		held.mu.Lock()
-		if holdLocked(r, seq, &e) {
-			if release {
-				h := held.m[r]
-				h.evs[len(h.evs)-1].release = true
-			}
-			held.mu.Unlock()
-			return
-		}
-		held.mu.Unlock()
+	if holdReq(r, seq, &e, release) {
+		return
 	}
 	spy.Emit(e)
 	if release {
@@ -136,20 +127,32 @@ func emitReq(spy *connscope.Spy, r *connscope.Record, seq uint64, e connscope.Ev
 // request's earlier events ("Reuse Socket"), which the close must not
 // precede, and the release rides on e as in emitReq.
 func emitReqError(spy *connscope.Spy, r *connscope.Record, seq uint64, e connscope.Event, release bool) {
-	if release && held.n.Load() != 0 {
-		held.mu.Lock()
-		if holdLocked(r, seq, &e) {
-			h := held.m[r]
-			h.evs[len(h.evs)-1].release = true
-			held.mu.Unlock()
-			return
-		}
-		held.mu.Unlock()
+	if release && holdReq(r, seq, &e, true) {
+		return
 	}
 	if release {
 		r.ReleaseEvents()
 	}
 	emitReq(spy, r, seq, e, false)
+}
+
+// holdReq holds e behind an earlier request on r that has not ended, if
+// there is one, with the connection's release riding on it if release is
+// set, and reports whether it did.
+func holdReq(r *connscope.Record, seq uint64, e *connscope.Event, release bool) bool {
+	if held.n.Load() == 0 || r == nil {
+		return false
+	}
+	held.mu.Lock()
+	defer held.mu.Unlock()
+	if !holdLocked(r, seq, e) {
+		return false
+	}
+	if release {
+		h := held.m[r]
+		h.evs[len(h.evs)-1].release = true
+	}
+	return true
 }
 
 // holdLocked holds e if request seq waits behind a gate on r, or events
