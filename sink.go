@@ -15,6 +15,16 @@ import (
 // A Sink receives events. Emit is called from the goroutines that use the
 // connections, so it must be quick and safe for concurrent use; the event
 // is valid only during the call.
+//
+// Some events are emitted while net/http holds a lock of its own: a
+// "Socket Close" of an idle HTTP/2 connection comes from inside the
+// transport's CloseIdleConnections, and "Socket Idle" from the
+// connection's read goroutine, before the response's caller may go on.
+// So Emit must not wait for network I/O, and above all must not make a
+// request through a transport that the Spy instruments: that request can
+// wait for the very lock or goroutine the event came from. A sink that
+// exports over the network hands its events to a goroutine of its own,
+// as WriterSink does with its writer. The same holds for Hooks.
 type Sink interface {
 	Emit(e *Event)
 }

@@ -53,7 +53,8 @@ type Hooks struct {
 	ConnOpened func(r *Record)
 	// ConnClosed is called once, after the connection's Close.
 	ConnClosed func(r *Record)
-	// Event is called for every event, before the sink. It must not keep e.
+	// Event is called for every event, before the sink. It must not keep e,
+	// and must not wait for network I/O (see Sink).
 	Event func(e *Event)
 }
 
