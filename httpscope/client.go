@@ -193,6 +193,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	sent := req.WithContext(rt)
+	// Client.Timeout: see cancelBefore.
+	var clientTimer <-chan struct{}
+	if req.Cancel != nil {
+		if d, ok := rt.Context.Deadline(); ok {
+			clientTimer = req.Cancel
+			sent.Cancel = cancelBefore(req.Cancel, rt.Context.Done(), d)
+		}
+	}
 	panicking := true
 	defer func() {
 		if panicking {
@@ -223,6 +231,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			endReq(spy, r, seq, true, true) // idle if it was the last stream
 		default:
 			endReq(spy, r, seq, false, false)
+		}
+		if clientTimer != nil {
+			awaitClientTimer(rt.Context, clientTimer)
 		}
 		return resp, err
 	}
@@ -257,7 +268,82 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			resp.Body = &h2Body{ReadCloser: resp.Body, rt: rt, rec: r, seq: seq}
 		}
 	}
+	// Not a 101's body, which is also the connection's writer.
+	if clientTimer != nil && resp.Body != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+		resp.Body = &deadlineBody{ReadCloser: resp.Body, ctx: rt.Context, timer: clientTimer}
+	}
 	return resp, nil
+}
+
+// cancelBefore returns a channel closed when cancel closes before
+// deadline, the request's context's.
+//
+// With Client.Timeout set, http.Client handles a RoundTripper that is not
+// net/http's own the pre-context way: besides the context's deadline, it
+// closes the deprecated Request.Cancel when the timeout fires. Passed on
+// as it is, that channel races the deadline inside the transport, and the
+// program gets "net/http: request canceled" where, without the spy, it
+// gets "context deadline exceeded". At or after the deadline, the
+// context's own end fails the request, as without the spy; before it,
+// Cancel is the program's own (http.Client closes it when the program's
+// Request.Cancel closes) and goes through.
+func cancelBefore(cancel, done <-chan struct{}, deadline time.Time) <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		select {
+		case <-cancel:
+			if time.Now().Before(deadline) {
+				close(ch)
+			}
+		case <-done: // the request is over: http.Client ends the context
+		}
+	}()
+	return ch
+}
+
+// clientTimerWait bounds awaitClientTimer's wait: only a program that set
+// both Client.Timeout and an earlier deadline of its own waits it all,
+// once its own deadline failed the request.
+const clientTimerWait = 25 * time.Millisecond
+
+// awaitClientTimer waits, once ctx's deadline has passed, until timer (the
+// Request.Cancel of http.Client, which it closes when its timeout fires)
+// is closed. http.Client says "(Client.Timeout exceeded ...)" in the
+// error only if its timer has fired by the time it sees the error; with
+// its own transport it reads the clock instead, so the deadline's error
+// cannot come first.
+func awaitClientTimer(ctx context.Context, timer <-chan struct{}) {
+	if ctx.Err() != context.DeadlineExceeded {
+		return
+	}
+	select {
+	case <-timer:
+		return
+	default:
+	}
+	t := time.NewTimer(clientTimerWait)
+	defer t.Stop()
+	select {
+	case <-timer:
+	case <-t.C:
+	}
+}
+
+// deadlineBody is the body of a response to a request under
+// Client.Timeout: a read that fails waits for http.Client's timer (see
+// awaitClientTimer).
+type deadlineBody struct {
+	io.ReadCloser
+	ctx   context.Context
+	timer <-chan struct{}
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		awaitClientTimer(b.ctx, b.timer)
+	}
+	return n, err
 }
 
 // endPanicked ends the request when a RoundTripper under this one panicked

@@ -1,0 +1,128 @@
+package httpscope_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/connscope/connscope"
+	"github.com/connscope/connscope/httpscope"
+)
+
+// TestClientTimeoutSameError: with http.Client.Timeout set, net/http
+// handles any RoundTripper that is not its own (httpscope's, otelhttp's)
+// the pre-context way: a timer goroutine per request and the deprecated
+// Request.Cancel. The program must still get the error it got without the
+// spy when the timeout fires, waiting for the headers or reading the body,
+// over HTTP/1 and HTTP/2: the same text, a url.Error that is a timeout and
+// a context.DeadlineExceeded. And the spy reports the request's failure.
+func TestClientTimeoutSameError(t *testing.T) {
+	const timeout = 150 * time.Millisecond
+	release := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/midbody" {
+			io.WriteString(w, "part")
+			w.(http.Flusher).Flush()
+		}
+		select { // hang: the client's timeout ends the request
+		case <-release:
+		case <-r.Context().Done():
+		case <-time.After(10 * time.Second):
+		}
+	})
+	plain := startPlain(t, nil, h, nil)
+	tlsURL, p := startTLS(t, nil, h)
+	defer close(release) // before the servers' cleanups close them
+
+	// The program's own ways to end a request early, beside Client.Timeout:
+	// a deadline of its own that comes first, a cancel, the deprecated
+	// Request.Cancel.
+	ownDeadline := func(r *http.Request) (*http.Request, func()) {
+		ctx, cancel := context.WithTimeout(r.Context(), timeout/3)
+		return r.WithContext(ctx), cancel
+	}
+	ownCancel := func(r *http.Request) (*http.Request, func()) {
+		ctx, cancel := context.WithCancel(r.Context())
+		t := time.AfterFunc(timeout/3, cancel)
+		return r.WithContext(ctx), func() { t.Stop(); cancel() }
+	}
+	legacyCancel := func(r *http.Request) (*http.Request, func()) {
+		c := make(chan struct{})
+		t := time.AfterFunc(timeout/3, func() { close(c) })
+		r.Cancel = c
+		return r, func() { t.Stop() }
+	}
+	for _, tc := range []struct {
+		name, url string
+		h2        bool
+		prepare   func(*http.Request) (*http.Request, func())
+		timeout   bool // the error is a timeout
+	}{
+		{"HTTP/1 awaiting headers", plain.URL + "/headers", false, nil, true},
+		{"HTTP/1 reading the body", plain.URL + "/midbody", false, nil, true},
+		{"HTTP/2 awaiting headers", tlsURL + "/headers", true, nil, true},
+		{"HTTP/2 reading the body", tlsURL + "/midbody", true, nil, true},
+		{"HTTP/1 own earlier deadline", plain.URL + "/headers", false, ownDeadline, true},
+		{"HTTP/2 own earlier deadline, body", tlsURL + "/midbody", true, ownDeadline, true},
+		{"HTTP/1 own cancel", plain.URL + "/headers", false, ownCancel, false},
+		{"HTTP/2 own cancel, body", tlsURL + "/midbody", true, ownCancel, false},
+		{"HTTP/1 Request.Cancel", plain.URL + "/headers", false, legacyCancel, false},
+		{"HTTP/1 Request.Cancel, body", plain.URL + "/midbody", false, legacyCancel, false},
+		{"HTTP/2 Request.Cancel", tlsURL + "/headers", true, legacyCancel, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var errs [2]error
+			sink := &memSink{}
+			for i, spied := range []bool{false, true} {
+				tr := http.DefaultTransport.(*http.Transport).Clone()
+				tr.TLSClientConfig = p.cfg
+				defer tr.CloseIdleConnections()
+				var rt http.RoundTripper = tr
+				if spied {
+					rt = httpscope.WrapTransport(&connscope.Spy{Sink: sink}, tr, nil)
+				}
+				c := &http.Client{Transport: rt, Timeout: timeout}
+				req, err := http.NewRequest("GET", tc.url, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tc.prepare != nil {
+					var done func()
+					req, done = tc.prepare(req)
+					defer done()
+				}
+				resp, err := c.Do(req)
+				if err == nil {
+					if got := resp.ProtoMajor == 2; got != tc.h2 {
+						t.Fatalf("spied=%v: %s, want HTTP/2 %v", spied, resp.Proto, tc.h2)
+					}
+					_, err = io.ReadAll(resp.Body)
+					resp.Body.Close()
+				}
+				if err == nil {
+					t.Fatalf("spied=%v: no error, want the request ended", spied)
+				}
+				errs[i] = err
+			}
+			bare, spied := errs[0], errs[1]
+			if b, s := bare.Error(), spied.Error(); b != s {
+				t.Errorf("error text differs:\nbare:  %s\nspied: %s", b, s)
+			}
+			for i, err := range errs {
+				var ne net.Error
+				isTimeout := errors.As(err, &ne) && ne.Timeout()
+				if isTimeout != tc.timeout || errors.Is(err, context.DeadlineExceeded) != tc.timeout {
+					t.Errorf("%s error %v (%T): want a timeout %v", []string{"bare", "spied"}[i], err, err, tc.timeout)
+				}
+			}
+			if strings.HasSuffix(tc.url, "/headers") {
+				waitFor(t, "the spy's HTTP(S) Error", func() bool { return count(sink, connscope.MsgRequestError) == 1 })
+			}
+		})
+	}
+}
