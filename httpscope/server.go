@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -32,6 +33,10 @@ type recordKey struct{}
 // failed one (a client that does not trust the certificate, or speaks
 // plain HTTP) is reported with its error when net/http reports the
 // connection closed: after its "Socket Close". Call it before srv starts.
+//
+// An "OPTIONS *" request, which net/http answers itself without the
+// Handler (unless srv.DisableGeneralOptionsHandler), is not seen: no
+// "HTTP(S) Response", not counted, and no "Socket Idle" after it.
 //
 // A Handler made by golang.org/x/net/http2/h2c's NewHandler serves the
 // requests of unencrypted HTTP/2 connections itself, after a hijack: its
@@ -60,6 +65,9 @@ func InstrumentServer(spy *connscope.Spy, srv *http.Server, opts *Options) {
 	}
 	// The records of connections that h2c is upgrading from HTTP/1.
 	upgrades := new(sync.Map)
+	// The request count (*atomic.Uint64) of each connection when it last
+	// went back idle: see backIdle.
+	idleAt := new(sync.Map)
 	userConnState := srv.ConnState
 	srv.ConnState = func(c net.Conn, state http.ConnState) {
 		if r := recordOf(c); r != nil {
@@ -87,13 +95,11 @@ func InstrumentServer(spy *connscope.Spy, srv *http.Server, opts *Options) {
 					break
 				}
 				r.SetState(connscope.StateIdle)
-				// An HTTP/2 server reports its connection active, then
-				// idle, as it reads the client's preface: idle before any
-				// request is not "back" idle.
-				if r.Requests() > 0 {
+				if backIdle(idleAt, r) {
 					spy.Emit(connscope.Event{Message: connscope.MsgIdle, Conn: r})
 				}
 			case http.StateClosed:
+				idleAt.Delete(r)
 				// net/http reports a connection whose handshake failed
 				// only to its ErrorLog, then closes it: the error is the
 				// handshake's, which crypto/tls keeps and hands back
@@ -110,6 +116,7 @@ func InstrumentServer(spy *connscope.Spy, srv *http.Server, opts *Options) {
 			case http.StateHijacked:
 				// ConnState never reports StateClosed after a hijack; the
 				// connection wrapper reports the close.
+				idleAt.Delete(r)
 				r.SetState(connscope.StateHijacked)
 				spy.Emit(connscope.Event{Message: connscope.MsgHijack, Conn: r})
 			}
@@ -127,16 +134,44 @@ func InstrumentServer(spy *connscope.Spy, srv *http.Server, opts *Options) {
 		srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 			// The HTTP/2 server's first ConnState(StateIdle) on a
 			// connection h2c upgrades is the preface's (see above).
-			// ServeHTTP returns when that connection ends.
-			if r, _ := req.Context().Value(recordKey{}).(*connscope.Record); r != nil && isH2CUpgrade(req.Header) {
-				upgrades.Store(r, struct{}{})
-				defer upgrades.Delete(r)
+			// ServeHTTP returns when a connection h2c takes over (an
+			// upgrade, or "PRI *": prior knowledge) ends, which net/http
+			// does not report after the hijack: idleAt forgets it then.
+			if r, _ := req.Context().Value(recordKey{}).(*connscope.Record); r != nil {
+				up := isH2CUpgrade(req.Header)
+				if up {
+					upgrades.Store(r, struct{}{})
+					defer upgrades.Delete(r)
+				}
+				if up || req.Method == "PRI" {
+					defer idleAt.Delete(r)
+				}
 			}
 			c.ServeHTTP(w, req)
 		})
 		return
 	}
 	srv.Handler = wrap(h)
+}
+
+// backIdle reports whether r's connection counted a request since it last
+// went back idle (idleAt holds its count then). ConnState also reports a
+// connection active, then idle, around an HTTP/2 client's preface, and
+// around an "OPTIONS *" that net/http answers itself, without the
+// Handler: neither is "back" idle. That request is not reported: telling
+// it from ConnState would be a guess (an HTTP/2 stream reset before its
+// handler ran looks the same), and answering it in the Handler would mean
+// setting the program's DisableGeneralOptionsHandler.
+func backIdle(idleAt *sync.Map, r *connscope.Record) bool {
+	n := r.Requests()
+	if n == 0 {
+		return false
+	}
+	v, ok := idleAt.Load(r)
+	if !ok {
+		v, _ = idleAt.LoadOrStore(r, new(atomic.Uint64))
+	}
+	return v.(*atomic.Uint64).Swap(n) < n
 }
 
 // handshakeFailed reports whether tc keeps the error of a handshake that

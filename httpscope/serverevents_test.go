@@ -3,9 +3,12 @@ package httpscope_test
 import (
 	"bytes"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/connscope/connscope"
@@ -253,5 +256,107 @@ func TestServerLogsHeadersTheClientSent(t *testing.T) {
 	want := []connscope.Header{{Name: "X-Request-Id", Value: "req-42"}, {Name: "X-Tenant", Value: "acme"}}
 	if got := serverResponse(t, sink, "/headers").Headers; !slices.Equal(got, want) {
 		t.Errorf("server event headers %q, want what the client sent: %q", got, want)
+	}
+}
+
+// TestServerOptionsStarNotIdleAgain: net/http answers "OPTIONS *" itself,
+// without the Handler, and reports the connection active, then idle, as
+// for any request. With no request seen since the last "Socket Idle",
+// that is not another one; "OPTIONS *" has no "HTTP(S) Response" and is
+// not counted, so the requests seen keep their numbers.
+func TestServerOptionsStarNotIdleAgain(t *testing.T) {
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	for _, tc := range []struct {
+		name, proto string
+		tls         bool
+	}{
+		{"HTTP/1", "HTTP/1.1", false},
+		{"HTTP/2 over TLS", "HTTP/2.0", true},
+		{"unencrypted HTTP/2", "HTTP/2.0", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sink := &memSink{}
+			spy := &connscope.Spy{Sink: sink}
+			var idles atomic.Int32 // the server's ConnState(StateIdle)
+			var rec atomic.Pointer[connscope.Record]
+			srv := &http.Server{Handler: handler, ConnState: func(c net.Conn, s http.ConnState) {
+				rec.CompareAndSwap(nil, connscope.RecordOf(c))
+				if s == http.StateIdle {
+					idles.Add(1)
+				}
+			}}
+			var url string
+			var tr *http.Transport
+			if tc.tls {
+				var p *tlsPool
+				url, p = startTLSServer(t, spy, srv)
+				tr = http.DefaultTransport.(*http.Transport).Clone()
+				tr.TLSClientConfig = p.cfg
+			} else {
+				ts := httptest.NewUnstartedServer(nil)
+				ts.Config = srv
+				tr = &http.Transport{}
+				if tc.proto == "HTTP/2.0" {
+					srv.Protocols = new(http.Protocols)
+					srv.Protocols.SetHTTP1(true)
+					srv.Protocols.SetUnencryptedHTTP2(true)
+					tr.Protocols = new(http.Protocols)
+					tr.Protocols.SetUnencryptedHTTP2(true)
+				}
+				ts.Listener = spy.WrapListener(ts.Listener)
+				httpscope.InstrumentServer(spy, srv, nil)
+				ts.Start()
+				t.Cleanup(ts.Close)
+				url = ts.URL
+			}
+			defer tr.CloseIdleConnections()
+			client := &http.Client{Transport: tr}
+			want := []string{connscope.MsgAccept}
+			if tc.tls {
+				want = append(want, connscope.MsgTLS)
+			}
+			for i, path := range []string{"/a", "/b"} {
+				if resp := get(t, client, url+path); resp.Proto != tc.proto {
+					t.Fatalf("client used %s, want %s", resp.Proto, tc.proto)
+				}
+				waitFor(t, "the server's Socket Idle after "+path, func() bool {
+					got := messages(sink.events(connscope.Server))
+					return len(got) > 0 && got[len(got)-1] == connscope.MsgIdle &&
+						countOf(got, connscope.MsgResponse) == i+1
+				})
+				want = append(want, connscope.MsgResponse, connscope.MsgIdle)
+
+				before := idles.Load()
+				req, err := http.NewRequest(http.MethodOptions, url, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.URL.Opaque = "*" // the request target "*"
+				resp, err := client.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK || resp.Proto != tc.proto {
+					t.Fatalf("OPTIONS *: client got %d over %s, want net/http's 200 over %s", resp.StatusCode, resp.Proto, tc.proto)
+				}
+				waitFor(t, "the server's ConnState(StateIdle) after OPTIONS *", func() bool { return idles.Load() > before })
+			}
+			evs := sink.events(connscope.Server)
+			if got := messages(evs); !slices.Equal(got, want) {
+				t.Errorf("server events:\n got %q\nwant %q", got, want)
+			}
+			for i, e := range slices.DeleteFunc(evs, func(e ev) bool { return e.Msg != connscope.MsgResponse }) {
+				if e.Request != uint64(i+1) || strings.HasPrefix(e.Target, http.MethodOptions) {
+					t.Errorf("server HTTP(S) Response %d: request %d, target %q; want request %d, no OPTIONS", i, e.Request, e.Target, i+1)
+				}
+			}
+			if r := rec.Load(); r == nil {
+				t.Error("the server's connection was not wrapped")
+			} else if n := r.Requests(); n != 2 {
+				t.Errorf("the server's connection counts %d requests, want the 2 its handler saw", n)
+			}
+		})
 	}
 }
