@@ -68,6 +68,9 @@ func InstrumentServer(spy *connscope.Spy, srv *http.Server, opts *Options) {
 	// The request count (*atomic.Uint64) of each connection when it last
 	// went back idle: see backIdle.
 	idleAt := new(sync.Map)
+	// The records of HTTP/1 connections hijacked while a handler of ours
+	// ran on them, until it returns: see respWriter.isHijacked.
+	hijacks := new(sync.Map)
 	userConnState := srv.ConnState
 	srv.ConnState = func(c net.Conn, state http.ConnState) {
 		if r := recordOf(c); r != nil {
@@ -117,6 +120,11 @@ func InstrumentServer(spy *connscope.Spy, srv *http.Server, opts *Options) {
 				// ConnState never reports StateClosed after a hijack; the
 				// connection wrapper reports the close.
 				idleAt.Delete(r)
+				// Only a handler of ours forgets it: not h2c's hijack,
+				// made with no request of ours in flight.
+				if r.InFlight() > 0 {
+					hijacks.Store(r, struct{}{})
+				}
 				r.SetState(connscope.StateHijacked)
 				spy.Emit(connscope.Event{Message: connscope.MsgHijack, Conn: r})
 			}
@@ -129,7 +137,7 @@ func InstrumentServer(spy *connscope.Spy, srv *http.Server, opts *Options) {
 	if h == nil {
 		h = http.DefaultServeMux
 	}
-	wrap := func(h http.Handler) http.Handler { return &handler{spy: spy, next: h, opts: o} }
+	wrap := func(h http.Handler) http.Handler { return &handler{spy: spy, next: h, opts: o, hijacks: hijacks} }
 	if c := h2cWith(h, wrap); c != nil {
 		srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 			// The HTTP/2 server's first ConnState(StateIdle) on a
@@ -247,9 +255,10 @@ func h2cWith(h http.Handler, wrap func(http.Handler) http.Handler) http.Handler 
 var errHandlerPanicked = errors.New("httpscope: the handler panicked; the response was aborted")
 
 type handler struct {
-	spy  *connscope.Spy
-	next http.Handler
-	opts Options
+	spy     *connscope.Spy
+	next    http.Handler
+	opts    Options
+	hijacks *sync.Map // see InstrumentServer
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
@@ -275,7 +284,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
 	rw := &respWriter{ResponseWriter: w}
 	if req.ProtoMajor == 1 {
-		rw.h1 = r // nil if the listener is not wrapped
+		rw.h1, rw.hijacks = r, h.hijacks // nil if the listener is not wrapped
 	}
 	returned := false
 	// Deferred, so that a handler's panic is reported too; it is not
@@ -283,6 +292,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	defer func() {
 		if r != nil {
 			r.EndRequest()
+		}
+		if rw.isHijacked() && rw.h1 != nil {
+			h.hijacks.Delete(r)
 		}
 		e := connscope.Event{Message: connscope.MsgResponse, Conn: r, Target: target, Request: seq,
 			Status: rw.status, Protocol: req.Proto, Headers: headers, Duration: time.Since(start)}
@@ -293,6 +305,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			if !rw.sent() {
 				e.Status = 0
 			}
+		// A handler that hijacked answered on the connection itself,
+		// unseen: no status but one it set before (see setStatus).
 		case e.Status == 0 && !rw.hijacked:
 			e.Status = http.StatusOK // the server writes 200 for a handler that wrote nothing
 		}
@@ -312,10 +326,16 @@ type respWriter struct {
 	flushed  bool              // Flush was called, or FlushError returned nil
 	h1       *connscope.Record // HTTP/1 only: see sent
 	written  int64             // h1.BytesWritten() when the status was set
+	hijacks  *sync.Map         // with h1: see isHijacked
 }
 
-// setStatus records the final status the handler chose.
+// setStatus records the final status the handler chose. Not after a
+// hijack: net/http then sends nothing more through w (a status set before
+// goes out as it hijacks).
 func (w *respWriter) setStatus(code int) {
+	if w.isHijacked() {
+		return
+	}
 	w.status = code
 	if w.h1 != nil {
 		w.written = w.h1.BytesWritten()
@@ -392,6 +412,16 @@ func (w *respWriter) readFrom(src io.Reader) (int64, error) {
 		w.setStatus(http.StatusOK)
 	}
 	return w.ResponseWriter.(io.ReaderFrom).ReadFrom(src)
+}
+
+// isHijacked reports whether the handler hijacked the connection: through
+// w, or around it (through Unwrap, to the server's writer), which only
+// ConnState sees, over HTTP/1.
+func (w *respWriter) isHijacked() bool {
+	if !w.hijacked && w.h1 != nil {
+		_, w.hijacked = w.hijacks.Load(w.h1)
+	}
+	return w.hijacked
 }
 
 func (w *respWriter) hijack() (net.Conn, *bufio.ReadWriter, error) {

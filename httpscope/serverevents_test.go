@@ -1,8 +1,10 @@
 package httpscope_test
 
 import (
+	"bufio"
 	"bytes"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/connscope/connscope"
 	"github.com/connscope/connscope/httpscope"
@@ -356,6 +359,92 @@ func TestServerOptionsStarNotIdleAgain(t *testing.T) {
 				t.Error("the server's connection was not wrapped")
 			} else if n := r.Requests(); n != 2 {
 				t.Errorf("the server's connection counts %d requests, want the 2 its handler saw", n)
+			}
+		})
+	}
+}
+
+// TestServerHijackedStatusOnlyIfSent: a handler that hijacks the
+// connection answers on it itself, unseen: its HTTP(S) Response has no
+// status, unless one was set before the hijack (net/http sends it as it
+// hijacks). A status set through the ResponseWriter after the hijack is
+// never sent (net/http refuses it), and a hijack around the spy's writer
+// (through Unwrap) is a hijack too.
+func TestServerHijackedStatusOnlyIfSent(t *testing.T) {
+	const own = "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n" // the handler's own answer
+	hijack := func(w http.ResponseWriter) (net.Conn, *bufio.ReadWriter, error) {
+		return http.NewResponseController(w).Hijack()
+	}
+	cases := []struct {
+		path         string
+		before       func(w http.ResponseWriter)
+		hijack       func(w http.ResponseWriter) (net.Conn, *bufio.ReadWriter, error)
+		after        func(w http.ResponseWriter)
+		client, want int // the status the client reads; the event's
+	}{
+		{"/controller", nil, hijack, nil, http.StatusNoContent, 0},
+		{"/hijacker", nil, func(w http.ResponseWriter) (net.Conn, *bufio.ReadWriter, error) {
+			return w.(http.Hijacker).Hijack()
+		}, nil, http.StatusNoContent, 0},
+		{"/around-the-spy", nil, func(w http.ResponseWriter) (net.Conn, *bufio.ReadWriter, error) {
+			return w.(interface{ Unwrap() http.ResponseWriter }).Unwrap().(http.Hijacker).Hijack()
+		}, nil, http.StatusNoContent, 0},
+		{"/write-after", nil, hijack, func(w http.ResponseWriter) { w.Write([]byte("refused")) }, http.StatusNoContent, 0},
+		{"/header-after", nil, hijack, func(w http.ResponseWriter) { w.WriteHeader(http.StatusAccepted) }, http.StatusNoContent, 0},
+		{"/write-after-around", nil, func(w http.ResponseWriter) (net.Conn, *bufio.ReadWriter, error) {
+			return w.(interface{ Unwrap() http.ResponseWriter }).Unwrap().(http.Hijacker).Hijack()
+		}, func(w http.ResponseWriter) { w.Write([]byte("refused")) }, http.StatusNoContent, 0},
+		{"/write-before", func(w http.ResponseWriter) { w.Write([]byte("buffered")) }, hijack, nil, http.StatusOK, http.StatusOK},
+		{"/header-before", func(w http.ResponseWriter) { w.WriteHeader(http.StatusSwitchingProtocols) }, hijack, nil,
+			http.StatusSwitchingProtocols, http.StatusSwitchingProtocols},
+	}
+	sink := &memSink{}
+	spy := &connscope.Spy{Sink: sink}
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, c := range cases {
+			if c.path != r.URL.Path {
+				continue
+			}
+			if c.before != nil {
+				c.before(w)
+			}
+			conn, brw, err := c.hijack(w)
+			if err != nil {
+				t.Errorf("%s: %v", c.path, err)
+				return
+			}
+			defer conn.Close()
+			brw.WriteString(own)
+			brw.Flush()
+			if c.after != nil {
+				c.after(w)
+			}
+		}
+	}))
+	ts.Config.ErrorLog = log.New(io.Discard, "", 0) // "response.Write on hijacked connection"
+	ts.Listener = spy.WrapListener(ts.Listener)
+	httpscope.InstrumentServer(spy, ts.Config, nil)
+	ts.Start()
+	defer ts.Close()
+	for _, c := range cases {
+		t.Run(c.path[1:], func(t *testing.T) {
+			conn, err := net.Dial("tcp", ts.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(5 * time.Second))
+			io.WriteString(conn, "GET "+c.path+" HTTP/1.1\r\nHost: x\r\n\r\n")
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != c.client {
+				t.Fatalf("client read status %d, want %d", resp.StatusCode, c.client)
+			}
+			if e := serverResponse(t, sink, c.path); e.Status != c.want {
+				t.Errorf("server event status %d, want %d (the client read %d)", e.Status, c.want, resp.StatusCode)
 			}
 		})
 	}
