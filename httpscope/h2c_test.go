@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/h2c"
+	"golang.org/x/net/http2/hpack"
 
 	"github.com/connscope/connscope"
 	"github.com/connscope/connscope/httpscope"
@@ -180,6 +181,79 @@ func TestServerH2CUpgradeNotIdleMidRequest(t *testing.T) {
 			}
 			if s, n := r.State(), r.InFlight(); s != connscope.StateIdle || n != 0 {
 				t.Errorf("after stream 1: state %v, %d in flight; want idle, 0", s, n)
+			}
+		})
+	}
+}
+
+// TestServerH2CUpgradeIsHTTP2: the request that upgrades a connection to
+// h2c (Upgrade: h2c, as curl --http2 sends) reaches the handler as it
+// came, HTTP/1.1, but h2c's HTTP/2 server answers it as stream 1 after
+// the 101: the client reads the status from an HTTP/2 HEADERS frame, and
+// the HTTP(S) Response says HTTP/2.0, with that status.
+func TestServerH2CUpgradeIsHTTP2(t *testing.T) {
+	for _, tc := range []struct{ method, body string }{
+		{http.MethodGet, ""},
+		{http.MethodPost, "a body h2c reads before the 101"},
+	} {
+		t.Run(tc.method, func(t *testing.T) {
+			sink := &memSink{}
+			spy := &connscope.Spy{Sink: sink}
+			seen := make(chan string, 1)
+			ts := startPlain(t, spy, h2c.NewHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				seen <- r.Proto
+				w.WriteHeader(http.StatusAccepted)
+				io.WriteString(w, "ok")
+			}), &http2.Server{}), nil)
+			c, err := net.Dial("tcp", ts.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			// HTTP2-Settings: one setting, ENABLE_PUSH 0.
+			fmt.Fprintf(c, "%s /up HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAIAAAAA\r\nContent-Length: %d\r\n\r\n%s",
+				tc.method, len(tc.body), tc.body)
+			br := bufio.NewReader(c)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != http.StatusSwitchingProtocols {
+				t.Fatalf("upgrade answered %s, want 101", resp.Status)
+			}
+			io.WriteString(c, http2.ClientPreface)
+			fr := http2.NewFramer(c, br)
+			fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+			if err := fr.WriteSettings(); err != nil {
+				t.Fatal(err)
+			}
+			status := ""
+			for i := 0; status == ""; i++ {
+				f, err := fr.ReadFrame()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if h, ok := f.(*http2.MetaHeadersFrame); ok && h.StreamID == 1 {
+					status = h.PseudoValue("status")
+				}
+				if i == 20 {
+					t.Fatal("no response headers on stream 1 in 20 frames")
+				}
+			}
+			if status != "202" {
+				t.Fatalf("client read :status %s on stream 1, want 202", status)
+			}
+			select {
+			case proto := <-seen:
+				if proto != "HTTP/1.1" {
+					t.Errorf("the handler saw %s; h2c hands the upgrade's request over as it came, HTTP/1.1", proto)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the handler did not run")
+			}
+			if e := serverResponse(t, sink, "/up"); e.Proto != "HTTP/2.0" || e.Status != http.StatusAccepted {
+				t.Errorf("server event: %s, status %d; want HTTP/2.0, 202: what the client read", e.Proto, e.Status)
 			}
 		})
 	}

@@ -40,7 +40,9 @@ type recordKey struct{}
 //
 // A Handler made by golang.org/x/net/http2/h2c's NewHandler serves the
 // requests of unencrypted HTTP/2 connections itself, after a hijack: its
-// own handler is wrapped (in a copy), so that they are seen too.
+// own handler is wrapped (in a copy), so that they are seen too. The
+// request that upgrades a connection is answered over HTTP/2, and so
+// reported, though its handler sees HTTP/1.1.
 //
 // The connections themselves are seen only if the listener is wrapped:
 //
@@ -137,8 +139,8 @@ func InstrumentServer(spy *connscope.Spy, srv *http.Server, opts *Options) {
 	if h == nil {
 		h = http.DefaultServeMux
 	}
-	wrap := func(h http.Handler) http.Handler { return &handler{spy: spy, next: h, opts: o, hijacks: hijacks} }
-	if c := h2cWith(h, wrap); c != nil {
+	wrap := func(h http.Handler) *handler { return &handler{spy: spy, next: h, opts: o, hijacks: hijacks} }
+	if c := h2cWith(h, func(h http.Handler) http.Handler { w := wrap(h); w.h2c = true; return w }); c != nil {
 		srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 			// The HTTP/2 server's first ConnState(StateIdle) on a
 			// connection h2c upgrades is the preface's (see above).
@@ -259,6 +261,7 @@ type handler struct {
 	next    http.Handler
 	opts    Options
 	hijacks *sync.Map // see InstrumentServer
+	h2c     bool      // the handler of golang.org/x/net/http2/h2c's: see ServeHTTP
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
@@ -282,8 +285,17 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		headers = copyHeaders(spy, req.Header, h.opts.LogHeaders)
 	}
 	start := time.Now()
+	// The protocol the response goes out in. h2c hands the HTTP/1.1
+	// request that upgraded its connection to its HTTP/2 server as it came
+	// (Proto and all), which answers it as stream 1, after the 101. (It
+	// upgrades, or fails, every request that asks: none of those reaches
+	// its handler over HTTP/1.)
+	proto, h1 := req.Proto, req.ProtoMajor == 1
+	if h.h2c && h1 && isH2CUpgrade(req.Header) {
+		proto, h1 = "HTTP/2.0", false
+	}
 	rw := &respWriter{ResponseWriter: w}
-	if req.ProtoMajor == 1 {
+	if h1 {
 		rw.h1, rw.hijacks = r, h.hijacks // nil if the listener is not wrapped
 	}
 	returned := false
@@ -297,7 +309,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			h.hijacks.Delete(r)
 		}
 		e := connscope.Event{Message: connscope.MsgResponse, Conn: r, Target: target, Request: seq,
-			Status: rw.status, Protocol: req.Proto, Headers: headers, Duration: time.Since(start)}
+			Status: rw.status, Protocol: proto, Headers: headers, Duration: time.Since(start)}
 		switch {
 		case !returned:
 			// The server aborts the response: no status for what was not sent.
