@@ -46,13 +46,27 @@ type ownEvent struct {
 func (r *Record) HoldEvents() { r.holds.word.Add(1) }
 
 // ReleaseEvents ends a hold made by HoldEvents, and emits the events held
-// if it was the last.
+// if it was the last. A ReleaseEvents with no hold left to end (one more
+// than the HoldEvents) does nothing: the record goes on as before.
+// Releases are not matched to their holds, though: one too many while
+// another hold is on ends that hold instead.
 func (r *Record) ReleaseEvents() {
-	w := r.holds.word.Add(^uint64(0)) // -1 on the count
+	h := &r.holds
+	var w uint64
+	for {
+		old := h.word.Load()
+		if old&holdMask == 0 {
+			// Nothing to release: a decrement would borrow from heldBit
+			// and leave the count at 2³²-1, holding events for good.
+			return
+		}
+		if w = old - 1; h.word.CompareAndSwap(old, w) {
+			break
+		}
+	}
 	if w&holdMask != 0 || w&heldBit == 0 {
 		return
 	}
-	h := &r.holds
 	h.mu.Lock()
 	if h.draining {
 		h.mu.Unlock() // the goroutine that drains emits these too

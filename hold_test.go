@@ -2,6 +2,7 @@ package connscope
 
 import (
 	"io"
+	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -200,4 +201,97 @@ func endThenClose(t *testing.T, sink *captureSink, spy *Spy, r *Record) {
 	if open := spy.Stats().Open; open != 0 {
 		t.Fatalf("Stats().Open = %d after both ends closed, want 0", open)
 	}
+}
+
+// TestUnmatchedReleaseEvents: a ReleaseEvents with no hold to end does
+// nothing. The events that follow go out at once, and a later hold and
+// its release work as before: the extra release must not leave the hold
+// count wrapped around, holding the connection's events for good.
+func TestUnmatchedReleaseEvents(t *testing.T) {
+	sink := newCaptureSink()
+	spy := &Spy{Sink: sink}
+	c, s := wrappedPair(t, spy, "tcp")
+	r := RecordOf(c)
+	r.ReleaseEvents() // none held
+	r.ReleaseEvents()
+
+	r.HoldEvents()
+	s.Close()
+	c.SetReadDeadline(time.Now().Add(testTimeout))
+	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("read after the peer closed: %v, want io.EOF", err)
+	}
+	if ends := sink.of(MsgEnd, r); len(ends) != 0 {
+		t.Fatalf("%q out while held", MsgEnd)
+	}
+	r.ReleaseEvents()
+	if ends := sink.of(MsgEnd, r); len(ends) != 1 {
+		t.Fatalf("%d %q after the release, want 1", len(ends), MsgEnd)
+	}
+	r.ReleaseEvents() // one too many
+	c.Close()         // not held: out at once
+	endThenClose(t, sink, spy, r)
+}
+
+// TestUnmatchedReleaseEventsConcurrent: extra releases racing with holds,
+// their releases and the connection's own events (read timeouts) lose no
+// event and leave no hold behind; the record still holds and releases
+// afterwards. Run it with -race.
+func TestUnmatchedReleaseEventsConcurrent(t *testing.T) {
+	const rounds, timeouts, holders, strays, loops = 10, 10, 4, 2, 200
+	for range rounds {
+		sink := newCaptureSink()
+		spy := &Spy{Sink: sink}
+		c, s := wrappedPair(t, spy, "tcp")
+		r := RecordOf(c)
+		var wg sync.WaitGroup
+		for range holders {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range loops {
+					r.HoldEvents()
+					r.ReleaseEvents()
+					r.ReleaseEvents() // unmatched, or ends another's hold
+				}
+			}()
+		}
+		for range strays {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range loops {
+					r.ReleaseEvents()
+				}
+			}()
+		}
+		for range timeouts {
+			c.SetReadDeadline(time.Now().Add(time.Millisecond))
+			if _, err := c.Read(make([]byte, 1)); !isTimeout(err) {
+				t.Fatalf("read: %v, want a timeout", err)
+			}
+		}
+		wg.Wait()
+		if n := len(sink.of(MsgTimeout, r)); n != timeouts {
+			t.Fatalf("%d %q out once the holds are released, want %d", n, MsgTimeout, timeouts)
+		}
+		if w := r.holds.word.Load(); w != 0 {
+			t.Fatalf("hold word %#x after every hold was released, want 0", w)
+		}
+		r.HoldEvents()
+		c.Close()
+		if n := len(sink.of(MsgClose, r)); n != 0 {
+			t.Fatalf("%q out while held", MsgClose)
+		}
+		r.ReleaseEvents()
+		if n := len(sink.of(MsgClose, r)); n != 1 {
+			t.Fatalf("%d %q after the release, want 1", n, MsgClose)
+		}
+		s.Close()
+	}
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
 }
