@@ -425,14 +425,21 @@ func (s *WriterSink) Close() error {
 
 // NewSlogSink returns a sink that logs each event to l, with the message
 // as the record's message and the JSON format's field names as attributes.
-// Level filtering is the logger's.
+// Level filtering is the logger's. A nil l logs to slog.Default() as it
+// is at each event, as log/slog's top-level functions do.
 func NewSlogSink(l *slog.Logger) Sink { return slogSink{l} }
 
 type slogSink struct{ l *slog.Logger }
 
 func (s slogSink) Emit(e *Event) {
+	l := s.l
+	if l == nil {
+		// Looked up per event: the program may set its default logger
+		// after it made the sink.
+		l = slog.Default()
+	}
 	ctx := context.Background()
-	if !s.l.Enabled(ctx, e.Level) {
+	if !l.Enabled(ctx, e.Level) {
 		return
 	}
 	attrs := make([]slog.Attr, 0, 16)
@@ -510,7 +517,7 @@ func (s slogSink) Emit(e *Event) {
 	}
 	rec := slog.NewRecord(t, e.Level, e.Message, 0)
 	rec.AddAttrs(attrs...)
-	_ = s.l.Handler().Handle(ctx, rec) // as LogAttrs: a handler's error goes nowhere
+	_ = l.Handler().Handle(ctx, rec) // as LogAttrs: a handler's error goes nowhere
 }
 
 // MultiSink returns a sink that emits each event to every sink in turn. A

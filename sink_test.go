@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"regexp"
@@ -400,6 +401,51 @@ func TestSlogSink(t *testing.T) {
 	spy2.Emit(Event{Message: MsgError, Op: "dial", Err: errors.New("boom")})
 	if out := buf2.String(); strings.Contains(out, MsgConnect) || !strings.Contains(out, `"error":"boom"`) || !strings.Contains(out, `"errorKind":"other"`) {
 		t.Errorf("Info logger got %q", out)
+	}
+}
+
+// TestSlogSinkNilLogger: NewSlogSink(nil) logs to slog.Default() as it
+// is at each event, like log/slog's top-level functions: a default set
+// after the sink was made is used, and so is the next one. No event may
+// be lost to a panic (a nil *slog.Logger's methods dereference it).
+func TestSlogSinkNilLogger(t *testing.T) {
+	oldDefault, oldOut, oldFlags := slog.Default(), log.Writer(), log.Flags()
+	t.Cleanup(func() {
+		slog.SetDefault(oldDefault)
+		// SetDefault sends package log's output to the handler it is
+		// given, and setting the old default back does not undo that.
+		log.SetOutput(oldOut)
+		log.SetFlags(oldFlags)
+	})
+	messages := func(w *memWriter) []string {
+		var msgs []string
+		for _, line := range w.lines() {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(line), &m); err != nil {
+				t.Fatalf("%v: %s", err, line)
+			}
+			msgs = append(msgs, fmt.Sprint(m["msg"]))
+		}
+		return msgs
+	}
+
+	sink := NewSlogSink(nil) // before the program sets its default logger
+	first, second := newMemWriter(), newMemWriter()
+	slog.SetDefault(slog.New(slog.NewJSONHandler(first, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	spy := &Spy{Sink: sink}
+	c, _ := tcpPair(t)
+	wc := spy.WrapConn(c, Client)
+	slog.SetDefault(slog.New(slog.NewJSONHandler(second, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	wc.Close()
+
+	if got, want := messages(first), []string{MsgConnect}; !slices.Equal(got, want) {
+		t.Errorf("first default logger got %q, want %q", got, want)
+	}
+	if got, want := messages(second), []string{MsgClose}; !slices.Equal(got, want) {
+		t.Errorf("second default logger got %q, want %q", got, want)
+	}
+	if n := spy.Stats().SinkPanics; n != 0 {
+		t.Errorf("Stats().SinkPanics = %d, want 0", n)
 	}
 }
 
