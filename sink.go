@@ -33,8 +33,9 @@ type Sink interface {
 type WriterOptions struct {
 	// FlushBytes is the buffer size that triggers a write (default 64 KiB).
 	FlushBytes int
-	// MaxPending bounds the bytes waiting for a slow writer; events that
-	// do not fit are dropped and counted (default 4 MiB).
+	// MaxPending bounds the bytes held for a slow writer: buffered,
+	// queued and being written. Events that do not fit are dropped and
+	// counted (default 4 MiB).
 	MaxPending int
 	// FlushInterval is the longest an event waits before it is written
 	// (default 100ms).
@@ -70,9 +71,11 @@ type WriterSink struct {
 	cur       []byte
 	curEvents uint64
 	ready     []chunk
-	pending   int      // bytes in ready and cur: at most MaxPending
-	free      [][]byte // empty chunks to reuse
-	closed    bool
+	// Bytes held for the writer, at most MaxPending: cur's events, and
+	// the chunks in ready and writing (their held).
+	pending int
+	free    [][]byte // empty chunks to reuse
+	closed  bool
 	// The last event's producer, for the "Events Dropped" line: it
 	// speaks for the program that emitted the events it counts.
 	producer string
@@ -104,6 +107,10 @@ type WriterSink struct {
 type chunk struct {
 	b      []byte
 	events uint64
+	// What it counts in pending until written: its whole allocation if
+	// it filled up (see Emit), its bytes if a flush took it as cur, whose
+	// room is not counted.
+	held int
 }
 
 // maxFreeChunks bounds the chunks kept for reuse after a burst.
@@ -183,20 +190,23 @@ func (s *WriterSink) Emit(e *Event) {
 	s.producer = e.Producer
 	n := len(s.cur)
 	s.cur = s.encode(s.cur, e)
-	if s.pending+len(s.cur)-n > s.opts.MaxPending {
+	add := len(s.cur) - n
+	full := len(s.cur) >= s.opts.FlushBytes
+	if full {
+		// A queued chunk holds its whole allocation until written: count
+		// its unused room too, so MaxPending bounds the memory held.
+		add += cap(s.cur) - len(s.cur)
+	}
+	if s.pending+add > s.opts.MaxPending {
 		s.cur = s.cur[:n]
 		s.mu.Unlock()
 		s.dropped.Add(1)
 		return
 	}
-	s.pending += len(s.cur) - n
+	s.pending += add
 	s.curEvents++
-	full := len(s.cur) >= s.opts.FlushBytes
 	if full {
-		// A queued chunk holds its whole allocation until written: count
-		// its unused room too, so MaxPending bounds the memory held.
-		s.pending += cap(s.cur) - len(s.cur)
-		s.ready = append(s.ready, chunk{s.cur, s.curEvents})
+		s.ready = append(s.ready, chunk{s.cur, s.curEvents, cap(s.cur)})
 		s.cur, s.curEvents = s.newChunk(), 0
 	}
 	s.mu.Unlock()
@@ -261,12 +271,13 @@ func (s *WriterSink) flush() error {
 	}
 	// Take every chunk, cur included; ready keeps its array (the
 	// previous writing one) so that the steady state allocates nothing.
+	// The chunks stay counted in pending until written, so that Emit
+	// cannot queue another MaxPending behind a slow write.
 	s.writing, s.ready = s.ready, s.writing[:0]
 	if len(s.cur) > 0 {
-		s.writing = append(s.writing, chunk{s.cur, s.curEvents})
+		s.writing = append(s.writing, chunk{s.cur, s.curEvents, len(s.cur)})
 		s.cur, s.curEvents = s.newChunk(), 0
 	}
-	s.pending = 0
 	for _, c := range s.writing {
 		s.inFlight += c.events
 	}
@@ -308,6 +319,7 @@ func (s *WriterSink) flush() error {
 		// the rest as dropped: count nothing, write nothing more.
 		if gone = s.abandoned; !gone {
 			s.inFlight -= c.events
+			s.pending -= c.held
 			if err != nil {
 				// A short write (a full disk) wrote the lines before n:
 				// they count as written, the rest as dropped.

@@ -354,6 +354,126 @@ func TestWriterSinkMaxPendingBoundsMemory(t *testing.T) {
 	}
 }
 
+// stepWriter blocks each Write until step lets one through, or until
+// all is closed.
+type stepWriter struct {
+	entered chan struct{} // a Write began
+	step    chan struct{}
+	all     chan struct{}
+}
+
+func newStepWriter() *stepWriter {
+	return &stepWriter{entered: make(chan struct{}, 1), step: make(chan struct{}), all: make(chan struct{})}
+}
+
+func (w *stepWriter) Write(p []byte) (int, error) {
+	select {
+	case w.entered <- struct{}{}:
+	default:
+	}
+	select {
+	case <-w.step:
+	case <-w.all:
+	}
+	return len(p), nil
+}
+
+func (w *stepWriter) waitEntered(t *testing.T) {
+	t.Helper()
+	select {
+	case <-w.entered:
+	case <-time.After(testTimeout):
+		t.Fatal("the sink never wrote")
+	}
+}
+
+// TestWriterSinkMaxPendingCountsWriting: MaxPending bounds every byte
+// held for the writer, the chunks its goroutine is writing included.
+// With a slow writer in the middle of writing a flush's MaxPending worth
+// of chunks, Emit must not queue another MaxPending behind them: it
+// drops, and counts, what does not fit.
+func TestWriterSinkMaxPendingCountsWriting(t *testing.T) {
+	const flushBytes, maxPending = 1024, 16 << 10
+	w := newStepWriter()
+	s := NewJSONSink(w, &WriterOptions{FlushBytes: flushBytes, MaxPending: maxPending,
+		FlushInterval: time.Millisecond, CloseTimeout: testTimeout})
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			close(w.all)
+		}
+	}
+	defer func() {
+		release()
+		if err := s.Close(); err != nil && !strings.Contains(err.Error(), "dropped") {
+			t.Error(err)
+		}
+	}()
+	// held is what the sink holds for the writer, from its chunks: a
+	// full one's whole allocation, a partial one's bytes.
+	held := func() int {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		n := len(s.cur)
+		for _, cs := range [][]chunk{s.ready, s.writing} {
+			for _, c := range cs {
+				if len(c.b) >= flushBytes {
+					n += cap(c.b)
+				} else {
+					n += len(c.b)
+				}
+			}
+		}
+		return n
+	}
+	most := 0
+	emitted := 1
+	s.Emit(testEvent(MsgConnect))
+	w.waitEntered(t) // the first write, of one event, is blocked
+	emit := func() {
+		t.Helper()
+		for range 200 { // ~60 KiB of events: past MaxPending
+			s.Emit(testEvent(MsgConnect))
+			emitted++
+			most = max(most, held())
+		}
+	}
+	emit()
+	// The first write returns; the next flush takes what is queued,
+	// about MaxPending, and blocks writing it ("Events Dropped" first).
+	w.step <- struct{}{}
+	w.waitEntered(t)
+	s.mu.Lock()
+	queued := len(s.ready)
+	s.mu.Unlock()
+	if queued != 0 {
+		t.Fatalf("%d chunks still queued: the flush did not take them", queued)
+	}
+	if n := held(); n < maxPending/2 {
+		t.Fatalf("%d bytes held while the flush writes: the test wants about MaxPending (%d) in the write", n, maxPending)
+	}
+	emit()
+	if most > maxPending {
+		t.Errorf("up to %d bytes held for the writer, MaxPending %d", most, maxPending)
+	}
+	release()
+	if err := s.Close(); err != nil && !strings.Contains(err.Error(), "dropped") {
+		t.Fatal(err)
+	}
+	if s.Dropped() == 0 || s.Written()+s.Dropped() != uint64(emitted) {
+		t.Errorf("Written %d + Dropped %d, want %d emitted, some dropped", s.Written(), s.Dropped(), emitted)
+	}
+	// Everything written counts nothing any more: no bytes leak from the
+	// count, which would drop events for good.
+	s.mu.Lock()
+	pending := s.pending
+	s.mu.Unlock()
+	if pending != 0 {
+		t.Errorf("pending %d once everything is written, want 0", pending)
+	}
+}
+
 // TestSlogSink: events reach a slog JSON handler with the JSON format's
 // field names; the logger's level filters them.
 func TestSlogSink(t *testing.T) {
