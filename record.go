@@ -2,6 +2,7 @@ package connscope
 
 import (
 	"net"
+	"net/netip"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -65,11 +66,9 @@ func endpointOf(a net.Addr) endpoint {
 	case nil:
 		return endpoint{port: -1}
 	case *net.TCPAddr:
-		ap := a.AddrPort()
-		return endpoint{addr: ap.Addr().Unmap().String(), port: int(ap.Port())}
+		return ipEndpoint(a.AddrPort())
 	case *net.UDPAddr:
-		ap := a.AddrPort()
-		return endpoint{addr: ap.Addr().Unmap().String(), port: int(ap.Port())}
+		return ipEndpoint(a.AddrPort())
 	case *net.UnixAddr:
 		if a == nil {
 			return endpoint{port: -1}
@@ -83,6 +82,16 @@ func endpointOf(a net.Addr) endpoint {
 		}
 	}
 	return endpoint{addr: s, port: -1}
+}
+
+// ipEndpoint formats an IP address and port. One without a valid IP (a
+// nil IP, as a tunnel's channel or a zero TCPAddr has, or a nil
+// *TCPAddr) is unknown, as a nil net.Addr is, not "invalid IP".
+func ipEndpoint(ap netip.AddrPort) endpoint {
+	if !ap.Addr().IsValid() {
+		return endpoint{port: -1}
+	}
+	return endpoint{addr: ap.Addr().Unmap().String(), port: int(ap.Port())}
 }
 
 func (ep endpoint) appendHostPort(b []byte) []byte {

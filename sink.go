@@ -474,12 +474,13 @@ func (s slogSink) Emit(e *Event) {
 	}
 	str("producer", e.Producer)
 	if r := e.Conn; r != nil {
+		// A port without an address is unknown too, as in the JSON format.
 		str("localAddress", r.local.addr)
-		if r.local.port >= 0 {
+		if r.local.port >= 0 && r.local.addr != "" {
 			attrs = append(attrs, slog.Int("localPort", r.local.port))
 		}
 		str("remoteAddress", r.remote.addr)
-		if r.remote.port >= 0 {
+		if r.remote.port >= 0 && r.remote.addr != "" {
 			attrs = append(attrs, slog.Int("remotePort", r.remote.port))
 		}
 		str("side", r.side.String())
