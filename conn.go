@@ -3,6 +3,7 @@ package connscope
 import (
 	"io"
 	"net"
+	"os"
 	"syscall"
 	"time"
 )
@@ -150,8 +151,14 @@ func unwrapReader(src io.Reader) (inner io.Reader, rec *Record, restore func()) 
 // may be unwrapped (nil). The kernel does not say which side failed: EPIPE
 // can only come from writing; anything else is recorded on both wrapped
 // sides with op "relay", which does not claim a direction it cannot know.
+// With one side unwrapped (a file, a response body, any reader or
+// writer), the error may be that side's own, which the copy returns as it
+// got it: the wrapped side records it only if it may be its own failure.
 func relayError(src, dst *Record, err error) {
 	kind, _ := Classify(err) // not errors.Is: it survives an error whose Is panics
+	if (src == nil) != (dst == nil) && !socketMayHaveFailed(err, kind) {
+		return
+	}
 	switch {
 	case kind == KindEOF:
 		// Only a read ends at EOF: a source that is not wrapped (a
@@ -174,6 +181,84 @@ func relayError(src, dst *Record, err error) {
 	case dst != nil:
 		dst.opError("relay", err)
 	}
+}
+
+// socketMayHaveFailed reports whether err, which a copy between a wrapped
+// socket and something unwrapped returned, may be the socket's own
+// failure rather than the other side's error passed on. A *net.TCPConn's
+// ReadFrom and WriteTo put whatever the copy returned in an *net.OpError
+// ("readfrom", "writeto") with the socket's addresses. Inside it, the
+// socket's own read or write failed with an *net.OpError of those same
+// addresses; splice and sendfile, which read and write in one system
+// call, fail with an errno, or with the bare error of a closed socket or
+// an expired deadline. Anything else is the other side's: its own error
+// (a file's *fs.PathError, a reader's), or another socket's *net.OpError.
+// A copy that is not a TCPConn's says nothing of where its error came
+// from: only the kind tells.
+func socketMayHaveFailed(err error, kind string) (may bool) {
+	oe, ok := err.(*net.OpError)
+	if !ok || oe.Op != "readfrom" && oe.Op != "writeto" {
+		return connKind(kind)
+	}
+	defer func() {
+		// A user error's Unwrap, or addresses of a type == cannot compare.
+		if recover() != nil {
+			may = connKind(kind)
+		}
+	}()
+	return fromSocket(oe.Err, oe.Source, oe.Addr, 0)
+}
+
+// fromSocket reports whether err, or an error it wraps, may come from the
+// socket with the local and remote addresses given (see
+// socketMayHaveFailed).
+func fromSocket(err error, local, remote net.Addr, depth int) bool {
+	if err == nil || depth > 100 { // a chain that loops
+		return false
+	}
+	switch e := err.(type) {
+	case *net.OpError:
+		if local != nil && e.Source == local && e.Addr == remote {
+			return true // the socket's own read or write: net's addresses are the same pointers
+		}
+		if e.Op != "readfrom" && e.Op != "writeto" {
+			return false // another socket's read or write
+		}
+		// Another socket's copy from or to this one (an unwrapped
+		// TCPConn's ReadFrom splices from it): look inside.
+	case *os.SyscallError:
+		if e.Syscall != "splice" && e.Syscall != "sendfile" {
+			return false
+		}
+		// Both sides in one call: an errno no connection fails with
+		// (EIO, or EINVAL from a file that cannot splice) is the file's.
+		kind, _ := Classify(e)
+		return connKind(kind)
+	}
+	if err == net.ErrClosed || err == os.ErrDeadlineExceeded {
+		return true // bare: from splice or sendfile
+	}
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		return fromSocket(u.Unwrap(), local, remote, depth+1)
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			if fromSocket(e, local, remote, depth+1) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// connKind reports whether an error of this kind may be a connection's
+// own read or write failing.
+func connKind(kind string) bool {
+	switch kind {
+	case KindEOF, KindDeadline, KindTimeout, KindReset, KindRefused, KindBrokenPipe, KindUnreachable, KindClosed:
+		return true
+	}
+	return false
 }
 
 func (c *conn) closeWrite() error {

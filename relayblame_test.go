@@ -1,8 +1,14 @@
 package connscope
 
 import (
+	"errors"
 	"io"
+	"io/fs"
 	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -58,6 +64,211 @@ func TestRelayWriteErrorNotBlamedOnSource(t *testing.T) {
 			closes := sink.of(MsgClose, br)
 			if len(closes) != 1 || closes[0].HadError || closes[0].ClosedBy != "local" {
 				t.Errorf("backend's Socket Close %+v, want hadError=false closedBy=local", closes)
+			}
+		})
+	}
+}
+
+// failingReader yields its data, then err.
+type failingReader struct {
+	data []byte
+	err  error
+}
+
+func (r *failingReader) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, r.err
+	}
+	n := copy(p, r.data)
+	r.data = r.data[n:]
+	return n, nil
+}
+
+// panickyError's Unwrap panics: the spy must not, where the program
+// that never unwraps it would not.
+type panickyError struct{}
+
+func (panickyError) Error() string { return "panicky" }
+func (panickyError) Unwrap() error { panic("Unwrap") }
+
+// failingWriter fails every write with err.
+type failingWriter struct{ err error }
+
+func (w failingWriter) Write([]byte) (int, error) { return 0, w.err }
+
+// endlessReader yields zeros for ever.
+type endlessReader struct{}
+
+func (endlessReader) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// is returns a test for an error that is target.
+func is(target error) func(error) bool {
+	return func(err error) bool { return errors.Is(err, target) }
+}
+
+// tempFile returns a file of size zeros, open for reading and writing,
+// closed when the test ends.
+func tempFile(t *testing.T, size int) *os.File {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(path, make([]byte, size), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// reset makes c's close send RST.
+func reset(t *testing.T, c *net.TCPConn) {
+	t.Helper()
+	if err := c.SetLinger(0); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+}
+
+// TestRelayErrorOfOtherSideNotBlamedOnSocket: io.Copy between a spied
+// connection and something the spy does not wrap (a reader, a writer, a
+// file, another connection) that fails is not the connection failing:
+// no "Socket Error" (or "Socket Timeout", or "Socket End") for it, not
+// broken, closed by this side without error; the copy's error still
+// reaches the caller unchanged. When the connection itself fails in
+// such a copy (its peer resets it, its deadline expires, over the plain
+// copy or sendfile), it is still recorded.
+func TestRelayErrorOfOtherSideNotBlamedOnSocket(t *testing.T) {
+	errBoom := errors.New("disk on fire")
+	for _, tc := range []struct {
+		name string
+		// copy copies between w, the spied connection, and something
+		// else, and returns the copy's error; peer is w's peer.
+		copy         func(t *testing.T, w net.Conn, peer *net.TCPConn) error
+		want         func(error) bool // what the copy's error must be, if anything
+		socketFailed bool
+	}{
+		{"reader fails", func(t *testing.T, w net.Conn, _ *net.TCPConn) error {
+			_, err := io.Copy(w, &failingReader{[]byte("partial"), errBoom})
+			return err
+		}, is(errBoom), false},
+		{"reader fails with an error whose Unwrap panics", func(t *testing.T, w net.Conn, _ *net.TCPConn) error {
+			_, err := io.Copy(w, &failingReader{[]byte("partial"), panickyError{}})
+			return err
+		}, func(err error) bool { return strings.Contains(err.Error(), "panicky") }, false},
+		{"file read fails", func(t *testing.T, w net.Conn, _ *net.TCPConn) error {
+			dir, err := os.Open(t.TempDir()) // reads fail with EISDIR
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer dir.Close()
+			_, err = io.Copy(w, dir)
+			return err
+		}, is(syscall.EISDIR), false},
+		{"another connection's reset, through a reader", func(t *testing.T, w net.Conn, _ *net.TCPConn) error {
+			up, upPeer := tcpPair(t) // not spied
+			upPeer.Write([]byte("body"))
+			reset(t, upPeer)
+			up.SetReadDeadline(time.Now().Add(testTimeout))
+			_, err := io.Copy(w, struct{ io.Reader }{up}) // a response body, say
+			return err
+		}, is(syscall.ECONNRESET), false},
+		{"writer fails", func(t *testing.T, w net.Conn, peer *net.TCPConn) error {
+			peer.Write([]byte("data"))
+			_, err := io.Copy(failingWriter{errBoom}, w)
+			return err
+		}, is(errBoom), false},
+		{"writer fails with io.ErrUnexpectedEOF", func(t *testing.T, w net.Conn, peer *net.TCPConn) error {
+			peer.Write([]byte("data"))
+			_, err := io.Copy(failingWriter{io.ErrUnexpectedEOF}, w)
+			return err
+		}, is(io.ErrUnexpectedEOF), false},
+		{"file write fails", func(t *testing.T, w net.Conn, peer *net.TCPConn) error {
+			// Writes to /dev/full fail with ENOSPC; splice, which os
+			// tries first, with EINVAL, once it has read the socket.
+			full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+			if err != nil {
+				t.Skip(err)
+			}
+			defer full.Close()
+			peer.Write([]byte("data"))
+			_, err = io.Copy(full, w)
+			return err
+		}, func(err error) bool {
+			var pe *fs.PathError
+			return errors.As(err, &pe) && pe.Path == "/dev/full"
+		}, false},
+
+		{"peer resets while sending a reader", func(t *testing.T, w net.Conn, peer *net.TCPConn) error {
+			reset(t, peer)
+			_, err := io.Copy(w, struct{ io.Reader }{endlessReader{}})
+			return err
+		}, nil, true},
+		{"peer resets while receiving into a writer", func(t *testing.T, w net.Conn, peer *net.TCPConn) error {
+			peer.Write([]byte("data"))
+			reset(t, peer)
+			_, err := io.Copy(struct{ io.Writer }{io.Discard}, w)
+			return err
+		}, is(syscall.ECONNRESET), true},
+		{"peer resets while sending a file (sendfile)", func(t *testing.T, w net.Conn, peer *net.TCPConn) error {
+			reset(t, peer)
+			_, err := io.Copy(w, tempFile(t, 1<<20))
+			return err
+		}, nil, true},
+		{"peer resets while receiving into a file (splice)", func(t *testing.T, w net.Conn, peer *net.TCPConn) error {
+			peer.Write([]byte("data"))
+			reset(t, peer)
+			_, err := io.Copy(tempFile(t, 0), w)
+			return err
+		}, is(syscall.ECONNRESET), true},
+		{"write deadline while sending a reader", func(t *testing.T, w net.Conn, _ *net.TCPConn) error {
+			w.SetWriteDeadline(time.Now().Add(50 * time.Millisecond)) // the peer reads nothing
+			_, err := io.Copy(w, struct{ io.Reader }{endlessReader{}})
+			return err
+		}, is(os.ErrDeadlineExceeded), true},
+		{"write deadline while sending a file (sendfile)", func(t *testing.T, w net.Conn, peer *net.TCPConn) error {
+			peer.SetReadBuffer(4096)
+			w.(interface{ SetWriteBuffer(int) error }).SetWriteBuffer(4096)
+			w.SetWriteDeadline(time.Now().Add(50 * time.Millisecond)) // the peer reads nothing
+			_, err := io.Copy(w, tempFile(t, 16<<20))
+			return err
+		}, is(os.ErrDeadlineExceeded), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sink := newCaptureSink()
+			spy := &Spy{Sink: sink}
+			raw, peer := tcpPair(t)
+			w := spy.WrapConn(raw, Client)
+			defer w.Close()
+			raw.SetReadDeadline(time.Now().Add(testTimeout))
+			err := tc.copy(t, w, peer)
+			if err == nil || tc.want != nil && !tc.want(err) {
+				t.Fatalf("copy: %v (%T), not the error expected", err, err)
+			}
+			r := RecordOf(w)
+			var failed []Event
+			for _, e := range sink.all() {
+				if e.Conn == r && (e.Message == MsgError || e.Message == MsgTimeout || e.Message == MsgEnd) {
+					failed = append(failed, e)
+				}
+			}
+			if !tc.socketFailed {
+				for _, e := range failed {
+					t.Errorf("%q (op %q, %v) for the connection: the other side's error was blamed on it", e.Message, e.Op, e.Err)
+				}
+				if r.Broken() {
+					t.Errorf("record Broken: %+v", r.Snapshot())
+				}
+				w.Close()
+				closes := sink.of(MsgClose, r)
+				if len(closes) != 1 || closes[0].HadError || closes[0].ClosedBy != "local" {
+					t.Errorf("Socket Close %+v, want hadError=false closedBy=local", closes)
+				}
+				return
+			}
+			if len(failed) != 1 || failed[0].Err != err && !errors.Is(err, failed[0].Err) {
+				t.Errorf("events %+v for the connection, want one for the copy's error %v", failed, err)
 			}
 		})
 	}
