@@ -195,16 +195,18 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	sent := req.WithContext(rt)
 	// Client.Timeout: see cancelBefore.
 	var clientTimer <-chan struct{}
+	stopCancel := func() {}
 	if req.Cancel != nil {
 		if d, ok := rt.Context.Deadline(); ok {
 			clientTimer = req.Cancel
-			sent.Cancel = cancelBefore(req.Cancel, rt.Context.Done(), d)
+			sent.Cancel, stopCancel = cancelBefore(req.Cancel, rt.Context.Done(), d)
 		}
 	}
 	panicking := true
 	defer func() {
 		if panicking {
 			rt.endPanicked()
+			stopCancel()
 		}
 	}()
 	resp, err := t.next().RoundTrip(sent)
@@ -235,11 +237,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if clientTimer != nil {
 			awaitClientTimer(rt.Context, clientTimer)
 		}
+		stopCancel()
 		return resp, err
 	}
 	if resp == nil {
 		// A faulty RoundTripper's: http.Client says so. The request is
 		// over all the same.
+		stopCancel()
 		if holding {
 			r.ReleaseEvents()
 		}
@@ -268,15 +272,19 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			resp.Body = &h2Body{ReadCloser: resp.Body, rt: rt, rec: r, seq: seq}
 		}
 	}
-	// Not a 101's body, which is also the connection's writer.
+	// Not a 101's body, which is also the connection's writer: the
+	// connection is the caller's, the transport cancels nothing more.
 	if clientTimer != nil && resp.Body != nil && resp.StatusCode != http.StatusSwitchingProtocols {
-		resp.Body = &deadlineBody{ReadCloser: resp.Body, ctx: rt.Context, timer: clientTimer}
+		resp.Body = &deadlineBody{ReadCloser: resp.Body, ctx: rt.Context, timer: clientTimer, stop: stopCancel}
+	} else {
+		stopCancel()
 	}
 	return resp, nil
 }
 
 // cancelBefore returns a channel closed when cancel closes before
-// deadline, the request's context's.
+// deadline, the request's context's, and stop, to call once the request
+// is over.
 //
 // With Client.Timeout set, http.Client handles a RoundTripper that is not
 // net/http's own the pre-context way: besides the context's deadline, it
@@ -287,18 +295,25 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // context's own end fails the request, as without the spy; before it,
 // Cancel is the program's own (http.Client closes it when the program's
 // Request.Cancel closes) and goes through.
-func cancelBefore(cancel, done <-chan struct{}, deadline time.Time) <-chan struct{} {
-	ch := make(chan struct{})
+//
+// The goroutine ends with the request: stop. Neither of the others need
+// come then: http.Client ends the context it made for its timeout, but
+// when the program's own context has an earlier deadline it makes none,
+// and only stops its timer (cancel is not closed). Without stop, each
+// such request left a goroutine behind until that context ended.
+func cancelBefore(cancel, done <-chan struct{}, deadline time.Time) (ch <-chan struct{}, stop func()) {
+	c, over := make(chan struct{}), make(chan struct{})
 	go func() {
 		select {
 		case <-cancel:
 			if time.Now().Before(deadline) {
-				close(ch)
+				close(c)
 			}
-		case <-done: // the request is over: http.Client ends the context
+		case <-done:
+		case <-over:
 		}
 	}()
-	return ch
+	return c, sync.OnceFunc(func() { close(over) })
 }
 
 // clientTimerWait bounds awaitClientTimer's wait: only a program that set
@@ -331,19 +346,30 @@ func awaitClientTimer(ctx context.Context, timer <-chan struct{}) {
 
 // deadlineBody is the body of a response to a request under
 // Client.Timeout: a read that fails waits for http.Client's timer (see
-// awaitClientTimer).
+// awaitClientTimer). The request is over at the body's end or Close:
+// stop ends cancelBefore's goroutine.
 type deadlineBody struct {
 	io.ReadCloser
 	ctx   context.Context
 	timer <-chan struct{}
+	stop  func()
 }
 
 func (b *deadlineBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	if err != nil && err != io.EOF {
-		awaitClientTimer(b.ctx, b.timer)
+	if err != nil {
+		if err != io.EOF {
+			awaitClientTimer(b.ctx, b.timer)
+		}
+		b.stop()
 	}
 	return n, err
+}
+
+func (b *deadlineBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.stop()
+	return err
 }
 
 // endPanicked ends the request when a RoundTripper under this one panicked
