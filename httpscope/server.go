@@ -59,6 +59,11 @@ func InstrumentServer(spy *connscope.Spy, srv *http.Server, opts *Options) {
 	srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
 		if userConnContext != nil {
 			ctx = userConnContext(ctx, c)
+			if ctx == nil {
+				// The program's bug: net/http panics with "ConnContext
+				// returned nil", not context.WithValue below with its own.
+				return nil
+			}
 		}
 		if r := connscope.RecordOf(c); r != nil {
 			ctx = context.WithValue(ctx, recordKey{}, r)
