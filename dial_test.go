@@ -122,3 +122,25 @@ func TestResolverDialInsideSpiedDial(t *testing.T) {
 		t.Errorf("the resolver's UDP conn, dialed through spy.WrapDial, was not instrumented (no record, no %q): %v", MsgConnect, sink.messages())
 	}
 }
+
+// TestWrapDialNoConnNoError: a faulty dial function that returns neither
+// a connection nor an error is passed through as it is, for the caller to
+// report (net/http fails the request with "Transport.DialContext hook
+// returned (nil, nil)"), not wrapped: wrapping a nil conn panicked, on the
+// transport's dial goroutine, where nothing recovers.
+func TestWrapDialNoConnNoError(t *testing.T) {
+	sink := newCaptureSink()
+	spy := &Spy{Sink: sink}
+	c, err := spy.WrapDial(func(context.Context, string, string) (net.Conn, error) { return nil, nil })(context.Background(), "tcp", "127.0.0.1:1")
+	if c != nil || err != nil {
+		t.Errorf("got %v, %v; want nil, nil as the dial function returned", c, err)
+	}
+	if s := spy.Stats(); s.Opened != 0 {
+		t.Errorf("%d connections opened, want 0", s.Opened)
+	}
+	for _, e := range sink.all() {
+		if e.Message == MsgConnect {
+			t.Errorf("a Socket Connect for no connection: %+v", e)
+		}
+	}
+}

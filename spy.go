@@ -265,8 +265,11 @@ func (s *Spy) WrapDial(dial DialFunc) DialFunc {
 				DNS: dt.dns, Connect: dt.sinceConnect()})
 			return c, err
 		}
-		if RecordOf(c) != nil {
-			return c, nil // a dialer that wraps its connections itself
+		if c == nil || RecordOf(c) != nil {
+			// A dialer that wraps its connections itself; or a faulty one,
+			// with neither a connection nor an error, which the caller
+			// reports (net/http fails the request): nothing to wrap.
+			return c, nil
 		}
 		r, w := s.wrap(c, Client, id)
 		if target != "" {

@@ -161,3 +161,8 @@ func diff(t *testing.T, modes []diffMode, p diffProto, newServer func() *http.Se
 		}
 	}
 }
+
+// wrapForDiff instruments tr, as startDiff does for a client.
+func wrapForDiff(tr *http.Transport) http.RoundTripper {
+	return httpscope.WrapTransport(&connscope.Spy{Sink: &memSink{}}, tr, nil)
+}
