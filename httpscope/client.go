@@ -99,7 +99,15 @@ func instrumentDial(spy *connscope.Spy, t *http.Transport) (undo func()) {
 	base := t.DialContext
 	if base == nil && t.Dial != nil {
 		dial := t.Dial
-		base = func(_ context.Context, network, addr string) (net.Conn, error) { return dial(network, addr) }
+		base = func(_ context.Context, network, addr string) (net.Conn, error) {
+			c, err := dial(network, addr)
+			if c == nil && err == nil {
+				// What net/http says of a faulty Dial when it calls it
+				// itself; through DialContext it would name DialContext.
+				err = errors.New("net/http: Transport.Dial hook returned (nil, nil)")
+			}
+			return c, err
+		}
 	}
 	dial := spy.WrapDial(base)
 	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {

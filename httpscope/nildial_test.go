@@ -15,7 +15,7 @@ import (
 // the request with the same error, not crash the program in the
 // transport's dial goroutine.
 func TestDialerReturningNothing(t *testing.T) {
-	for _, hook := range []string{"DialContext"} {
+	for _, hook := range []string{"DialContext", "Dial"} {
 		t.Run(hook, func(t *testing.T) {
 			var ref string
 			for i, m := range diffClientModes {
