@@ -42,7 +42,9 @@ type Transport struct {
 // WrapTransport instruments t in place, so that the connections it dials
 // are wrapped below TLS, and returns a RoundTripper over t that traces
 // each request. Use the result as an http.Client's Transport. Call it
-// before t is first used.
+// once t is configured, before it is first used: whether HTTP/2 stays on
+// is decided from t as it is then (see instrumentDial), for t and its
+// clones.
 //
 // A Transport with DialTLSContext (or DialTLS) set dials its TLS
 // connections itself: those are traced per request but not wrapped,
