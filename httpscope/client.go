@@ -283,8 +283,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	// Not a 101's body, which is also the connection's writer: the
-	// connection is the caller's, the transport cancels nothing more.
-	if clientTimer != nil && resp.Body != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+	// connection is the caller's, the transport cancels nothing more. Nor
+	// an empty body (a HEAD's, a 204's): nothing more can fail, and a
+	// program may compare it with http.NoBody.
+	if clientTimer != nil && resp.Body != nil && resp.Body != http.NoBody && !isH2NoBody(resp.Body) && resp.StatusCode != http.StatusSwitchingProtocols {
 		resp.Body = &deadlineBody{ReadCloser: resp.Body, ctx: rt.Context, timer: clientTimer, stop: stopCancel}
 	} else {
 		stopCancel()

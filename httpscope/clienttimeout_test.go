@@ -126,3 +126,46 @@ func TestClientTimeoutSameError(t *testing.T) {
 		})
 	}
 }
+
+// TestLegacyCancelEmptyBodyStaysNoBody: a request with the deprecated
+// Request.Cancel and a deadline looks, to the spy, like one under
+// Client.Timeout, whose bodies it wraps (see deadlineBody). An empty
+// body, a HEAD's or a 204's, stays the one net/http gives.
+func TestLegacyCancelEmptyBodyStaysNoBody(t *testing.T) {
+	ts := startPlain(t, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/204" {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		io.WriteString(w, "body")
+	}), nil)
+	for _, tc := range []struct{ method, path string }{{"HEAD", "/"}, {"GET", "/204"}} {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			var bodies [2]io.ReadCloser
+			for i, spied := range []bool{false, true} {
+				tr := &http.Transport{}
+				defer tr.CloseIdleConnections()
+				var rt http.RoundTripper = tr
+				if spied {
+					rt = httpscope.WrapTransport(&connscope.Spy{Sink: &memSink{}}, tr, nil)
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				req, err := http.NewRequestWithContext(ctx, tc.method, ts.URL+tc.path, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.Cancel = make(chan struct{})
+				resp, err := (&http.Client{Transport: rt}).Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				bodies[i] = resp.Body
+			}
+			if (bodies[0] == http.NoBody) != (bodies[1] == http.NoBody) {
+				t.Errorf("body %T bare, %T spied", bodies[0], bodies[1])
+			}
+		})
+	}
+}
