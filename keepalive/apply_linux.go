@@ -88,10 +88,10 @@ func ReadKernel() (Kernel, error) {
 		name string
 		set  func(int)
 	}{
-		{"tcp_keepalive_time", func(v int) { k.KeepaliveTime = time.Duration(v) * time.Second }},
-		{"tcp_keepalive_intvl", func(v int) { k.KeepaliveIntvl = time.Duration(v) * time.Second }},
-		// 0 is a real setting for these two, not "the default": Kernel
+		// 0 is a real setting for these four, not "the default": Kernel
 		// writes it as negative.
+		{"tcp_keepalive_time", func(v int) { k.KeepaliveTime = time.Duration(zeroAsNegative(v)) * time.Second }},
+		{"tcp_keepalive_intvl", func(v int) { k.KeepaliveIntvl = time.Duration(zeroAsNegative(v)) * time.Second }},
 		{"tcp_keepalive_probes", func(v int) { k.KeepaliveProbes = zeroAsNegative(v) }},
 		{"tcp_retries2", func(v int) { k.Retries2 = zeroAsNegative(v) }},
 		{"tcp_syn_retries", func(v int) { k.SynRetries = v }},

@@ -5,14 +5,17 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"strings"
 	"time"
 )
 
 // Kernel holds the per-network-namespace sysctls that decide detection
 // times. A zero field means the Linux default, as in [DefaultKernel]. A
-// negative KeepaliveProbes or Retries2 means a sysctl set to 0, which the
-// kernel honours: no keepalive probe before the abort, no retransmission
-// backoff beyond the first RTO.
+// negative KeepaliveTime, KeepaliveIntvl, KeepaliveProbes or Retries2 means
+// a sysctl set to 0, which the kernel accepts and honours: keepalive probes
+// from the start without waiting for idleness, probes one timer tick apart,
+// no keepalive probe before the abort, no retransmission backoff beyond the
+// first RTO.
 type Kernel struct {
 	KeepaliveTime   time.Duration `json:"keepalive_time"`   // net.ipv4.tcp_keepalive_time
 	KeepaliveIntvl  time.Duration `json:"keepalive_intvl"`  // net.ipv4.tcp_keepalive_intvl
@@ -44,10 +47,10 @@ func DefaultKernel() Kernel {
 
 func (k Kernel) withDefaults() Kernel {
 	d := DefaultKernel()
-	if k.KeepaliveTime <= 0 {
+	if k.KeepaliveTime == 0 {
 		k.KeepaliveTime = d.KeepaliveTime
 	}
-	if k.KeepaliveIntvl <= 0 {
+	if k.KeepaliveIntvl == 0 {
 		k.KeepaliveIntvl = d.KeepaliveIntvl
 	}
 	if k.KeepaliveProbes == 0 {
@@ -151,7 +154,11 @@ func (d Detection) MarshalJSON() ([]byte, error) {
 //     unanswered: I + V×C. With TCP_USER_TIMEOUT U set as well, C is
 //     ignored and the abort comes at the first keepalive firing at or after
 //     U (and after at least one probe). Without keepalive nothing is sent,
-//     so nothing fails: U alone never fires on an idle socket.
+//     so nothing fails: U alone never fires on an idle socket. An I of 0
+//     (tcp_keepalive_time 0) makes the timer probe every V from the start,
+//     so the first probe comes up to V after the last packet: V + V×C. A V
+//     of 0 puts the probes one timer tick apart: I plus a few ms. With both
+//     0 (or I 0 and C 0) the kernel aborts even a live connection at once.
 //   - Sending: the retransmission timer backs off from RTOmin, doubling up
 //     to RTOmax, and aborts at the first expiry past
 //     T(N) = (2^(N+1)−1)×RTOmin while N ≤ log2(RTOmax/RTOmin), else
@@ -175,28 +182,58 @@ func Detect(sit Situation, s Settings, k Kernel) Detection {
 			return d
 		}
 		I, V, C := e.Idle, e.Interval, e.Count
-		if u == 0 {
-			return Detection{
-				After: I + V*time.Duration(C),
-				Timer: "keepalive",
-				Rule:  fmt.Sprintf("I + V×C = %s + %s×%d", FormatDuration(I), FormatDuration(V), C),
+		// Zero I or V come only from sysctls set to 0: a socket cannot set them.
+		first, firstName := I, "I"
+		var notes []string
+		if I == 0 {
+			// keepalive_time_when() is 0: every firing finds the socket idle
+			// long enough and probes, and the next firing is V after the probe.
+			first, firstName = V, "V"
+			notes = append(notes, "tcp_keepalive_time is 0: the timer probes every V from the start, answered or not, so the first probe comes up to V after the last packet received")
+		}
+		if V == 0 {
+			notes = append(notes, "tcp_keepalive_intvl is 0: the probes after the first go out one timer tick (1 to 10 ms) apart, so the abort comes a few ms after the first")
+		}
+		if I == 0 && u == 0 && (V == 0 || C == 0) {
+			// Measured: aborted 16 ms after the start with 0/0/3, 1 ms with 0/1s/0.
+			d := Detection{Timer: "keepalive", Rule: "I = 0 and V = 0: aborted a few timer ticks after keepalive starts",
+				Note: "tcp_keepalive_time and tcp_keepalive_intvl are 0: a probe every timer tick, and a peer answers at most one out-of-window probe per tcp_invalid_ratelimit (500 ms), so even a live connection is aborted within ms of its start"}
+			if V != 0 {
+				d.Rule = "I = 0 and C = 0: aborted at the first firing, when keepalive starts"
+				d.Note = "tcp_keepalive_time is 0 and no probe is allowed: even a live connection is aborted as soon as keepalive is on"
 			}
+			return d
+		}
+		if u == 0 {
+			rule := fmt.Sprintf("I + V×C = %s + %s×%d", FormatDuration(I), FormatDuration(V), C)
+			if I == 0 {
+				rule = fmt.Sprintf("V + V×C = %s + %s×%d (I = tcp_keepalive_time = 0)", FormatDuration(V), FormatDuration(V), C)
+			}
+			return Detection{After: first + V*time.Duration(C), Timer: "keepalive", Rule: rule, Note: strings.Join(notes, "; ")}
 		}
 		// The keepalive timer fires at I, I+V, I+2V, ...; with U set it aborts at
 		// the first firing at or after U once a probe is out (tcp_keepalive_timer).
+		if V == 0 {
+			// Firings a tick apart after the first: about U, but not before it.
+			return Detection{After: max(u, first), Timer: "keepalive",
+				Rule: fmt.Sprintf("first keepalive firing at or after U, a tick apart after %s: max(%s, U) = %s (U = %s)",
+					firstName, firstName, FormatDuration(max(u, first)), FormatDuration(u)),
+				Note: strings.Join(notes, "; ")}
+		}
 		n := int64(1)
-		if u > I {
-			n = max(1, int64((u-I+V-1)/V))
+		if u > first {
+			n = max(1, int64((u-first+V-1)/V))
 		}
 		d := Detection{
-			After: I + V*time.Duration(n),
+			After: first + V*time.Duration(n),
 			Timer: "keepalive",
-			Rule: fmt.Sprintf("first keepalive firing at or after U: I + V×%d = %s + %s×%d (U = %s)",
-				n, FormatDuration(I), FormatDuration(V), n, FormatDuration(u)),
+			Rule: fmt.Sprintf("first keepalive firing at or after U: %s + V×%d = %s + %s×%d (U = %s)",
+				firstName, n, FormatDuration(first), FormatDuration(V), n, FormatDuration(u)),
 		}
 		if int64(C) != n {
-			d.Note = fmt.Sprintf("with TCP_USER_TIMEOUT set the probe count (%d) is ignored", C)
+			notes = append(notes, fmt.Sprintf("with TCP_USER_TIMEOUT set the probe count (%d) is ignored", C))
 		}
+		d.Note = strings.Join(notes, "; ")
 		return d
 	case Sending:
 		if u > 0 {

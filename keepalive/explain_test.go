@@ -32,6 +32,17 @@ func TestDetect(t *testing.T) {
 		{"idle lab sysctls", Idle, Settings{}, Kernel{KeepaliveTime: 1 * sec, KeepaliveIntvl: sec, KeepaliveProbes: 2}, 3 * sec, false, "keepalive", ""},
 		// tcp_keepalive_probes=0 (negative in Kernel): the first firing aborts.
 		{"idle probes sysctl 0", Idle, Settings{Idle: 2 * sec}, Kernel{KeepaliveProbes: -1}, 2 * sec, false, "keepalive", "1m15s×0"},
+		// tcp_keepalive_time=0 (negative in Kernel): probes every V from the
+		// start, so the first comes up to V after the last packet.
+		{"idle time sysctl 0", Idle, Settings{}, Kernel{KeepaliveTime: -1, KeepaliveIntvl: sec, KeepaliveProbes: 2}, 3 * sec, false, "keepalive", "V + V×C = 1s + 1s×2"},
+		{"idle time sysctl 0, U", Idle, Settings{UserTimeout: 25 * sec}, Kernel{KeepaliveTime: -1, KeepaliveIntvl: 10 * sec}, 30 * sec, false, "keepalive", "V + V×2"},
+		{"idle time sysctl 0, own idle", Idle, Settings{Idle: 5 * sec}, Kernel{KeepaliveTime: -1, KeepaliveIntvl: sec, KeepaliveProbes: 2}, 7 * sec, false, "keepalive", "I + V×C"},
+		// tcp_keepalive_intvl=0: the probes are a timer tick apart.
+		{"idle intvl sysctl 0", Idle, Settings{Idle: 2 * sec}, Kernel{KeepaliveIntvl: -1, KeepaliveProbes: 3}, 2 * sec, false, "keepalive", "2s + 0s×3"},
+		{"idle intvl sysctl 0, U", Idle, Settings{Idle: 2 * sec, UserTimeout: 5 * sec}, Kernel{KeepaliveIntvl: -1}, 5 * sec, false, "keepalive", "max(I, U)"},
+		// Both 0, or time 0 and probes 0: even a live connection dies at once.
+		{"idle time and intvl sysctl 0", Idle, Settings{}, Kernel{KeepaliveTime: -1, KeepaliveIntvl: -1}, 0, false, "keepalive", "I = 0 and V = 0"},
+		{"idle time and probes sysctl 0", Idle, Settings{}, Kernel{KeepaliveTime: -1, KeepaliveProbes: -1}, 0, false, "keepalive", "I = 0 and C = 0"},
 		{"idle off", Idle, Off, linux, 0, true, "none", "keepalive off"},
 		{"idle off with U", Idle, Settings{Idle: -1, UserTimeout: 5 * sec}, linux, 0, true, "none", ""},
 		// U and keepalive: first firing (I + kV, k ≥ 1) at or after U.

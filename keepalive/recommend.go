@@ -53,6 +53,12 @@ func Recommend(current Settings, k Kernel, p Path) Recommendation {
 		r.Notes = append(r.Notes, "Turn keepalive on: without it an idle connection to a vanished peer is never given up.")
 	}
 	idle, interval, count := e.Idle, e.Interval, e.Count
+	if idle == 0 {
+		// Only tcp_keepalive_time = 0 gets here; 0 in Settings would mean it again.
+		idle = GoDefault.Idle
+		r.Notes = append(r.Notes, fmt.Sprintf("Set idle explicitly: tcp_keepalive_time is 0 here, so keepalive probes every interval from the start (or aborts at once); %s is Go's default.",
+			FormatDuration(idle)))
+	}
 
 	shortest := time.Duration(0)
 	all := slices.Clone(p.IdleTimeouts)
@@ -78,7 +84,7 @@ func Recommend(current Settings, k Kernel, p Path) Recommendation {
 	}
 	if current.Idle >= 0 && (current.Interval <= 0 || current.Count <= 0) {
 		r.Notes = append(r.Notes, fmt.Sprintf("Set interval and count explicitly: left to the kernel they are %s × %d, which turned a 2 s idle into 12 minutes in the seed.",
-			FormatDuration(k.KeepaliveIntvl), max(k.KeepaliveProbes, 0)))
+			FormatDuration(max(k.KeepaliveIntvl, 0)), max(k.KeepaliveProbes, 0)))
 		if current.Interval <= 0 {
 			interval = min(idle, 15*time.Second)
 		}

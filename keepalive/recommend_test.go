@@ -93,3 +93,21 @@ func TestRecommendValid(t *testing.T) {
 		t.Errorf("Recommend(%v) = %v, which Validate (and so Apply) refuses: %v", cur, r.Settings, err)
 	}
 }
+
+// TestRecommendKeepaliveTimeZero: with tcp_keepalive_time 0 the effective
+// idle is 0, which in Settings would mean "the kernel's" again: the
+// recommendation must name an idle, not print Idle: 0.
+func TestRecommendKeepaliveTimeZero(t *testing.T) {
+	k := Kernel{KeepaliveTime: -1, KeepaliveIntvl: -1}
+	r := Recommend(Settings{}, k, Path{})
+	want := Settings{Idle: 15 * sec, Interval: 15 * sec, Count: 9, UserTimeout: 150 * sec}
+	if r.Settings != want {
+		t.Errorf("Recommend with tcp_keepalive_time and _intvl 0 = %v, want %v", r.Settings, want)
+	}
+	if notes := strings.Join(r.Notes, "\n"); !strings.Contains(notes, "tcp_keepalive_time is 0") {
+		t.Errorf("notes do not say why idle is set:\n%s", notes)
+	}
+	if d := r.Detect[Idle]; d.After != 150*sec {
+		t.Errorf("recommended idle detection %v, want 2m30s", d)
+	}
+}

@@ -34,18 +34,19 @@ var (
 func (s Settings) Enabled() bool { return s.Idle >= 0 }
 
 // Effective returns s with the OS defaults from k filled in, so that Idle,
-// Interval and Count are positive (Count is 0 where tcp_keepalive_probes
-// is), or with Idle < 0 if keepalive is off.
+// Interval and Count are positive (or 0 where the sysctl they come from,
+// tcp_keepalive_time, _intvl or _probes, is 0), or with Idle < 0 if
+// keepalive is off.
 func (s Settings) Effective(k Kernel) Settings {
 	k = k.withDefaults()
 	if s.Idle < 0 {
 		return Settings{Idle: -1, UserTimeout: s.UserTimeout}
 	}
 	if s.Idle == 0 {
-		s.Idle = k.KeepaliveTime
+		s.Idle = max(k.KeepaliveTime, 0) // negative: the sysctl is 0
 	}
 	if s.Interval <= 0 {
-		s.Interval = k.KeepaliveIntvl
+		s.Interval = max(k.KeepaliveIntvl, 0)
 	}
 	if s.Count <= 0 {
 		s.Count = max(k.KeepaliveProbes, 0) // negative: the sysctl is 0

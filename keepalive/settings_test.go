@@ -64,6 +64,10 @@ func TestEffective(t *testing.T) {
 	if got != want {
 		t.Errorf("Effective = %+v, want %+v", got, want)
 	}
+	// Sysctls set to 0 stay 0: they are not the Linux defaults.
+	if got := (Settings{}).Effective(Kernel{KeepaliveTime: -1, KeepaliveIntvl: -1, KeepaliveProbes: -1}); got != (Settings{}) {
+		t.Errorf("Effective with the keepalive sysctls 0 = %+v, want all 0", got)
+	}
 	if got := Off.Effective(k); got.Enabled() {
 		t.Errorf("Off.Effective = %+v, want disabled", got)
 	}

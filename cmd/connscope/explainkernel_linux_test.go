@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"os"
 	"runtime"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -75,6 +76,63 @@ func TestExplainSysctlsSetToZero(t *testing.T) {
 	}
 	if v.Kernel["tcp_keepalive_probes"] != 0.0 || v.Kernel["tcp_retries2"] != 0.0 {
 		t.Errorf("kernel shown %v, want tcp_keepalive_probes 0 and tcp_retries2 0", v.Kernel)
+	}
+}
+
+// TestExplainKeepaliveTimeAndIntervalZero: tcp_keepalive_time=0 and
+// tcp_keepalive_intvl=0 are accepted by the kernel and are not "the
+// default". With no per-socket value, keepalive_time_when() is 0, so the
+// timer never waits for idleness: it probes at once and then every V,
+// answered or not, and the first probe after the last packet received comes
+// up to V later (measured in a namespace with a peer silenced by an nftables
+// drop: 0/1s/3 aborted 4.1 s after the last packet, (C+1)×V). With
+// intvl 0 the probes after the first are one timer tick apart (2s/0/3:
+// ETIMEDOUT 2.02 s after the last packet). With both 0 a probe goes out
+// every tick and the peer answers at most one per tcp_invalid_ratelimit
+// (500 ms), so even a live connection is aborted 16 ms after it starts.
+// explain must not compute with 2h and 75 s instead.
+func TestExplainKeepaliveTimeAndIntervalZero(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a network namespace")
+	}
+	tests := []struct {
+		name                 string
+		time, intvl          string
+		idle                 float64 // seconds
+		settingsIdle, kernel float64 // shown: effective idle, tcp_keepalive_time_s
+		note                 string  // in the idle detection's note
+	}{
+		{"time 0", "0", "10", 10 + 10*5, 0, 0, "every V from the start"},
+		{"intvl 0", "600", "0", 600, 600, 600, "one timer tick"},
+		{"both 0", "0", "0", 0, 0, 0, "even a live connection"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := explainInNetns(t, map[string]string{"tcp_keepalive_time": tt.time, "tcp_keepalive_intvl": tt.intvl, "tcp_keepalive_probes": "5"})
+			var v struct {
+				Detect map[string]struct {
+					AfterSeconds float64 `json:"after_seconds"`
+					Note         string  `json:"note"`
+				} `json:"detect"`
+				Kernel   map[string]any `json:"kernel"`
+				Settings map[string]any `json:"settings"`
+			}
+			if err := json.Unmarshal([]byte(out), &v); err != nil {
+				t.Fatal(err)
+			}
+			if got := v.Detect["idle"].AfterSeconds; got != tt.idle {
+				t.Errorf("idle detection with tcp_keepalive_time=%s tcp_keepalive_intvl=%s probes 5: %v s, want %v", tt.time, tt.intvl, got, tt.idle)
+			}
+			if n := v.Detect["idle"].Note; !strings.Contains(n, tt.note) {
+				t.Errorf("idle note %q, want it to say %q", n, tt.note)
+			}
+			if v.Settings["idle_s"] != tt.settingsIdle {
+				t.Errorf("settings shown %v, want the effective idle %v s", v.Settings, tt.settingsIdle)
+			}
+			if v.Kernel["tcp_keepalive_time_s"] != tt.kernel {
+				t.Errorf("kernel shown %v, want tcp_keepalive_time_s %v", v.Kernel, tt.kernel)
+			}
+		})
 	}
 }
 

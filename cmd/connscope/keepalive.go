@@ -324,18 +324,19 @@ func runKeepaliveExplain(ctx context.Context, opts keepaliveExplainOpts, stdout 
 	rec := keepalive.Recommend(s, k, opts.Path)
 	if opts.JSON {
 		type settingsView struct {
-			Text        string  `json:"text"`
-			Keepalive   bool    `json:"keepalive"`
-			IdleS       float64 `json:"idle_s,omitempty"`
-			IntervalS   float64 `json:"interval_s,omitempty"`
-			Count       *int    `json:"count,omitempty"` // 0 where tcp_keepalive_probes is 0
-			UserTimeout float64 `json:"user_timeout_s,omitempty"`
+			Text        string   `json:"text"`
+			Keepalive   bool     `json:"keepalive"`
+			IdleS       *float64 `json:"idle_s,omitempty"`     // 0 where tcp_keepalive_time is 0
+			IntervalS   *float64 `json:"interval_s,omitempty"` // 0 where tcp_keepalive_intvl is 0
+			Count       *int     `json:"count,omitempty"`      // 0 where tcp_keepalive_probes is 0
+			UserTimeout float64  `json:"user_timeout_s,omitempty"`
 		}
 		view := func(s keepalive.Settings) settingsView {
 			e := s.Effective(k)
 			v := settingsView{Text: s.String(), Keepalive: e.Enabled(), UserTimeout: e.UserTimeout.Seconds()}
 			if e.Enabled() {
-				v.IdleS, v.IntervalS, v.Count = e.Idle.Seconds(), e.Interval.Seconds(), &e.Count
+				idle, interval := e.Idle.Seconds(), e.Interval.Seconds()
+				v.IdleS, v.IntervalS, v.Count = &idle, &interval, &e.Count
 			}
 			return v
 		}
@@ -353,7 +354,7 @@ func runKeepaliveExplain(ctx context.Context, opts keepaliveExplainOpts, stdout 
 			} `json:"recommendation"`
 		}{Settings: view(s), Detect: map[keepalive.Situation]keepalive.Detection{}}
 		kd := k
-		out.Kernel = map[string]any{"tcp_keepalive_time_s": kd.KeepaliveTime.Seconds(), "tcp_keepalive_intvl_s": kd.KeepaliveIntvl.Seconds(),
+		out.Kernel = map[string]any{"tcp_keepalive_time_s": max(kd.KeepaliveTime, 0).Seconds(), "tcp_keepalive_intvl_s": max(kd.KeepaliveIntvl, 0).Seconds(), // negative: the sysctl is 0
 			"tcp_keepalive_probes": max(kd.KeepaliveProbes, 0), "tcp_retries2": max(kd.Retries2, 0), "tcp_syn_retries": kd.SynRetries,
 			"rto_min_s": kd.RTOMin.Seconds(), "rto_max_s": kd.RTOMax.Seconds()}
 		switch lin := kd.SynLinearTimeouts; { // as the connect rule counts it
@@ -380,7 +381,7 @@ func runKeepaliveExplain(ctx context.Context, opts keepaliveExplainOpts, stdout 
 		fmt.Fprintf(stdout, " (effective %s/%s/%d)", keepalive.FormatDuration(e.Idle), keepalive.FormatDuration(e.Interval), e.Count)
 	}
 	fmt.Fprintf(stdout, "\nkernel:   tcp_keepalive %s/%s/%d, tcp_retries2 %d, RTO %s to %s, tcp_syn_retries %d\n\n",
-		keepalive.FormatDuration(k.KeepaliveTime), keepalive.FormatDuration(k.KeepaliveIntvl), max(k.KeepaliveProbes, 0), // negative: the sysctl is 0
+		keepalive.FormatDuration(max(k.KeepaliveTime, 0)), keepalive.FormatDuration(max(k.KeepaliveIntvl, 0)), max(k.KeepaliveProbes, 0), // negative: the sysctl is 0
 		max(k.Retries2, 0), keepalive.FormatDuration(k.RTOMin), keepalive.FormatDuration(k.RTOMax), k.SynRetries)
 	table := func(s keepalive.Settings) {
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)

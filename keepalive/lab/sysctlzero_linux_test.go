@@ -1,0 +1,136 @@
+//go:build linux
+
+package lab
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/connscope/connscope/keepalive"
+	"github.com/connscope/connscope/tcpinfo"
+)
+
+// TestKeepaliveSysctlsZeroMatchKernel: the kernel accepts 0 for
+// tcp_keepalive_time and tcp_keepalive_intvl, and a socket with SO_KEEPALIVE
+// and no per-socket values then uses 0, not a default. keepalive.Detect, fed
+// by keepalive.ReadKernel in the client's namespace, must predict what the
+// kernel does to a client whose peer is silenced by a drop on the router,
+// counted from the last packet the client received:
+//
+//   - time 0: the timer does not wait for idleness; it probes every V from
+//     the start, so the abort comes (C+1)×V after the last packet.
+//   - intvl 0: the probes after the first are one timer tick apart, so the
+//     abort comes a few ms after I.
+//   - both 0: a probe every tick, and the peer answers at most one per
+//     tcp_invalid_ratelimit (500 ms): even a live connection is aborted
+//     within ms of its start, with no fault at all.
+func TestKeepaliveSysctlsZeroMatchKernel(t *testing.T) {
+	l := newTestLab(t, Config{})
+	tests := []struct {
+		name               string
+		time, intvl, count int
+		fault              bool
+	}{
+		{"time 0", 0, 1, 2, true},
+		{"intvl 0", 2, 0, 3, true},
+		{"both 0", 0, 0, 3, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range map[string]int{"tcp_keepalive_time": tt.time, "tcp_keepalive_intvl": tt.intvl, "tcp_keepalive_probes": tt.count} {
+				if err := l.Sysctl(RoleClient, "net.ipv4."+k, strconv.Itoa(v)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := l.Inject(FaultNone); err != nil {
+				t.Fatal(err)
+			}
+			var k keepalive.Kernel
+			if err := l.Do(RoleClient, func() (err error) {
+				k, err = keepalive.ReadKernel()
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			want := keepalive.Detect(keepalive.Idle, keepalive.Settings{}, k)
+
+			c := dialKernelKeepalive(t, l)
+			fault := time.Now()
+			var sinceRecv time.Duration
+			if tt.fault {
+				// With time 0 the first probe leaves a timer tick after
+				// SO_KEEPALIVE; let its answer arrive before the fault.
+				time.Sleep(200 * time.Millisecond)
+				ti, err := tcpinfo.Get(c.(syscall.Conn))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ti.Probes != 0 {
+					t.Fatalf("before the fault: %d unanswered keepalive probes", ti.Probes)
+				}
+				sinceRecv = ti.LastAckRecv
+				if err := l.Inject(FaultDropBoth); err != nil {
+					t.Fatal(err)
+				}
+				fault = time.Now()
+			}
+			// Bounded whatever the prediction: a wrong model (2h) must fail
+			// here in seconds, not hang.
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			_, err := c.Read(make([]byte, 1))
+			took := time.Since(fault) + sinceRecv
+			t.Logf("sysctls %d/%d/%d: read error %v after %v (since the last packet received, or the dial without a fault); Detect: %v", tt.time, tt.intvl, tt.count, err, took, want)
+			if !errors.Is(err, syscall.ETIMEDOUT) {
+				t.Errorf("read error %v, want ETIMEDOUT from keepalive", err)
+			}
+			// Early by the RTT at most; late by timer slack and scheduling.
+			if diff := took - want.After; diff < -100*time.Millisecond || diff > 700*time.Millisecond {
+				t.Errorf("keepalive with tcp_keepalive %d/%d/%d aborted %v after the last packet received; keepalive.Detect(Idle) says %v",
+					tt.time, tt.intvl, tt.count, took.Round(10*time.Millisecond), want)
+			}
+		})
+	}
+}
+
+// dialKernelKeepalive connects the client to a server in the lab whose
+// socket has keepalive off, and turns keepalive on for the client without
+// per-socket values, so the client's namespace sysctls decide.
+func dialKernelKeepalive(t *testing.T, l *Lab) net.Conn {
+	t.Helper()
+	var ln net.Listener
+	if err := l.Do(RoleServer, func() (err error) {
+		lc := net.ListenConfig{KeepAlive: -1}
+		ln, err = lc.Listen(context.Background(), "tcp4", ServerAddr.String()+":0")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	acc := make(chan net.Conn, 1)
+	go func() { // bounded: ln is closed when this function returns
+		c, _ := ln.Accept()
+		acc <- c
+	}()
+	var c net.Conn
+	if err := l.Do(RoleClient, func() error {
+		d := net.Dialer{Timeout: 3 * time.Second}
+		if err := keepalive.Apply(&d, keepalive.Settings{}); err != nil { // "os": SO_KEEPALIVE only
+			return err
+		}
+		var err error
+		c, err = d.Dial("tcp4", ln.Addr().String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if sc := <-acc; sc != nil {
+		t.Cleanup(func() { sc.Close() })
+	}
+	return c
+}
