@@ -102,12 +102,10 @@ func ReadKernel() (Kernel, error) {
 		}
 		f.set(v)
 	}
-	k.SynLinearTimeouts = -1 // before Linux 6.5
 	if v, err := read("tcp_syn_linear_timeouts"); err == nil {
-		k.SynLinearTimeouts = v
-		if v == 0 {
-			k.SynLinearTimeouts = -1
-		}
+		k.SynLinearTimeouts = zeroAsNegative(v) // 0 is a real setting: none
+	} else {
+		k.SynLinearTimeouts, k.SynLinearTimeoutsAbsent = -1, true // before Linux 6.5
 	}
 	if v, err := read("tcp_rto_max_ms"); err == nil && v > 0 {
 		k.RTOMax = time.Duration(v) * time.Millisecond

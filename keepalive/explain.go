@@ -26,9 +26,13 @@ type Kernel struct {
 	SynRetries      int           `json:"syn_retries"`      // net.ipv4.tcp_syn_retries
 	// SynLinearTimeouts is net.ipv4.tcp_syn_linear_timeouts (Linux 6.5+):
 	// that many SYN retransmissions, 1 s apart, come before the doubling and
-	// add to tcp_syn_retries. Zero means the default 4; negative means none
-	// (kernels before 6.5).
+	// add to tcp_syn_retries. Zero means the default 4; negative means none:
+	// the sysctl is 0 or, with SynLinearTimeoutsAbsent, missing.
 	SynLinearTimeouts int `json:"syn_linear_timeouts"`
+	// SynLinearTimeoutsAbsent says the kernel has no tcp_syn_linear_timeouts
+	// (before Linux 6.5): its SYN timeout doubles from the first retry, as
+	// with the sysctl at 0, but there is no setting to show.
+	SynLinearTimeoutsAbsent bool `json:"syn_linear_timeouts_absent,omitempty"`
 }
 
 // DefaultKernel returns the Linux defaults: keepalive 7200 s / 75 s / 9,
@@ -71,7 +75,9 @@ func (k Kernel) withDefaults() Kernel {
 	if k.SynRetries <= 0 {
 		k.SynRetries = d.SynRetries
 	}
-	if k.SynLinearTimeouts == 0 {
+	if k.SynLinearTimeoutsAbsent {
+		k.SynLinearTimeouts = -1
+	} else if k.SynLinearTimeouts == 0 {
 		k.SynLinearTimeouts = 4
 	}
 	return k
@@ -272,9 +278,13 @@ func Detect(sit Situation, s Settings, k Kernel) Detection {
 	case Connect:
 		bound := synTimeout(k.SynRetries, max(k.SynLinearTimeouts, 0), k.RTOMax)
 		rule := fmt.Sprintf("SYN retries from 1s, doubling up to RTOmax = %s (R = tcp_syn_retries = %d)", FormatDuration(bound), k.SynRetries)
-		if k.SynLinearTimeouts > 0 {
+		switch {
+		case k.SynLinearTimeouts > 0:
 			rule = fmt.Sprintf("SYN retries from 1s, %d more 1s apart (tcp_syn_linear_timeouts), then doubling = %s (R = tcp_syn_retries = %d)",
 				k.SynLinearTimeouts, FormatDuration(bound), k.SynRetries)
+		case !k.SynLinearTimeoutsAbsent:
+			// Set to 0, unlike a kernel without the sysctl: say so.
+			rule = fmt.Sprintf("SYN retries from 1s, doubling up to RTOmax = %s (R = tcp_syn_retries = %d, tcp_syn_linear_timeouts = 0)", FormatDuration(bound), k.SynRetries)
 		}
 		d := Detection{After: bound, Timer: "syn", Rule: rule,
 			Note: "a Dialer.Timeout or context deadline usually ends the dial first"}

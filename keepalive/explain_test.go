@@ -65,7 +65,11 @@ func TestDetect(t *testing.T) {
 		{"connect", Connect, Settings{}, linux, 131 * sec, false, "syn", ""},
 		{"connect syn_retries 2", Connect, Settings{}, Kernel{SynRetries: 2}, 7 * sec, false, "syn", ""},
 		{"connect syn_retries 3 (linear 4)", Connect, Settings{}, Kernel{SynRetries: 3}, 19 * sec, false, "syn", ""},
-		{"connect pre-6.5", Connect, Settings{}, Kernel{SynRetries: 6, SynLinearTimeouts: -1}, 127 * sec, false, "syn", ""},
+		// No linear timeouts, on a kernel without the sysctl or with it at 0:
+		// the same timer, but only the second has a setting to name.
+		{"connect pre-6.5", Connect, Settings{}, Kernel{SynRetries: 6, SynLinearTimeoutsAbsent: true}, 127 * sec, false, "syn", "(R = tcp_syn_retries = 6)"},
+		{"connect linear sysctl 0", Connect, Settings{}, Kernel{SynRetries: 6, SynLinearTimeouts: -1}, 127 * sec, false, "syn", "tcp_syn_linear_timeouts = 0"},
+		{"connect pre-6.5, count left zero", Connect, Settings{}, Kernel{SynRetries: 3, SynLinearTimeoutsAbsent: true}, 15 * sec, false, "syn", ""},
 		{"connect U", Connect, Settings{UserTimeout: 5 * sec}, linux, 5 * sec, false, "user-timeout", ""},
 		{"unknown", Situation("nope"), Settings{}, linux, 0, true, "none", "unknown"},
 	}

@@ -136,6 +136,42 @@ func TestExplainKeepaliveTimeAndIntervalZero(t *testing.T) {
 	}
 }
 
+// TestExplainSynLinearTimeoutsZero: tcp_syn_linear_timeouts=0 is a valid
+// setting (no SYN retry at the linear 1 s timeout; measured in the lab with
+// tcp_syn_retries 3: connect fails after 15.5 s, 1+2+4+8, against 19.5 s
+// with the default 4), not the sysctl missing on a kernel before 6.5. explain
+// must show it as 0 and say so in the connect rule, not leave it out as if
+// the kernel had no such sysctl.
+func TestExplainSynLinearTimeoutsZero(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a network namespace")
+	}
+	if _, err := os.Stat("/proc/sys/net/ipv4/tcp_syn_linear_timeouts"); err != nil {
+		t.Skip("no tcp_syn_linear_timeouts before Linux 6.5")
+	}
+	out := explainInNetns(t, map[string]string{"tcp_syn_retries": "3", "tcp_syn_linear_timeouts": "0"})
+	var v struct {
+		Detect map[string]struct {
+			AfterSeconds float64 `json:"after_seconds"`
+			Rule         string  `json:"rule"`
+		} `json:"detect"`
+		Kernel map[string]any `json:"kernel"`
+	}
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatal(err)
+	}
+	if lin, ok := v.Kernel["tcp_syn_linear_timeouts"]; !ok || lin != 0.0 {
+		t.Errorf("kernel shown %v: tcp_syn_linear_timeouts %v (present %v), want 0", v.Kernel, lin, ok)
+	}
+	c := v.Detect["connect"]
+	if c.AfterSeconds != 15 {
+		t.Errorf("connect detection with tcp_syn_retries 3 and no linear timeouts: %v s, want 15 (1+2+4+8)", c.AfterSeconds)
+	}
+	if !strings.Contains(c.Rule, "tcp_syn_linear_timeouts = 0") {
+		t.Errorf("connect rule %q, want it to say tcp_syn_linear_timeouts = 0", c.Rule)
+	}
+}
+
 // explainInNetns runs `keepalive explain --json` on a thread in a fresh
 // network namespace (discarded with the thread) whose net.ipv4 sysctls are
 // set to sysctls, and returns its output. tcp_syn_linear_timeouts may be

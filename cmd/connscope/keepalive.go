@@ -358,11 +358,12 @@ func runKeepaliveExplain(ctx context.Context, opts keepaliveExplainOpts, stdout 
 			"tcp_keepalive_probes": max(kd.KeepaliveProbes, 0), "tcp_retries2": max(kd.Retries2, 0), "tcp_syn_retries": kd.SynRetries,
 			"rto_min_s": kd.RTOMin.Seconds(), "rto_max_s": kd.RTOMax.Seconds()}
 		switch lin := kd.SynLinearTimeouts; { // as the connect rule counts it
+		case kd.SynLinearTimeoutsAbsent: // none before Linux 6.5
 		case lin == 0:
 			out.Kernel["tcp_syn_linear_timeouts"] = 4
-		case lin > 0:
-			out.Kernel["tcp_syn_linear_timeouts"] = lin
-		} // none before Linux 6.5
+		default:
+			out.Kernel["tcp_syn_linear_timeouts"] = max(lin, 0) // negative: the sysctl is 0
+		}
 		for _, sit := range keepalive.Situations {
 			out.Detect[sit] = keepalive.Detect(sit, s, k)
 		}

@@ -304,3 +304,44 @@ func TestKeepaliveExplainRetries2Zero(t *testing.T) {
 		t.Errorf("sending detection after %v s with --retries2 0, want the first RTO expiry (0.2 s with Linux's RTO minimum)", got)
 	}
 }
+
+// TestKeepaliveExplainSynLinearTimeoutsAbsent: a kernel without
+// tcp_syn_linear_timeouts (before 6.5) shows none, while one with the
+// sysctl at 0 shows 0 (TestExplainSynLinearTimeoutsZero); both count no
+// linear SYN retries.
+func TestKeepaliveExplainSynLinearTimeoutsAbsent(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	for _, tt := range []struct {
+		name  string
+		k     keepalive.Kernel
+		shown any // nil: not shown
+		rule0 bool
+	}{
+		{"absent", keepalive.Kernel{SynLinearTimeouts: -1, SynLinearTimeoutsAbsent: true}, nil, false},
+		{"sysctl 0", keepalive.Kernel{SynLinearTimeouts: -1}, 0.0, true},
+		{"default", keepalive.Kernel{}, 4.0, false},
+	} {
+		var out bytes.Buffer
+		k := keepalive.DefaultKernel()
+		k.SynLinearTimeouts, k.SynLinearTimeoutsAbsent = tt.k.SynLinearTimeouts, tt.k.SynLinearTimeoutsAbsent
+		if err := runKeepaliveExplain(context.Background(), keepaliveExplainOpts{Kernel: k, JSON: true}, &out); err != nil {
+			t.Fatal(err)
+		}
+		var v struct {
+			Kernel map[string]any `json:"kernel"`
+			Detect map[string]struct {
+				AfterSeconds float64 `json:"after_seconds"`
+				Rule         string  `json:"rule"`
+			} `json:"detect"`
+		}
+		if err := json.Unmarshal(out.Bytes(), &v); err != nil {
+			t.Fatal(err)
+		}
+		if got := v.Kernel["tcp_syn_linear_timeouts"]; got != tt.shown {
+			t.Errorf("%s: tcp_syn_linear_timeouts shown as %v, want %v", tt.name, got, tt.shown)
+		}
+		if got := strings.Contains(v.Detect["connect"].Rule, "tcp_syn_linear_timeouts = 0"); got != tt.rule0 {
+			t.Errorf("%s: connect rule %q; saying tcp_syn_linear_timeouts = 0: %v, want %v", tt.name, v.Detect["connect"].Rule, got, tt.rule0)
+		}
+	}
+}
