@@ -253,6 +253,23 @@ func TestServerPortInUse(t *testing.T) {
 	}
 }
 
+// TestServerListensOnLoopbackByDefault: endpoints bind to 127.0.0.1 unless
+// told otherwise, as `connscope keepalive server` does; an empty Addr
+// listened on every address.
+func TestServerListensOnLoopbackByDefault(t *testing.T) {
+	free := listen(t)
+	p := port(free)
+	free.Close()
+	ln, err := (&Server{Port: p}).Listen(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if a := ln.Addr().(*net.TCPAddr); !a.IP.Equal(net.IPv4(127, 0, 0, 1)) {
+		t.Errorf("Server with an empty Addr listens on %v, want 127.0.0.1:%d", a, p)
+	}
+}
+
 func TestBadPattern(t *testing.T) {
 	ln := listen(t)
 	peer(t, ln, func(c *net.TCPConn) { io.Copy(io.Discard, c) })

@@ -11,11 +11,13 @@ import (
 )
 
 // Server is the listening end of an experiment (the seed's server). The
-// zero value listens on port 7654 on every address, keeps Go's keepalive
-// defaults, and streams a line every 500 ms to each client.
+// zero value listens on 127.0.0.1 port 7654, keeps Go's keepalive defaults,
+// and streams a line every 500 ms to each client.
 type Server struct {
 	Endpoint
-	// Addr is the host or IP to listen on; empty means every address.
+	// Addr is the host or IP to listen on; empty means 127.0.0.1, as for
+	// `connscope keepalive server`: an experiment's server is not for the
+	// world unless asked ("0.0.0.0" or "::" for every address).
 	Addr string
 	// Port is the TCP port; zero means DefaultPort (7654).
 	Port int
@@ -28,7 +30,11 @@ func (s *Server) addr() string {
 	if port == 0 {
 		port = DefaultPort
 	}
-	return net.JoinHostPort(s.Addr, strconv.Itoa(port))
+	host := s.Addr
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port))
 }
 
 // Listen opens the server's listener with its Settings applied.
