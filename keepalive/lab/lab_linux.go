@@ -11,6 +11,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -100,6 +101,9 @@ func New(ctx context.Context, cfg Config) (l *Lab, err error) {
 	if err := l.wire(); err != nil {
 		return nil, err
 	}
+	if err := l.waitUp(ctx); err != nil {
+		return nil, err
+	}
 	if err := setSysctl(l.ns[RoleRouter], "net.ipv4.ip_forward", "1"); err != nil {
 		return nil, err
 	}
@@ -177,6 +181,51 @@ func (l *Lab) wire() error {
 		}
 	}
 	return nil
+}
+
+// waitUp waits until every veth end is operationally up. An end brought up
+// before its peer gets its carrier when the peer comes up, but the kernel
+// activates its transmit queue afterwards, in the linkwatch work, which
+// needs the RTNL lock; until then the end drops what it is given. On a busy
+// machine that outlasted New: the router dropped its first ARP, and the
+// first connection through the lab waited for a 1 s retransmission.
+func (l *Lab) waitUp(ctx context.Context) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for _, end := range []struct {
+		role Role
+		name string
+	}{{RoleRouter, "to-client"}, {RoleRouter, "to-server"}, {RoleClient, "eth0"}, {RoleServer, "eth0"}} {
+		if err := waitLinkUp(ctx, l.ns[end.role], end.name, deadline); err != nil {
+			return fmt.Errorf("lab: %s in %s: %w", end.name, end.role, err)
+		}
+	}
+	return nil
+}
+
+func waitLinkUp(ctx context.Context, ns netns.NsHandle, name string, deadline time.Time) error {
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	for {
+		lk, err := h.LinkByName(name)
+		if err != nil {
+			return err
+		}
+		st := lk.Attrs().OperState
+		if st == netlink.OperUp {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("still %s after 5s", st)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
 }
 
 func linkUp(h *netlink.Handle, name string) error {

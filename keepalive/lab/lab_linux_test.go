@@ -6,9 +6,15 @@ import (
 	"context"
 	"net"
 	"os"
+	"runtime"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // needLab skips unless this process can build namespaces.
@@ -106,4 +112,86 @@ func TestTopologyAndFaults(t *testing.T) {
 	if err := dial(); err != nil {
 		t.Fatalf("dial after heal: %v", err)
 	}
+}
+
+// TestNewReturnsLinksUp: New returns only when every veth end is
+// operationally up. The end brought up before its peer gets its carrier when
+// the peer comes up, but the kernel activates its transmit queue later, in
+// the linkwatch work, which needs the RTNL lock; until then it drops what it
+// is given. TestTopologyAndFaults flaked that way on a loaded machine
+// ("dial through router: i/o timeout"): the router dropped its first ARP
+// (skb:kfree_skb QDISC_DROP on to-client or to-server) and the first
+// connection waited for a 1 s retransmission, past the 500 ms dial timeout.
+// Here another namespace keeps the RTNL lock busy, which left a link down at
+// New's return in about a third of the labs.
+func TestNewReturnsLinksUp(t *testing.T) {
+	needLab(t)
+	contendRTNL(t)
+	contendRTNL(t)
+	for i := 0; i < 100; i++ {
+		l := newTestLab(t, Config{})
+		for _, r := range []Role{RoleClient, RoleRouter, RoleServer} {
+			if err := l.Do(r, func() error {
+				// A dump: looking up one link may bring its state up to date.
+				links, err := netlink.LinkList()
+				for _, lk := range links {
+					if a := lk.Attrs(); a.Name != "lo" && a.OperState != netlink.OperUp {
+						t.Errorf("lab %d: %s's %s is %s when New returns", i, r, a.Name, a.OperState)
+					}
+				}
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ln := serverListen(t, l)
+		if err := l.Do(RoleClient, func() error {
+			c, err := net.DialTimeout("tcp4", ln.Addr().String(), 500*time.Millisecond)
+			if err == nil {
+				c.Close()
+			}
+			return err
+		}); err != nil {
+			t.Errorf("lab %d: first dial through the router: %v", i, err)
+		}
+		ln.Close()
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if t.Failed() {
+			return
+		}
+	}
+}
+
+// contendRTNL keeps the RTNL lock busy until the test ends, from a
+// throwaway namespace whose forwarding sysctl it toggles (each write takes
+// the lock). The namespace goes with its thread.
+func contendRTNL(t *testing.T) {
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	started := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		runtime.LockOSThread() // never unlocked: the thread dies with its namespace
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		for n := 0; ; n++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			os.WriteFile("/proc/sys/net/ipv4/conf/all/forwarding", []byte(strconv.Itoa(n%2)), 0o644)
+		}
+	}()
+	if err := <-started; err != nil {
+		wg.Wait()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { close(stop); wg.Wait() })
 }
