@@ -16,14 +16,15 @@ const (
 	MsgEnd      = "Socket End"       // the peer sent FIN (a read returned io.EOF)
 	MsgClose    = "Socket Close"     // the connection was closed; see HadError and ClosedBy
 
-	MsgDNS          = "DNS Lookup"     // a dial resolved its host name
-	MsgTLS          = "TLS Handshake"  // the TLS handshake on the connection completed or failed
-	MsgAccept       = "Socket Accept"  // a server accepted a connection
-	MsgIdle         = "Socket Idle"    // the connection went back idle (into the client pool, or between server requests)
-	MsgHijack       = "Socket Hijack"  // an HTTP handler took the connection over; it stays tracked until closed
-	MsgRequestError = "HTTP(S) Error"  // a request failed before a response arrived
-	MsgDropped      = "Events Dropped" // a sink lost events (its writer failed or was too slow)
-	MsgHookPanic    = "Hook Panic"     // a user hook panicked; the panic was recovered
+	MsgDNS          = "DNS Lookup"       // a dial resolved its host name
+	MsgTLS          = "TLS Handshake"    // the TLS handshake on the connection completed or failed
+	MsgAccept       = "Socket Accept"    // a server accepted a connection
+	MsgIdle         = "Socket Idle"      // the connection went back idle (into the client pool, or between server requests)
+	MsgHijack       = "Socket Hijack"    // an HTTP handler took the connection over; it stays tracked until closed
+	MsgRequestError = "HTTP(S) Error"    // a request failed before a response arrived
+	MsgDropped      = "Events Dropped"   // a sink lost events (its writer failed or was too slow)
+	MsgHookPanic    = "Hook Panic"       // a user hook panicked; the panic was recovered
+	MsgNotSpied     = "Socket Not Spied" // a listener hands out connections the spy must leave alone (see Spy.WrapListener)
 )
 
 // Side says which end of a connection this program is.
@@ -105,7 +106,7 @@ func levelFor(msg string, err error) slog.Level {
 	switch msg {
 	case MsgError, MsgRequestError, MsgHookPanic:
 		return slog.LevelError
-	case MsgTimeout, MsgDropped:
+	case MsgTimeout, MsgDropped, MsgNotSpied:
 		return slog.LevelWarn
 	}
 	if err != nil {

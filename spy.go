@@ -42,6 +42,7 @@ type Spy struct {
 	open       atomic.Int64
 	hookPanics atomic.Uint64
 	sinkPanics atomic.Uint64
+	notSpied   atomic.Uint64
 }
 
 // Hooks are optional callbacks, in the manner of httptrace.ClientTrace.
@@ -67,6 +68,9 @@ type Stats struct {
 	// user's sink, or a slog handler behind NewSlogSink): recovered, so
 	// that the program goes on, and not reported through that sink.
 	SinkPanics uint64
+	// NotSpied counts accepted connections left unwrapped: *tls.Conn
+	// from a listener above TLS (see WrapListener).
+	NotSpied uint64
 }
 
 // Stats returns the spy's counters (zero for a nil Spy).
@@ -74,7 +78,8 @@ func (s *Spy) Stats() Stats {
 	if s == nil {
 		return Stats{}
 	}
-	return Stats{Opened: s.opened.Load(), Open: s.open.Load(), HookPanics: s.hookPanics.Load(), SinkPanics: s.sinkPanics.Load()}
+	return Stats{Opened: s.opened.Load(), Open: s.open.Load(), HookPanics: s.hookPanics.Load(), SinkPanics: s.sinkPanics.Load(),
+		NotSpied: s.notSpied.Load()}
 }
 
 // Emit completes e (producer, time, level, byte counts) and hands it to the
@@ -325,6 +330,14 @@ func (dt *dialTiming) sinceConnect() time.Duration {
 // Accept are returned unchanged. Serve HTTP with TLS over it
 // (http.Server.ServeTLS, tls.NewListener): the spy then sits below TLS and
 // HTTP/2 still works.
+//
+// A listener that already speaks TLS (one from tls.NewListener or
+// tls.Listen) hands out *tls.Conn, which servers recognise by its type:
+// net/http negotiates HTTP/2 and sets Request.TLS only for a *tls.Conn.
+// Those connections are returned unwrapped, so the program serves as
+// before, but unseen: they are counted (Stats.NotSpied) and the first is
+// reported as "Socket Not Spied", a warning that says how to wrap below
+// TLS instead.
 func (s *Spy) WrapListener(ln net.Listener) net.Listener {
 	if s == nil || ln == nil {
 		return ln
@@ -383,7 +396,8 @@ func (s *Spy) WrapListener(ln net.Listener) net.Listener {
 
 type listener struct {
 	net.Listener
-	spy *Spy
+	spy    *Spy
+	warned atomic.Bool // "Socket Not Spied" reported
 }
 
 // The optional methods of a listener (*net.TCPListener and
@@ -404,6 +418,15 @@ func (l *listener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return c, err
+	}
+	if _, ok := c.(*tls.Conn); ok {
+		l.spy.notSpied.Add(1)
+		if l.warned.CompareAndSwap(false, true) {
+			l.spy.Emit(Event{Message: MsgNotSpied, Op: "accept", Err: fmt.Errorf(
+				"connscope: listener %v hands out *tls.Conn, which the spy leaves unwrapped (HTTP/2 and Request.TLS need it): wrap the listener under TLS, as in srv.ServeTLS(spy.WrapListener(ln), cert, key), to see its connections",
+				l.Listener.Addr())})
+		}
+		return c, nil
 	}
 	return l.spy.WrapConn(c, Server), nil
 }
