@@ -2,6 +2,7 @@ package connscope
 
 import (
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"syscall"
@@ -101,7 +102,7 @@ func (c *conn) readFrom(src io.Reader) (int64, error) {
 		}
 	}
 	if err != nil {
-		relayError(srcRec, c.r, err)
+		relayError(srcRec, c.r, inner, err)
 	} else if lr, limited := src.(*io.LimitedReader); srcRec != nil && (!limited || lr.N > 0) {
 		// A LimitedReader ends at its limit, or before it at EOF;
 		// anything else ended at EOF.
@@ -127,7 +128,7 @@ func (c *conn) writeTo(dst io.Writer) (int64, error) {
 		}
 	}
 	if err != nil {
-		relayError(c.r, dstRec, err)
+		relayError(c.r, dstRec, inner, err)
 	} else {
 		c.r.readError(io.EOF) // WriteTo returns nil at EOF
 	}
@@ -154,9 +155,10 @@ func unwrapReader(src io.Reader) (inner io.Reader, rec *Record, restore func()) 
 // With one side unwrapped (a file, a response body, any reader or
 // writer), the error may be that side's own, which the copy returns as it
 // got it: the wrapped side records it only if it may be its own failure.
-func relayError(src, dst *Record, err error) {
+// other is that side (the reader or writer the copy was given).
+func relayError(src, dst *Record, other any, err error) {
 	kind, _ := Classify(err) // not errors.Is: it survives an error whose Is panics
-	if (src == nil) != (dst == nil) && !socketMayHaveFailed(err, kind) {
+	if (src == nil) != (dst == nil) && !socketMayHaveFailed(err, kind, zeroCopyWith(other)) {
 		return
 	}
 	switch {
@@ -191,11 +193,14 @@ func relayError(src, dst *Record, err error) {
 // socket's own read or write failed with an *net.OpError of those same
 // addresses; splice and sendfile, which read and write in one system
 // call, fail with an errno, or with the bare error of a closed socket or
-// an expired deadline. Anything else is the other side's: its own error
-// (a file's *fs.PathError, a reader's), or another socket's *net.OpError.
-// A copy that is not a TCPConn's says nothing of where its error came
-// from: only the kind tells.
-func socketMayHaveFailed(err error, kind string) (may bool) {
+// an expired deadline: only a copy with a file or socket (zeroCopy, see
+// zeroCopyWith) makes one, or another copy that the other side hands the
+// socket to (a file's ReadFrom, another socket's). Anything else is the
+// other side's: its own error (a file's read or write, a reader's, a
+// closed *tls.Conn's bare net.ErrClosed), or another socket's
+// *net.OpError. A copy that is not a TCPConn's says nothing of where its
+// error came from: only the kind tells.
+func socketMayHaveFailed(err error, kind string, zeroCopy bool) (may bool) {
 	oe, ok := err.(*net.OpError)
 	if !ok || oe.Op != "readfrom" && oe.Op != "writeto" {
 		return connKind(kind)
@@ -206,13 +211,25 @@ func socketMayHaveFailed(err error, kind string) (may bool) {
 			may = connKind(kind)
 		}
 	}()
-	return fromSocket(oe.Err, oe.Source, oe.Addr, 0)
+	return fromSocket(oe.Err, oe.Source, oe.Addr, zeroCopy, 0)
+}
+
+// zeroCopyWith reports whether a copy between a socket and other (its
+// reader or writer) may be the kernel's, splice or sendfile, which fail
+// with bare errors: other is a file or a socket (a LimitedReader's too).
+func zeroCopyWith(other any) bool {
+	if lr, ok := other.(*io.LimitedReader); ok {
+		other = lr.R
+	}
+	_, ok := other.(syscall.Conn)
+	return ok
 }
 
 // fromSocket reports whether err, or an error it wraps, may come from the
 // socket with the local and remote addresses given (see
-// socketMayHaveFailed).
-func fromSocket(err error, local, remote net.Addr, depth int) bool {
+// socketMayHaveFailed). bare says whether err, if net.ErrClosed or
+// os.ErrDeadlineExceeded as it is, may be a splice's or sendfile's.
+func fromSocket(err error, local, remote net.Addr, bare bool, depth int) bool {
 	if err == nil || depth > 100 { // a chain that loops
 		return false
 	}
@@ -226,6 +243,11 @@ func fromSocket(err error, local, remote net.Addr, depth int) bool {
 		}
 		// Another socket's copy from or to this one (an unwrapped
 		// TCPConn's ReadFrom splices from it): look inside.
+		return fromSocket(e.Err, local, remote, true, depth+1)
+	case *fs.PathError:
+		// A file's ReadFrom, which splices from the socket (handed the
+		// copy directly, or through a bufio.Writer): look inside.
+		return fromSocket(e.Err, local, remote, true, depth+1)
 	case *os.SyscallError:
 		if e.Syscall != "splice" && e.Syscall != "sendfile" {
 			return false
@@ -236,14 +258,17 @@ func fromSocket(err error, local, remote net.Addr, depth int) bool {
 		return connKind(kind)
 	}
 	if err == net.ErrClosed || err == os.ErrDeadlineExceeded {
-		return true // bare: from splice or sendfile
+		// Bare: splice's or sendfile's, right inside a copy that may
+		// have made one. Elsewhere (a closed *tls.Conn's Write, a
+		// reader's own deadline) it is the other side's.
+		return bare
 	}
 	switch u := err.(type) {
 	case interface{ Unwrap() error }:
-		return fromSocket(u.Unwrap(), local, remote, depth+1)
+		return fromSocket(u.Unwrap(), local, remote, false, depth+1)
 	case interface{ Unwrap() []error }:
 		for _, e := range u.Unwrap() {
-			if fromSocket(e, local, remote, depth+1) {
+			if fromSocket(e, local, remote, false, depth+1) {
 				return true
 			}
 		}

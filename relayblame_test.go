@@ -1,6 +1,8 @@
 package connscope
 
 import (
+	"bufio"
+	"crypto/tls"
 	"errors"
 	"io"
 	"io/fs"
@@ -11,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/connscope/connscope/internal/selfsigned"
 )
 
 // TestRelayWriteErrorNotBlamedOnSource: a proxy copies from a spied
@@ -200,6 +204,19 @@ func TestRelayErrorOfOtherSideNotBlamedOnSocket(t *testing.T) {
 			return errors.As(err, &pe) && pe.Path == "/dev/full"
 		}, false},
 
+		{"closed TLS connection as the writer", func(t *testing.T, w net.Conn, peer *net.TCPConn) error {
+			// A proxy's other half closed the client's connection: its
+			// Write fails with a bare net.ErrClosed, as splice's would.
+			peer.Write([]byte("data"))
+			client := closedTLSConn(t)
+			_, err := io.Copy(client, w)
+			return err
+		}, is(net.ErrClosed), false},
+		{"reader fails with a deadline of its own", func(t *testing.T, w net.Conn, _ *net.TCPConn) error {
+			_, err := io.Copy(w, &failingReader{[]byte("partial"), os.ErrDeadlineExceeded})
+			return err
+		}, is(os.ErrDeadlineExceeded), false},
+
 		{"peer resets while sending a reader", func(t *testing.T, w net.Conn, peer *net.TCPConn) error {
 			reset(t, peer)
 			_, err := io.Copy(w, struct{ io.Reader }{endlessReader{}})
@@ -222,6 +239,16 @@ func TestRelayErrorOfOtherSideNotBlamedOnSocket(t *testing.T) {
 			_, err := io.Copy(tempFile(t, 0), w)
 			return err
 		}, is(syscall.ECONNRESET), true},
+		{"read deadline while receiving into a file (splice)", func(t *testing.T, w net.Conn, _ *net.TCPConn) error {
+			w.SetReadDeadline(time.Now().Add(50 * time.Millisecond)) // the peer sends nothing
+			_, err := io.Copy(tempFile(t, 0), w)
+			return err
+		}, is(os.ErrDeadlineExceeded), true},
+		{"read deadline while receiving into a buffered file (splice)", func(t *testing.T, w net.Conn, _ *net.TCPConn) error {
+			w.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+			_, err := io.Copy(bufio.NewWriter(tempFile(t, 0)), w) // bufio hands the copy to the file's ReadFrom
+			return err
+		}, is(os.ErrDeadlineExceeded), true},
 		{"write deadline while sending a reader", func(t *testing.T, w net.Conn, _ *net.TCPConn) error {
 			w.SetWriteDeadline(time.Now().Add(50 * time.Millisecond)) // the peer reads nothing
 			_, err := io.Copy(w, struct{ io.Reader }{endlessReader{}})
@@ -272,4 +299,28 @@ func TestRelayErrorOfOtherSideNotBlamedOnSocket(t *testing.T) {
 			}
 		})
 	}
+}
+
+// closedTLSConn returns the client end of a TLS connection, handshake
+// done, then closed.
+func closedTLSConn(t *testing.T) *tls.Conn {
+	t.Helper()
+	cert, pool, err := selfsigned.New("localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := tcpPair(t)
+	t.Cleanup(func() { b.Close() })
+	srv := tls.Server(b, &tls.Config{Certificates: []tls.Certificate{cert}})
+	done := make(chan error, 1)
+	go func() { done <- srv.Handshake() }()
+	client := tls.Client(a, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+	if err := client.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	client.Close()
+	return client
 }
