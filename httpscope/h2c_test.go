@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -256,5 +257,63 @@ func TestServerH2CUpgradeIsHTTP2(t *testing.T) {
 				t.Errorf("server event: %s, status %d; want HTTP/2.0, 202: what the client read", e.Proto, e.Status)
 			}
 		})
+	}
+}
+
+// TestServerH2CFailedUpgradeNotIdleAgain: an upgrade to h2c that h2c's
+// handler refuses (an HTTP2-Settings header it cannot decode: a 500 of
+// its own, the handler never runs) leaves the connection HTTP/1, kept
+// alive. That request is not counted, and no "Socket Idle" follows it:
+// the connection went back idle after the request before.
+func TestServerH2CFailedUpgradeNotIdleAgain(t *testing.T) {
+	sink := &memSink{}
+	spy := &connscope.Spy{Sink: sink}
+	var idles atomic.Int32 // the server's ConnState(StateIdle)
+	ts := httptest.NewUnstartedServer(h2c.NewHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}), &http2.Server{}))
+	ts.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateIdle {
+			idles.Add(1)
+		}
+	}
+	ts.Listener = spy.WrapListener(ts.Listener)
+	httpscope.InstrumentServer(spy, ts.Config, nil)
+	ts.Start()
+	t.Cleanup(ts.Close)
+
+	c, err := net.Dial("tcp", ts.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	send := func(req string, want int) {
+		t.Helper()
+		before := idles.Load()
+		if _, err := io.WriteString(c, req); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("got %d, want %d", resp.StatusCode, want)
+		}
+		waitFor(t, "the server's ConnState(StateIdle)", func() bool { return idles.Load() > before })
+	}
+	send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n", http.StatusOK)
+	send("GET /up HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: !!!\r\n\r\n",
+		http.StatusInternalServerError) // h2c's own answer
+	send("GET /b HTTP/1.1\r\nHost: x\r\n\r\n", http.StatusOK)
+
+	want := []string{connscope.MsgAccept, connscope.MsgResponse, connscope.MsgIdle, connscope.MsgResponse, connscope.MsgIdle}
+	waitFor(t, "the server's events", func() bool { return len(sink.events(connscope.Server)) >= len(want) })
+	if got := messages(sink.events(connscope.Server)); !slices.Equal(got, want) {
+		t.Errorf("server events %v, want %v", got, want)
 	}
 }

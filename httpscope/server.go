@@ -70,7 +70,8 @@ func InstrumentServer(spy *connscope.Spy, srv *http.Server, opts *Options) {
 		}
 		return ctx
 	}
-	// The records of connections that h2c is upgrading from HTTP/1.
+	// The records of connections that h2c is upgrading from HTTP/1, each
+	// with whether it has hijacked it yet (*atomic.Bool).
 	upgrades := new(sync.Map)
 	// The request count (*atomic.Uint64) of each connection when it last
 	// went back idle: see backIdle.
@@ -127,6 +128,9 @@ func InstrumentServer(spy *connscope.Spy, srv *http.Server, opts *Options) {
 				// ConnState never reports StateClosed after a hijack; the
 				// connection wrapper reports the close.
 				idleAt.Delete(r)
+				if v, ok := upgrades.Load(r); ok {
+					v.(*atomic.Bool).Store(true) // h2c took it over
+				}
 				// Only a handler of ours forgets it: not h2c's hijack,
 				// made with no request of ours in flight.
 				if r.InFlight() > 0 {
@@ -153,13 +157,22 @@ func InstrumentServer(spy *connscope.Spy, srv *http.Server, opts *Options) {
 			// upgrade, or "PRI *": prior knowledge) ends, which net/http
 			// does not report after the hijack: idleAt forgets it then.
 			if r, _ := req.Context().Value(recordKey{}).(*connscope.Record); r != nil {
-				up := isH2CUpgrade(req.Header)
-				if up {
-					upgrades.Store(r, struct{}{})
+				var taken *atomic.Bool
+				if isH2CUpgrade(req.Header) {
+					taken = new(atomic.Bool)
+					upgrades.Store(r, taken)
 					defer upgrades.Delete(r)
 				}
-				if up || req.Method == "PRI" {
-					defer idleAt.Delete(r)
+				if taken != nil || req.Method == "PRI" {
+					defer func() {
+						// Not after an upgrade h2c refused (its own 500, no
+						// hijack): the connection goes on as HTTP/1, and
+						// its count must stay, or the next idle would be
+						// "back" idle with no request since.
+						if taken == nil || taken.Load() {
+							idleAt.Delete(r)
+						}
+					}()
 				}
 			}
 			c.ServeHTTP(w, req)
