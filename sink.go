@@ -192,9 +192,15 @@ func (s *WriterSink) Emit(e *Event) {
 	s.cur = s.encode(s.cur, e)
 	add := len(s.cur) - n
 	full := len(s.cur) >= s.opts.FlushBytes
-	if full {
-		// A queued chunk holds its whole allocation until written: count
-		// its unused room too, so MaxPending bounds the memory held.
+	// A queued chunk holds its whole allocation until written: count its
+	// unused room too, so MaxPending bounds the memory held. Unless
+	// MaxPending cannot hold a chunk's allocation at all: counting the
+	// room would then drop every event that fills a chunk, even with an
+	// idle writer. The chunk stays cur, counted by its bytes (cur cannot
+	// outgrow its allocation under such a MaxPending), and the writer is
+	// kicked to take it as a flush takes cur.
+	queue := full && s.opts.MaxPending >= s.chunkCap()
+	if queue {
 		add += cap(s.cur) - len(s.cur)
 	}
 	if s.pending+add > s.opts.MaxPending {
@@ -205,7 +211,7 @@ func (s *WriterSink) Emit(e *Event) {
 	}
 	s.pending += add
 	s.curEvents++
-	if full {
+	if queue {
 		s.ready = append(s.ready, chunk{s.cur, s.curEvents, cap(s.cur)})
 		s.cur, s.curEvents = s.newChunk(), 0
 	}

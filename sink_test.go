@@ -1115,3 +1115,49 @@ func TestWriterSinkMisbehavingWriter(t *testing.T) {
 		})
 	}
 }
+
+// TestWriterSinkMaxPendingUnderChunkKeepsWriting: a MaxPending between
+// FlushBytes and a chunk's allocation cannot hold a full chunk with its
+// room. The event that fills a chunk must still go to a writer that keeps
+// up (it is written as the bytes it is), not be dropped, and every event
+// after it too, while nothing is written until FlushInterval.
+func TestWriterSinkMaxPendingUnderChunkKeepsWriting(t *testing.T) {
+	const flushBytes, maxPending = 4096, 6000 // a chunk's allocation: 8192
+	w := newMemWriter()
+	s := NewJSONSink(w, &WriterOptions{FlushBytes: flushBytes, MaxPending: maxPending,
+		FlushInterval: time.Hour, CloseTimeout: testTimeout})
+	const n = 100 // ~20 KiB: five chunks' worth
+	for range n {
+		s.Emit(testEvent(MsgConnect))
+		s.mu.Lock()
+		most := s.pending
+		s.mu.Unlock()
+		if most > maxPending {
+			t.Fatalf("%d bytes pending, over MaxPending %d", most, maxPending)
+		}
+		// The writer keeps up: a chunk's worth is written before the
+		// next event.
+		deadline := time.Now().Add(testTimeout)
+		for {
+			s.mu.Lock()
+			idle := s.pending == len(s.cur) && len(s.cur) < flushBytes
+			s.mu.Unlock()
+			if idle {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the writer never took the full chunk")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if d := s.Dropped(); d != 0 {
+		t.Errorf("%d of %d events dropped with an idle writer (written before Close: %d)", d, n, s.Written())
+	}
+	if err := s.Close(); err != nil {
+		t.Error(err)
+	}
+	if s.Written()+s.Dropped() != n {
+		t.Errorf("written %d + dropped %d, want %d", s.Written(), s.Dropped(), n)
+	}
+}
