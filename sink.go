@@ -320,6 +320,8 @@ func (s *WriterSink) flush() error {
 		if err == nil && !gone {
 			n, err = s.write(c.b)
 		}
+		// Before recycle: once the chunk is free, an Emit may fill it.
+		broken := err != nil && n > 0 && c.b[n-1] != '\n'
 		s.mu.Lock()
 		// If Close gave up during this write, it counted this chunk and
 		// the rest as dropped: count nothing, write nothing more.
@@ -338,7 +340,7 @@ func (s *WriterSink) flush() error {
 			s.recycle(c.b)
 		}
 		s.mu.Unlock()
-		if err != nil && n > 0 && c.b[n-1] != '\n' {
+		if broken {
 			s.brokenLine = true
 		}
 		s.writing[i] = chunk{}

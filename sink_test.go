@@ -1161,3 +1161,44 @@ func TestWriterSinkMaxPendingUnderChunkKeepsWriting(t *testing.T) {
 		t.Errorf("written %d + dropped %d, want %d", s.Written(), s.Dropped(), n)
 	}
 }
+
+// TestWriterSinkShortWriteChunkReusedAtOnce: after a short write the
+// sink's goroutine looks at the chunk's last byte written, to know whether
+// it cut a line; the chunk must not be back in use by then, where an Emit
+// may already be filling it (a data race, and a newline that ends the
+// broken line missed or added by what that Emit wrote). Run with -race.
+func TestWriterSinkShortWriteChunkReusedAtOnce(t *testing.T) {
+	w := &shortOnceWriter{}
+	const flushBytes = 512
+	s := NewJSONSink(w, &WriterOptions{FlushBytes: flushBytes, FlushInterval: time.Hour, CloseTimeout: testTimeout})
+	s.Emit(testEvent(MsgConnect))
+	s.Emit(testEvent(MsgConnect))
+	// Hold the sink's goroutine after the failed write, at its error, so
+	// that nothing it does afterwards orders it before the Emits below.
+	s.errMu.Lock()
+	go s.Flush() // its reply would order the sink's goroutine before this one
+	deadline := time.Now().Add(testTimeout)
+	for {
+		s.mu.Lock()
+		recycled := len(s.free) > 0 && s.inFlight == 0
+		s.mu.Unlock()
+		if recycled {
+			break
+		}
+		if time.Now().After(deadline) {
+			s.errMu.Unlock()
+			t.Fatal("the failed chunk was not taken back")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Fill cur, which queues it and takes the failed chunk back from
+	// the free list, then write into that one.
+	for range 2 * flushBytes / 100 {
+		s.Emit(testEvent(MsgConnect))
+	}
+	s.errMu.Unlock()
+	s.Close()
+	if s.Written()+s.Dropped() != 2+2*flushBytes/100 {
+		t.Errorf("written %d + dropped %d, want %d", s.Written(), s.Dropped(), 2+2*flushBytes/100)
+	}
+}
