@@ -203,10 +203,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	sent := req.WithContext(rt)
-	// Client.Timeout: see cancelBefore.
+	next := t.next()
+	// Client.Timeout: see cancelBefore. Only over a transport that ends a
+	// request at its context's deadline: any other RoundTripper under
+	// this one gets Request.Cancel as it came, as http.Client gives it
+	// without the spy, since it may honour nothing else.
 	var clientTimer <-chan struct{}
 	stopCancel := func() {}
-	if req.Cancel != nil {
+	if req.Cancel != nil && endsAtDeadline(next) {
 		if d, ok := rt.Context.Deadline(); ok {
 			clientTimer = req.Cancel
 			sent.Cancel, stopCancel = cancelBefore(req.Cancel, rt.Context.Done(), d)
@@ -219,7 +223,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			stopCancel()
 		}
 	}()
-	resp, err := t.next().RoundTrip(sent)
+	resp, err := next.RoundTrip(sent)
 	panicking = false
 	now := time.Now() // one clock read for the event's time and the duration
 	took := time.Duration(int64(now.Sub(epoch)) - rt.start)
@@ -326,6 +330,17 @@ func cancelBefore(cancel, done <-chan struct{}, deadline time.Time) (ch <-chan s
 		}
 	}()
 	return c, sync.OnceFunc(func() { close(over) })
+}
+
+// endsAtDeadline reports whether rt is a transport that http.Client
+// takes for its own (as its knownRoundTripperImpl does), which ends a
+// request at its context's deadline: net/http's, or golang.org/x/net's
+// HTTP/2 one.
+func endsAtDeadline(rt http.RoundTripper) bool {
+	if _, ok := rt.(*http.Transport); ok {
+		return true
+	}
+	return rt != nil && reflect.TypeOf(rt).String() == "*http2.Transport"
 }
 
 // clientTimerWait bounds awaitClientTimer's wait: only a program that set

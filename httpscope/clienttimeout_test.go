@@ -169,3 +169,49 @@ func TestLegacyCancelEmptyBodyStaysNoBody(t *testing.T) {
 		})
 	}
 }
+
+// TestClientTimeoutCancelOnlyRoundTripper: a RoundTripper of the
+// program's under the spy's (InstrumentDefault over a Transport of its
+// own) that ends a request by the deprecated Request.Cancel alone, as
+// RoundTrippers from before contexts do, is still ended by
+// Client.Timeout, with the error it gives without the spy.
+func TestClientTimeoutCancelOnlyRoundTripper(t *testing.T) {
+	const timeout = 150 * time.Millisecond
+	release := make(chan struct{})
+	ts := startPlain(t, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select { // hang: the client's timeout ends the request
+		case <-release:
+		case <-r.Context().Done():
+		case <-time.After(10 * time.Second):
+		}
+	}), nil)
+	defer close(release)
+	base := &http.Transport{}
+	defer base.CloseIdleConnections()
+	old := http.DefaultClient.Transport
+	defer func() { http.DefaultClient.Transport = old }()
+	http.DefaultClient.Transport = roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		r2 := req.WithContext(context.Background()) // pre-context: Cancel only
+		r2.Cancel = req.Cancel
+		return base.RoundTrip(r2)
+	})
+	do := func() (error, time.Duration) {
+		start := time.Now()
+		c := &http.Client{Transport: http.DefaultClient.Transport, Timeout: timeout}
+		resp, err := c.Get(ts.URL)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err, time.Since(start)
+	}
+	bareErr, bareTook := do()
+	undo := httpscope.InstrumentDefault(&connscope.Spy{Sink: &memSink{}}, nil)
+	defer undo()
+	spiedErr, spiedTook := do()
+	if bareErr == nil || spiedErr == nil || bareErr.Error() != spiedErr.Error() {
+		t.Errorf("errors differ:\nbare:  %v\nspied: %v", bareErr, spiedErr)
+	}
+	if spiedTook > bareTook+time.Second {
+		t.Errorf("spied request took %v, bare %v: Client.Timeout (%v) did not end it", spiedTook, bareTook, timeout)
+	}
+}
