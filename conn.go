@@ -196,10 +196,11 @@ func relayError(src, dst *Record, other any, err error) {
 // an expired deadline: only a copy with a file or socket (zeroCopy, see
 // zeroCopyWith) makes one, or another copy that the other side hands the
 // socket to (a file's ReadFrom, another socket's). Anything else is the
-// other side's: its own error (a file's read or write, a reader's, a
-// closed *tls.Conn's bare net.ErrClosed), or another socket's
-// *net.OpError. A copy that is not a TCPConn's says nothing of where its
-// error came from: only the kind tells.
+// other side's: its own error (a file's errno, a reader's, a closed
+// *tls.Conn's bare net.ErrClosed), or another socket's *net.OpError. (A
+// bare error inside a file's *fs.PathError is taken for the socket's: a
+// pipe's own deadline looks the same.) A copy that is not a TCPConn's
+// says nothing of where its error came from: only the kind tells.
 func socketMayHaveFailed(err error, kind string, zeroCopy bool) (may bool) {
 	oe, ok := err.(*net.OpError)
 	if !ok || oe.Op != "readfrom" && oe.Op != "writeto" {
