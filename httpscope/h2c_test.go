@@ -122,22 +122,7 @@ func TestServerH2CUpgradeNotIdleMidRequest(t *testing.T) {
 			ts.Start()
 			defer ts.Close()
 
-			c, err := net.Dial("tcp", ts.Listener.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(5 * time.Second))
-			// HTTP2-Settings: one setting, ENABLE_PUSH 0.
-			io.WriteString(c, "GET /up HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAIAAAAA\r\n\r\n")
-			br := bufio.NewReader(c)
-			resp, err := http.ReadResponse(br, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if resp.StatusCode != http.StatusSwitchingProtocols {
-				t.Fatalf("upgrade answered %s, want 101", resp.Status)
-			}
+			c, br := upgradeH2C(t, ts.Listener.Addr().String(), http.MethodGet, "")
 			wait := func(ch chan struct{}, what string) {
 				t.Helper()
 				select {
@@ -206,23 +191,7 @@ func TestServerH2CUpgradeIsHTTP2(t *testing.T) {
 				w.WriteHeader(http.StatusAccepted)
 				io.WriteString(w, "ok")
 			}), &http2.Server{}), nil)
-			c, err := net.Dial("tcp", ts.Listener.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(5 * time.Second))
-			// HTTP2-Settings: one setting, ENABLE_PUSH 0.
-			fmt.Fprintf(c, "%s /up HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAIAAAAA\r\nContent-Length: %d\r\n\r\n%s",
-				tc.method, len(tc.body), tc.body)
-			br := bufio.NewReader(c)
-			resp, err := http.ReadResponse(br, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if resp.StatusCode != http.StatusSwitchingProtocols {
-				t.Fatalf("upgrade answered %s, want 101", resp.Status)
-			}
+			c, br := upgradeH2C(t, ts.Listener.Addr().String(), tc.method, tc.body)
 			io.WriteString(c, http2.ClientPreface)
 			fr := http2.NewFramer(c, br)
 			fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
@@ -316,4 +285,29 @@ func TestServerH2CFailedUpgradeNotIdleAgain(t *testing.T) {
 	if got := messages(sink.events(connscope.Server)); !slices.Equal(got, want) {
 		t.Errorf("server events %v, want %v", got, want)
 	}
+}
+
+// upgradeH2C dials addr and upgrades the connection to h2c with a
+// request to /up, as curl --http2 does; it returns the connection (closed
+// at the test's end) and its reader, past the 101.
+func upgradeH2C(t *testing.T, addr, method, body string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	// HTTP2-Settings: one setting, ENABLE_PUSH 0.
+	fmt.Fprintf(c, "%s /up HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAIAAAAA\r\nContent-Length: %d\r\n\r\n%s",
+		method, len(body), body)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade answered %s, want 101", resp.Status)
+	}
+	return c, br
 }
