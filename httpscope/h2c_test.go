@@ -43,6 +43,7 @@ func TestServerH2CHandler(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tr := &http.Transport{Protocols: new(http.Protocols)}
 			tc.set(tr.Protocols)
+			oneConn(tr)
 			defer tr.CloseIdleConnections()
 			client := &http.Client{Transport: tr}
 			const n = 3

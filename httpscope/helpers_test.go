@@ -2,6 +2,7 @@ package httpscope_test
 
 import (
 	"context"
+	"net/http"
 	"net/http/httptrace"
 	"syscall"
 )
@@ -14,3 +15,13 @@ func httptraceContext(gotConn, connectDone *bool) context.Context {
 		ConnectDone: func(network, addr string, err error) { *connectDone = true },
 	})
 }
+
+// oneConn limits t to one connection per host, dials in progress
+// counted (MaxConnsPerHost), for tests that want requests made one after
+// the other on one connection. Without it, net/http may dial a second:
+// it hands a new unencrypted HTTP/2 connection to the request it dialed
+// it for before it puts it in its pool (Transport.dialConnFor), and a
+// request made meanwhile, even after the first one is over, finds the
+// pool empty and dials (HTTP/2 then closes that connection unused). With
+// the limit, that request waits for the first connection to be pooled.
+func oneConn(t *http.Transport) { t.MaxConnsPerHost = 1 }

@@ -855,6 +855,7 @@ func TestHTTP2FailedStreamLeavesConnectionIdle(t *testing.T) {
 			t.Cleanup(ts.Close)
 			base.Protocols = new(http.Protocols)
 			base.Protocols.SetUnencryptedHTTP2(true) // and not HTTP1: h2c for http:// URLs
+			oneConn(base)
 			return ts.URL
 		}, []string{connscope.MsgConnect, connscope.MsgResponse, connscope.MsgIdle,
 			connscope.MsgReuse, connscope.MsgRequestError, connscope.MsgIdle}},

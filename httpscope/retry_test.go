@@ -88,6 +88,7 @@ func TestHTTP2RefusedStreamRetry(t *testing.T) {
 	spy := &connscope.Spy{Sink: sink}
 	tr := &http.Transport{Protocols: new(http.Protocols)}
 	tr.Protocols.SetUnencryptedHTTP2(true)
+	oneConn(tr)
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: httpscope.WrapTransport(spy, tr, nil)}
 	for range 2 {

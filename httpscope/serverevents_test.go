@@ -305,6 +305,7 @@ func TestServerOptionsStarNotIdleAgain(t *testing.T) {
 					srv.Protocols.SetUnencryptedHTTP2(true)
 					tr.Protocols = new(http.Protocols)
 					tr.Protocols.SetUnencryptedHTTP2(true)
+					oneConn(tr)
 				}
 				ts.Listener = spy.WrapListener(ts.Listener)
 				httpscope.InstrumentServer(spy, srv, nil)
