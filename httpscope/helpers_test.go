@@ -18,10 +18,10 @@ func httptraceContext(gotConn, connectDone *bool) context.Context {
 
 // oneConn limits t to one connection per host, dials in progress
 // counted (MaxConnsPerHost), for tests that want requests made one after
-// the other on one connection. Without it, net/http may dial a second:
-// it hands a new unencrypted HTTP/2 connection to the request it dialed
-// it for before it puts it in its pool (Transport.dialConnFor), and a
-// request made meanwhile, even after the first one is over, finds the
-// pool empty and dials (HTTP/2 then closes that connection unused). With
+// the other on one connection. net/http pools a connection it dialed only
+// once it has handed it to the dial's request (a new unencrypted HTTP/2
+// connection: Transport.dialConnFor), or found that request gone: a
+// request made meanwhile, for h2c even after the first one is over, finds
+// the pool empty and dials a second (HTTP/2 then closes it unused). With
 // the limit, that request waits for the first connection to be pooled.
 func oneConn(t *http.Transport) { t.MaxConnsPerHost = 1 }

@@ -33,6 +33,10 @@ func TestDialForAGoneRequestIsIdle(t *testing.T) {
 		}
 		return (&net.Dialer{}).DialContext(context.Background(), network, addr)
 	}}
+	// The spy has the connection idle once the dial returns; net/http
+	// pools it a little later: the next request waits for it, and does
+	// not dial (again through the DialContext above).
+	oneConn(base)
 	defer base.CloseIdleConnections()
 	client := &http.Client{Transport: httpscope.WrapTransport(spy, base, nil)}
 
