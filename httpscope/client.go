@@ -193,8 +193,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		rt.Context = httptrace.WithClientTrace(rt.Context, &rt.ct)
 	}
 	rt.nobody = req.Body == nil || req.Body == http.NoBody
+	next := t.next() // once: the request goes where the checks below looked
 	if req.URL.Scheme == "http" {
-		if bt, ok := t.next().(*http.Transport); ok {
+		if bt, ok := next.(*http.Transport); ok {
 			rt.h2c = h2cOnly(bt)
 		} else {
 			// A RoundTripper under this one sends through a transport we
@@ -203,7 +204,6 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	sent := req.WithContext(rt)
-	next := t.next()
 	// Client.Timeout: see cancelBefore. Only over a transport that ends a
 	// request at its context's deadline: any other RoundTripper under
 	// this one gets Request.Cancel as it came, as http.Client gives it
