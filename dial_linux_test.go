@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/connscope/connscope/internal/refused"
 )
 
 // fullListener returns the address of a listening TCP socket whose accept
@@ -48,12 +50,7 @@ func fullListener(t *testing.T) string {
 // Dialer's Timeout or the context's; a refused one is a "Socket Error".
 func TestDialTimeoutIsSocketTimeout(t *testing.T) {
 	hang := fullListener(t)
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	refused := closed.Addr().String()
-	closed.Close()
+	refusedAddr := refused.Addr(t)
 	for _, tc := range []struct {
 		name    string
 		dialer  net.Dialer
@@ -63,7 +60,7 @@ func TestDialTimeoutIsSocketTimeout(t *testing.T) {
 	}{
 		{"Dialer.Timeout", net.Dialer{Timeout: 100 * time.Millisecond}, 0, hang, MsgTimeout},
 		{"context deadline", net.Dialer{}, 100 * time.Millisecond, hang, MsgTimeout},
-		{"refused", net.Dialer{}, 0, refused, MsgError},
+		{"refused", net.Dialer{}, 0, refusedAddr, MsgError},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sink := newCaptureSink()

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/connscope/connscope/internal/refused"
 )
 
 // TestWrapDial: a dial by name reports its lookup (the name looked up, the
@@ -28,12 +30,7 @@ func TestWrapDial(t *testing.T) {
 		}
 	}()
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	refusedAddr := closed.Addr().String()
-	closed.Close()
+	refusedAddr := refused.Addr(t)
 
 	for _, tc := range []struct {
 		name    string

@@ -25,6 +25,7 @@ import (
 
 	"github.com/connscope/connscope"
 	"github.com/connscope/connscope/httpscope"
+	"github.com/connscope/connscope/internal/refused"
 	"github.com/connscope/connscope/internal/selfsigned"
 )
 
@@ -200,12 +201,7 @@ func wrapForDiff(tr *http.Transport) http.RoundTripper {
 // program's own ClientTrace composed with the spy's.
 func TestDifferentialGuards(t *testing.T) {
 	hang := hangingListener(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	refused := ln.Addr().String() // nothing listens there once closed
-	ln.Close()
+	refusedAddr := refused.Addr(t)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/gzip":
@@ -270,7 +266,7 @@ func TestDifferentialGuards(t *testing.T) {
 		observe func(t *testing.T, env *diffEnv) string
 	}{
 		{"refused dial", []diffProto{h1}, diffClientModes, nil, func(t *testing.T, env *diffEnv) string {
-			return describe(env.client.Get("http://" + refused))
+			return describe(env.client.Get("http://" + refusedAddr))
 		}},
 		{"untrusted certificate", []diffProto{h2TLS}, diffModes, func(tr *http.Transport) { tr.TLSClientConfig.RootCAs = nil }, get("/", 0)},
 		{"HTTP answer to HTTPS", []diffProto{h1}, diffModes, nil, func(t *testing.T, env *diffEnv) string {

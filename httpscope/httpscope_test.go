@@ -23,6 +23,7 @@ import (
 
 	"github.com/connscope/connscope"
 	"github.com/connscope/connscope/httpscope"
+	"github.com/connscope/connscope/internal/refused"
 	"github.com/connscope/connscope/internal/selfsigned"
 )
 
@@ -590,9 +591,9 @@ func TestRequestErrors(t *testing.T) {
 		t.Errorf("error kind %q (%v), want eof", kind, reqErr.Err)
 	}
 
-	// Nothing listens any more: the dial fails.
+	// A dial that fails.
 	before := len(sink.events(0))
-	_, err = client.Get("http://" + addr + "/refused")
+	_, err = client.Get("http://" + refused.Addr(t) + "/refused")
 	if !errors.Is(err, errRefused()) {
 		t.Fatalf("got %v, want connection refused", err)
 	}
