@@ -215,8 +215,12 @@ func (s *WriterSink) Emit(e *Event) {
 		s.ready = append(s.ready, chunk{s.cur, s.curEvents, cap(s.cur)})
 		s.cur, s.curEvents = s.newChunk(), 0
 	}
+	// Kick the writer at half of MaxPending too: with MaxPending under
+	// FlushBytes the buffer is never full, and events would wait for
+	// FlushInterval, or be dropped meanwhile.
+	kick := full || 2*s.pending >= s.opts.MaxPending
 	s.mu.Unlock()
-	if full {
+	if kick {
 		select {
 		case s.kick <- struct{}{}:
 		default:

@@ -1202,3 +1202,49 @@ func TestWriterSinkShortWriteChunkReusedAtOnce(t *testing.T) {
 		t.Errorf("written %d + dropped %d, want %d", s.Written(), s.Dropped(), 2+2*flushBytes/100)
 	}
 }
+
+// TestWriterSinkMaxPendingUnderFlushBytesKeepsWriting: with MaxPending at
+// or under FlushBytes, the buffer never reaches FlushBytes, so a kick on
+// size alone never comes: events waited for FlushInterval, and those past
+// MaxPending in the meantime were dropped although the writer was idle.
+func TestWriterSinkMaxPendingUnderFlushBytesKeepsWriting(t *testing.T) {
+	for _, tc := range []struct{ flushBytes, maxPending int }{
+		{64 << 10, 2000},
+		{4096, 4096},
+	} {
+		t.Run(fmt.Sprintf("flush=%d,max=%d", tc.flushBytes, tc.maxPending), func(t *testing.T) {
+			w := newMemWriter()
+			s := NewJSONSink(w, &WriterOptions{FlushBytes: tc.flushBytes, MaxPending: tc.maxPending,
+				FlushInterval: time.Hour, CloseTimeout: testTimeout})
+			line := len(testEvent(MsgConnect).AppendJSON(nil)) + 1
+			const n = 60 // several times MaxPending
+			for i := range n {
+				s.Emit(testEvent(MsgConnect))
+				// The writer keeps up: what is buffered is written before
+				// the buffer is full.
+				deadline := time.Now().Add(testTimeout)
+				for {
+					s.mu.Lock()
+					room := s.pending+2*line <= tc.maxPending
+					s.mu.Unlock()
+					if room {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("event %d: the writer never took the buffer (written %d)", i, s.Written())
+					}
+					time.Sleep(time.Millisecond)
+				}
+			}
+			if d := s.Dropped(); d != 0 {
+				t.Errorf("%d of %d events dropped with an idle writer", d, n)
+			}
+			if err := s.Close(); err != nil {
+				t.Error(err)
+			}
+			if s.Written()+s.Dropped() != n {
+				t.Errorf("written %d + dropped %d, want %d", s.Written(), s.Dropped(), n)
+			}
+		})
+	}
+}
