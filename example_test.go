@@ -241,3 +241,101 @@ func ExampleRecordOf() {
 	// client pipe active true
 	// true
 }
+
+// The package documentation's example, compiled only: it dials the
+// internet.
+func Example() {
+	ctx := context.Background()
+
+	spy := &connscope.Spy{Sink: connscope.NewJSONSink(os.Stderr, nil)}
+	defer spy.Sink.(*connscope.WriterSink).Close()
+	conn, err := spy.WrapDial(nil)(ctx, "tcp", "example.com:443")
+
+	if err != nil {
+		return
+	}
+	conn.Close()
+}
+
+// The README's library example, compiled only: ids and ports change from
+// run to run.
+func ExampleSpy() {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return
+	}
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		return
+	}
+
+	sink := connscope.NewJSONSink(os.Stderr, nil) // or NewTextSink; any Sink: NewSlogSink(logger), MultiSink(...)
+	defer sink.Close()                            // writes what is buffered
+	spy := &connscope.Spy{Sink: sink}             // the zero Spy works too: records, no events
+
+	conn = spy.WrapConn(conn, connscope.Client)       // connection-spy's spyNewSocket
+	dial := spy.WrapDial((&net.Dialer{}).DialContext) // usable as http.Transport.DialContext
+	ln = spy.WrapListener(ln)                         // servers: accepted connections
+
+	r := connscope.RecordOf(conn) // also through a *tls.Conn
+	fmt.Println(r.ID(), r.BytesRead(), r.Snapshot().State)
+
+	_ = &http.Transport{DialContext: dial}
+	conn.Close()
+	ln.Close()
+}
+
+func ExampleErrno() {
+	reset := &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}
+	fmt.Printf("%q\n", connscope.Errno(reset))
+	fmt.Printf("%q\n", connscope.Errno(io.EOF)) // no system error inside
+	// Output:
+	// "ECONNRESET"
+	// ""
+}
+
+// DefaultSecretKeys is the list to extend: here, a query key of the
+// program's own that holds a secret.
+func ExampleDefaultSecretKeys() {
+	rd := connscope.Redaction{SecretKeys: append(connscope.DefaultSecretKeys(), "ticket")}
+	u, _ := url.Parse("https://api.example.com/v1/items?ticket=t-123&access_token=abc&page=2")
+	fmt.Println(rd.Target("GET", u))
+	fmt.Println(rd.IsSecret("X-Ticket"), rd.IsSecret("Cookie"), rd.IsSecret("Accept"))
+	// Output:
+	// GET https://api.example.com:443/v1/items?ticket=REDACTED&access_token=REDACTED&page=2
+	// true true false
+}
+
+func ExampleNewID() {
+	id := connscope.NewID()
+	s := id.String() // random: 8-4-4-4-12 hex digits, version 4
+	fmt.Println(len(s), s[14:15], id.IsZero(), connscope.ID{}.IsZero())
+	// Output: 36 4 false true
+}
+
+// ContextWithTarget names the request a dial is made for, as httpscope
+// does, so that "Socket Connect" carries it.
+func ExampleContextWithTarget() {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+
+	spy := &connscope.Spy{Hooks: connscope.Hooks{Event: func(e *connscope.Event) {
+		fmt.Printf("%s: %s\n", e.Message, e.Target)
+	}}}
+	u, _ := url.Parse("https://api.example.com/v1/items?token=abc")
+	ctx := connscope.ContextWithTarget(context.Background(), spy.Redaction.Target("GET", u))
+	fmt.Println(connscope.TargetFromContext(ctx))
+
+	c, err := spy.WrapDial(nil)(ctx, "tcp", ln.Addr().String())
+	if err != nil {
+		panic(err)
+	}
+	c.Close()
+	// Output:
+	// GET https://api.example.com:443/v1/items?token=REDACTED
+	// Socket Connect: GET https://api.example.com:443/v1/items?token=REDACTED
+	// Socket Close: GET https://api.example.com:443/v1/items?token=REDACTED
+}

@@ -3,8 +3,10 @@ package httpscope_test
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"sync/atomic"
 
 	"github.com/connscope/connscope"
@@ -97,3 +99,48 @@ func ExampleInstrumentServer() {
 type countSink struct{ n *atomic.Int64 }
 
 func (c countSink) Emit(e *connscope.Event) { c.n.Add(1) }
+
+// The README's example, compiled only: it serves until the program ends.
+func Example() {
+	myTransport := &http.Transport{} // the program's own
+	srv := &http.Server{}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return
+	}
+	cert, key := "cert.pem", "key.pem"
+
+	spy := &connscope.Spy{Sink: connscope.NewJSONSink(os.Stderr, nil)}
+
+	client := &http.Client{Transport: httpscope.NewTransport(spy, nil)} // a traced clone of DefaultTransport
+	rt := httpscope.WrapTransport(spy, myTransport, nil)                // or your own *http.Transport, in place
+
+	undo := httpscope.InstrumentDefault(spy, nil) // connection-spy's monkeyPatch(): http.Get, http.DefaultClient
+	defer undo()
+
+	httpscope.InstrumentServer(spy, srv, nil)     // requests, idle, hijack
+	srv.ServeTLS(spy.WrapListener(ln), cert, key) // connections: below TLS, so HTTP/2 stays on
+
+	_, _ = client, rt
+}
+
+func ExampleNewTransport() {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hi") }))
+	defer srv.Close()
+
+	spy := &connscope.Spy{Sink: printSink{}} // in a program: connscope.NewJSONSink(os.Stderr, nil)
+	tr := httpscope.NewTransport(spy, nil)   // a clone of http.DefaultTransport, traced
+	client := &http.Client{Transport: tr}
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		panic(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	tr.CloseIdleConnections()
+	// Output:
+	// Socket Connect
+	// HTTP(S) Response (request 1)
+	// Socket Idle
+	// Socket Close
+}

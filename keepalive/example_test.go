@@ -2,8 +2,13 @@ package keepalive_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"log"
 	"net"
+	"os"
+	"syscall"
 	"time"
 
 	"github.com/connscope/connscope/keepalive"
@@ -35,18 +40,19 @@ func ExampleParseSettings() {
 	// 2s/1s/3 user-timeout=5s
 }
 
-// Apply sets keepalive and TCP_USER_TIMEOUT on every connection a Dialer makes.
+// Apply sets keepalive and TCP_USER_TIMEOUT on every connection a Dialer
+// makes. (The README's example.)
 func ExampleApply() {
 	s := keepalive.Settings{Idle: 10 * time.Second, Interval: 5 * time.Second, Count: 3, UserTimeout: 25 * time.Second}
 	var d net.Dialer
-	if err := keepalive.Apply(&d, s); err != nil {
-		panic(err)
+	if err := keepalive.Apply(&d, s); err != nil { // KeepAliveConfig + TCP_USER_TIMEOUT via Control
+		log.Fatal(err)
 	}
 	fmt.Printf("%+v\n", d.KeepAliveConfig)
-	fmt.Println(keepalive.Detect(keepalive.Sending, s, keepalive.DefaultKernel()).After)
+	fmt.Println(keepalive.Detect(keepalive.Sending, s, keepalive.DefaultKernel())) // 25s (user-timeout: U = 25s)
 	// Output:
 	// {Enable:true Idle:10s Interval:5s Count:3}
-	// 25s
+	// 25s (user-timeout: U = 25s)
 }
 
 func ExampleApplyListen() {
@@ -100,4 +106,93 @@ func ExampleClient() {
 	}
 	fmt.Println(r.Op, r.Errno)
 	// Output: read EOF
+}
+
+// A Server on loopback whose client says hello and hangs up: the server
+// reports how it noticed.
+func ExampleServer() {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	results := make(chan keepalive.Result, 1)
+	srv := keepalive.Server{Endpoint: keepalive.Endpoint{Pattern: keepalive.Quiet}, OnResult: func(r keepalive.Result) { results <- r }}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, ln) }() // Serve closes ln
+
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		panic(err)
+	}
+	c.Write([]byte("hello\n"))
+	c.Close() // FIN
+	r := <-results
+	cancel()
+	fmt.Println(r.Side, r.Op, r.Errno, <-served)
+	// Output: server read EOF <nil>
+}
+
+func ExampleErrno() {
+	reset := &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}
+	deadline := &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}
+	timedOut := &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ETIMEDOUT)}
+	for _, err := range []error{reset, deadline, timedOut, io.EOF, errors.New("something else"), nil} {
+		fmt.Printf("%q\n", keepalive.Errno(err))
+	}
+	// Output:
+	// "ECONNRESET"
+	// "deadline"
+	// "ETIMEDOUT"
+	// "EOF"
+	// "other"
+	// ""
+}
+
+func ExampleFormatDuration() {
+	fmt.Println(keepalive.FormatDuration(2 * time.Hour))
+	fmt.Println(keepalive.FormatDuration(924600 * time.Millisecond))
+	fmt.Println(keepalive.FormatDuration(75 * time.Second))
+	// Output:
+	// 2h
+	// 15m24.6s
+	// 1m15s
+}
+
+func ExampleParseDuration() {
+	for _, v := range []string{"75", "1m30s", "1.5", "soon"} {
+		d, err := keepalive.ParseDuration(v)
+		fmt.Println(d, err)
+	}
+	// Output:
+	// 1m15s <nil>
+	// 1m30s <nil>
+	// 1.5s <nil>
+	// 0s "soon": not a duration (e.g. 2s, 1m30s, 75)
+}
+
+func ExampleParsePattern() {
+	p, err := keepalive.ParsePattern("idle")
+	fmt.Println(p == keepalive.Quiet, err)
+	_, err = keepalive.ParsePattern("bursty")
+	fmt.Println(err)
+	// Output:
+	// true <nil>
+	// keepalive: unknown pattern "bursty" (want stream, burst, idle, stop-reading or flood)
+}
+
+func ExampleDefaultKernel() {
+	k := keepalive.DefaultKernel()
+	fmt.Println(k.KeepaliveTime, k.KeepaliveIntvl, k.KeepaliveProbes, k.Retries2, k.RTOMin, k.RTOMax, k.SynRetries)
+	// Output: 2h0m0s 1m15s 9 15 200ms 2m0s 6
+}
+
+// ReadKernel reads this host's sysctls; Detect uses them as a socket here
+// gets them. The output depends on the host.
+func ExampleReadKernel() {
+	k, err := keepalive.ReadKernel()
+	if err != nil {
+		k = keepalive.DefaultKernel() // not Linux
+	}
+	fmt.Println(keepalive.Detect(keepalive.Idle, keepalive.Settings{}, k))
 }
