@@ -144,7 +144,7 @@ func (e *Event) AppendText(b []byte) []byte {
 		k string
 		v time.Duration
 	}{{"dns=", e.DNS}, {"connect=", e.Connect}, {"handshake=", e.TLSTime}, {"ttfb=", e.TTFB}, {"idle=", e.Idle}, {"dur=", e.Duration}} {
-		if d.v != 0 {
+		if d.v >= time.Microsecond || d.v <= -time.Microsecond { // as the JSON format: less would read 0
 			b = append(appendMs(kv(b, d.k), d.v), "ms"...)
 		}
 	}

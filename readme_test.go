@@ -405,3 +405,27 @@ func isSubsequence(want, have []string) bool {
 	}
 	return i == len(want)
 }
+
+// TestSlogLeavesOutWhatJSONLeavesOut: a duration under a microsecond is
+// left out of the JSON format (it would read 0 ms, and zero values are
+// left out); the slog bridge and the text format wrote it as 0.
+func TestSlogLeavesOutWhatJSONLeavesOut(t *testing.T) {
+	e := &Event{Time: time.Now(), Message: MsgConnect, Producer: DefaultProducer,
+		DNS: 400 * time.Nanosecond, Connect: -999 * time.Nanosecond, TTFB: time.Microsecond}
+	var attrs []slog.Attr
+	NewSlogSink(slog.New(attrHandler{&attrs})).Emit(e)
+	var obj map[string]any
+	if err := json.Unmarshal(e.AppendJSON(nil), &obj); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"dnsMs", "connectMs", "ttfbMs"} {
+		_, inJSON := obj[k]
+		inSlog := slices.ContainsFunc(attrs, func(a slog.Attr) bool { return a.Key == k })
+		if inJSON != inSlog {
+			t.Errorf("%s: in JSON %v, in slog %v (%v)", k, inJSON, inSlog, attrs)
+		}
+	}
+	if text := string(e.AppendText(nil)); strings.Contains(text, "=0ms") || strings.Contains(text, "=-0ms") {
+		t.Errorf("text format writes a zero duration: %s", text)
+	}
+}

@@ -473,7 +473,7 @@ func (s slogSink) Emit(e *Event) {
 		}
 	}
 	dur := func(k string, d time.Duration) {
-		if d != 0 {
+		if d >= time.Microsecond || d <= -time.Microsecond { // as the JSON format: less would read 0
 			attrs = append(attrs, slog.Float64(k, float64(d.Microseconds())/1e3))
 		}
 	}
