@@ -56,9 +56,9 @@ type Header struct {
 // pointer that is valid only during Emit: copy what it keeps.
 //
 // Zero-valued fields are left out of the encoded forms, except those of
-// the connection-spy format (id, producer, addresses, ports), which are
-// written as null when unknown, a connection's byte counts, and a Socket
-// Close's hadError.
+// the connection-spy format: producer, and id, addresses and ports, which
+// are written as null when unknown; a connection's byte counts; and a
+// Socket Close's hadError.
 type Event struct {
 	Time     time.Time
 	Level    slog.Level
@@ -93,9 +93,12 @@ type Event struct {
 
 	HadError bool   // Socket Close: a read or write failed before the close
 	ClosedBy string // Socket Close: "local" or "remote"
-	Op       string // "read", "write", "dial", "tls", "request"
-	Err      error  // the error, unchanged
-	Dropped  uint64 // Events Dropped: how many
+	// Op is what failed, or what the event reports: "read", "write",
+	// "dial", "dns", "tls", "request", "handler", "relay", "accept", or
+	// the hook that panicked.
+	Op      string
+	Err     error  // the error, unchanged
+	Dropped uint64 // Events Dropped: how many
 }
 
 // levelFor is the level of an event with message msg and error err:

@@ -45,8 +45,9 @@ type WriterOptions struct {
 	CloseTimeout time.Duration
 	// Level is the least level of the events written. Events carry slog
 	// levels: "Socket Error", "HTTP(S) Error", "Hook Panic" and any other
-	// event that carries an error are errors, "Socket Timeout" and "Events
-	// Dropped" warnings, the rest of a connection's life debug. nil writes
+	// event that carries an error are errors, "Socket Timeout", "Events
+	// Dropped" and "Socket Not Spied" warnings, the rest of a connection's
+	// life debug. nil writes
 	// every event, as connection-spy does; slog.LevelWarn keeps only what
 	// went wrong, and skips the encoding of the rest. The "Events Dropped" report is written whatever the
 	// level.

@@ -25,7 +25,7 @@ import (
 // Options configure the HTTP instrumentation. The zero value works.
 type Options struct {
 	// LogHeaders names request headers to copy into "HTTP(S) Response"
-	// events, such as X-Request-Id. Secret ones (Authorization, Cookie,
+	// and "HTTP(S) Error" events, such as X-Request-Id. Secret ones (Authorization, Cookie,
 	// and names that look secret, see connscope.Redaction.IsSecret) are
 	// written as "REDACTED".
 	LogHeaders []string
@@ -42,9 +42,10 @@ type Transport struct {
 // WrapTransport instruments t in place, so that the connections it dials
 // are wrapped below TLS, and returns a RoundTripper over t that traces
 // each request. Use the result as an http.Client's Transport. Call it
-// once t is configured, before it is first used: whether HTTP/2 stays on
-// is decided from t as it is then (see instrumentDial), for t and its
-// clones.
+// once t is configured, before it is first used: setting DialContext
+// would turn Go's automatic HTTP/2 off, so WrapTransport sets
+// ForceAttemptHTTP2 exactly when t, as it is then, would have had HTTP/2
+// on; that holds for t and its clones.
 //
 // A Transport with DialTLSContext (or DialTLS) set dials its TLS
 // connections itself: those are traced per request but not wrapped,

@@ -126,7 +126,8 @@ type Result struct {
 // "ECONNRESET", "EHOSTUNREACH", "EPIPE", ... for a system error, "EOF" for
 // the peer's FIN, "deadline" for an expired read or write deadline (which
 // net.Error.Timeout also reports for a kernel ETIMEDOUT: this tells them
-// apart), "closed" for a closed connection, "" for nil.
+// apart), "closed" for a closed connection, "other" for any other error,
+// "" for nil.
 func Errno(err error) string {
 	var errno syscall.Errno
 	switch {

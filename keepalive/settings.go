@@ -91,12 +91,13 @@ func fmtOS(d time.Duration) string {
 // ParseSettings parses keepalive settings written as
 //
 //	off          keepalive disabled
-//	os           keepalive on with the kernel's idle, interval and count
+//	os, kernel   keepalive on with the kernel's idle, interval and count
 //	default, go  Go's defaults, 15s/15s/9 (GoDefault)
 //	I/V/C        idle, interval and count, e.g. "2s/1s/3" or "2/1/3" (seconds);
 //	             "os" in a position keeps the kernel's value
 //
-// optionally followed by " user-timeout=U". The result is validated.
+// (without regard to case), optionally followed by " user-timeout=U". The
+// result is validated.
 func ParseSettings(text string) (Settings, error) {
 	var s Settings
 	fields := strings.Fields(text)
