@@ -73,8 +73,10 @@ func Read(c syscall.Conn) (Settings, error) {
 }
 
 // ReadKernel reads the sysctls of the calling thread's network namespace
-// from /proc/sys/net/ipv4. RTOMin and RTOMax keep their defaults unless
-// tcp_rto_max_ms exists (Linux 6.15+).
+// from /proc/sys/net/ipv4. RTOMin keeps its default (a route's rto_min is
+// not read), and RTOMax too unless tcp_rto_max_ms exists (Linux 6.15+).
+// If one of the keepalive, tcp_retries2 or tcp_syn_retries sysctls cannot
+// be read, it returns DefaultKernel and the error.
 func ReadKernel() (Kernel, error) {
 	k := DefaultKernel()
 	read := func(name string) (int, error) {
