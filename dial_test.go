@@ -141,3 +141,48 @@ func TestWrapDialNoConnNoError(t *testing.T) {
 		}
 	}
 }
+
+// TestContextWithDialID: a dial takes the id its context carries, for its
+// connection or for the event of its failure; a context without one gets
+// a new id per dial.
+func TestContextWithDialID(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	sink := newCaptureSink()
+	dial := (&Spy{Sink: sink}).WrapDial(nil)
+
+	id := NewID()
+	c, err := dial(ContextWithDialID(context.Background(), id), "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := RecordOf(c).ID(); got != id {
+		t.Errorf("connection id %v, want the context's %v", got, id)
+	}
+
+	failed := NewID()
+	if _, err := dial(ContextWithDialID(context.Background(), failed), "tcp", refused.Addr(t)); err == nil {
+		t.Fatal("dial to a refused address succeeded")
+	}
+	if evs := sink.of(MsgError, nil); len(evs) != 1 || evs[0].ID != failed {
+		t.Errorf("failed dial events %+v, want one Socket Error with id %v", evs, failed)
+	}
+
+	c1, err := dial(context.Background(), "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	c2, err := dial(context.Background(), "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if a, b := RecordOf(c1).ID(), RecordOf(c2).ID(); a.IsZero() || a == b || a == id {
+		t.Errorf("dials without an id in their context got %v and %v", a, b)
+	}
+}

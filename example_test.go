@@ -339,3 +339,29 @@ func ExampleContextWithTarget() {
 	// Socket Connect: GET https://api.example.com:443/v1/items?token=REDACTED
 	// Socket Close: GET https://api.example.com:443/v1/items?token=REDACTED
 }
+
+func ExampleContextWithDialID() {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+
+	// The caller chooses the dial's id, so that its own events, or its
+	// error, can name the connection, or the dial if it fails.
+	id := connscope.NewID()
+	spy := &connscope.Spy{Hooks: connscope.Hooks{Event: func(e *connscope.Event) {
+		fmt.Println(e.Message, e.Conn.ID() == id)
+	}}}
+	ctx := connscope.ContextWithDialID(context.Background(), id)
+	c, err := spy.WrapDial(nil)(ctx, "tcp", ln.Addr().String())
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println("record:", connscope.RecordOf(c).ID() == id)
+	c.Close()
+	// Output:
+	// Socket Connect true
+	// record: true
+	// Socket Close true
+}

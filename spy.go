@@ -252,7 +252,10 @@ func (s *Spy) WrapDial(dial DialFunc) DialFunc {
 			return dial(ctx, network, address)
 		}
 		ctx = context.WithValue(ctx, wrapDialKey{}, dialKey{network, address})
-		id := NewID()
+		id, _ := ctx.Value(dialIDKey{}).(ID)
+		if id.IsZero() {
+			id = NewID()
+		}
 		target := TargetFromContext(ctx)
 		var dt dialTiming
 		if s.Sink != nil || s.Hooks.Event != nil {
@@ -465,6 +468,18 @@ type targetKey struct{}
 func ContextWithTarget(ctx context.Context, target string) context.Context {
 	return context.WithValue(ctx, targetKey{}, target)
 }
+
+// ContextWithDialID returns a context whose dial through WrapDial takes id,
+// instead of a new one, for its connection or for the event of its
+// failure: so that the caller, knowing the id, can name that dial in
+// events of its own. httpscope ties a request's "HTTP(S) Error" to the
+// dial that failed it this way. Each dial needs a context of its own: two
+// connections must not share an id.
+func ContextWithDialID(ctx context.Context, id ID) context.Context {
+	return context.WithValue(ctx, dialIDKey{}, id)
+}
+
+type dialIDKey struct{}
 
 // TargetFromContext returns the target set by ContextWithTarget, or "".
 func TargetFromContext(ctx context.Context) string {

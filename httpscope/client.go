@@ -117,10 +117,21 @@ func instrumentDial(spy *connscope.Spy, t *http.Transport) (undo func()) {
 		// Name the request the dial is for in "Socket Connect". Only here,
 		// not on every request: most requests reuse a connection.
 		rt, ok := ctx.Value(reqTraceKey{}).(*reqTrace)
-		if ok && connscope.TargetFromContext(ctx) == "" {
-			ctx = connscope.ContextWithTarget(ctx, rt.target)
+		var id connscope.ID
+		if ok {
+			if connscope.TargetFromContext(ctx) == "" {
+				ctx = connscope.ContextWithTarget(ctx, rt.target)
+			}
+			// So that the request's error can name a dial that fails.
+			id = connscope.NewID()
+			ctx = connscope.ContextWithDialID(ctx, id)
 		}
 		c, err := dial(ctx, network, addr)
+		if ok && err != nil {
+			rt.mu.Lock()
+			rt.failedDial = id
+			rt.mu.Unlock()
+		}
 		if r := connscope.RecordOf(c); err == nil && r != nil {
 			// A pooled connection with no request yet: the dial's request
 			// may take it, or, if it gave up, it waits in the pool.
@@ -230,12 +241,17 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	took := time.Duration(int64(now.Sub(epoch)) - rt.start)
 	rt.mu.Lock()
 	r, seq := rt.rec, rt.seq
+	failedDial := rt.failedDial
 	holding := rt.holding != nil // on r: see gotConn
 	rt.holding, rt.over = nil, true
 	rt.mu.Unlock()
 	ttfb := time.Duration(rt.ttfb.Load())
 	if err != nil {
-		emitReqError(spy, r, seq, connscope.Event{Time: now, Message: connscope.MsgRequestError, Conn: r, Target: rt.target, Request: seq,
+		var id connscope.ID
+		if r == nil {
+			id = failedDial // zero if the request never dialed either (canceled while it waited)
+		}
+		emitReqError(spy, r, seq, connscope.Event{Time: now, Message: connscope.MsgRequestError, Conn: r, ID: id, Target: rt.target, Request: seq,
 			Headers: rt.headers, Duration: took, Op: "request", Err: err}, holding)
 		idle := rt.markReturned()
 		switch {
@@ -458,6 +474,9 @@ type reqTrace struct {
 	tlsStart int64 // ns since epoch
 	tlsTook  time.Duration
 	dialed   []dialed // the connections dialed for this request: a retry dials again, maybe while the first one's handshake runs
+	// The id of this request's last dial that failed: the id of its
+	// "HTTP(S) Error" if no connection carried it.
+	failedDial connscope.ID
 
 	// The error the transport reported as it wrote the request: see
 	// bodyFailed.

@@ -607,6 +607,14 @@ func TestRequestErrors(t *testing.T) {
 	if !strings.HasSuffix(got[0].Target, "/refused") {
 		t.Errorf("dial error target %q", got[0].Target)
 	}
+	// The request's error names the dial that failed it: one id joins
+	// them, as it joins a connection's events.
+	if got[0].ID.IsZero() || got[1].ID != got[0].ID {
+		t.Errorf("HTTP(S) Error id %v, want the failed dial's %v", got[1].ID, got[0].ID)
+	}
+	if got[1].Request != 0 {
+		t.Errorf("HTTP(S) Error request %d, want none: no connection carried it", got[1].Request)
+	}
 }
 
 func TestContextTraceStillCalled(t *testing.T) {
