@@ -122,7 +122,7 @@ func (e *Event) AppendText(b []byte) []byte {
 	if e.Request != 0 {
 		b = strconv.AppendUint(kv(b, "req="), e.Request, 10)
 	}
-	if e.Status != 0 {
+	if e.Status > 0 {
 		b = strconv.AppendInt(kv(b, "status="), int64(e.Status), 10)
 	}
 	if e.Protocol != "" {

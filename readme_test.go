@@ -411,21 +411,21 @@ func isSubsequence(want, have []string) bool {
 // left out); the slog bridge and the text format wrote it as 0.
 func TestSlogLeavesOutWhatJSONLeavesOut(t *testing.T) {
 	e := &Event{Time: time.Now(), Message: MsgConnect, Producer: DefaultProducer,
-		DNS: 400 * time.Nanosecond, Connect: -999 * time.Nanosecond, TTFB: time.Microsecond}
+		DNS: 400 * time.Nanosecond, Connect: -999 * time.Nanosecond, TTFB: time.Microsecond, Status: -1}
 	var attrs []slog.Attr
 	NewSlogSink(slog.New(attrHandler{&attrs})).Emit(e)
 	var obj map[string]any
 	if err := json.Unmarshal(e.AppendJSON(nil), &obj); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"dnsMs", "connectMs", "ttfbMs"} {
+	for _, k := range []string{"dnsMs", "connectMs", "ttfbMs", "status"} {
 		_, inJSON := obj[k]
 		inSlog := slices.ContainsFunc(attrs, func(a slog.Attr) bool { return a.Key == k })
 		if inJSON != inSlog {
 			t.Errorf("%s: in JSON %v, in slog %v (%v)", k, inJSON, inSlog, attrs)
 		}
 	}
-	if text := string(e.AppendText(nil)); strings.Contains(text, "=0ms") || strings.Contains(text, "=-0ms") {
-		t.Errorf("text format writes a zero duration: %s", text)
+	if text := string(e.AppendText(nil)); strings.Contains(text, "=0ms") || strings.Contains(text, "=-0ms") || strings.Contains(text, "status=") {
+		t.Errorf("text format writes a zero duration or a negative status: %s", text)
 	}
 }

@@ -507,7 +507,7 @@ func (s slogSink) Emit(e *Event) {
 	if e.Request != 0 {
 		attrs = append(attrs, slog.Uint64("request", e.Request))
 	}
-	if e.Status != 0 {
+	if e.Status > 0 {
 		attrs = append(attrs, slog.Int("status", e.Status))
 	}
 	str("protocol", e.Protocol)
