@@ -76,7 +76,8 @@ func Read(c syscall.Conn) (Settings, error) {
 // from /proc/sys/net/ipv4. RTOMin keeps its default (a route's rto_min is
 // not read), and RTOMax too unless tcp_rto_max_ms exists (Linux 6.15+).
 // If one of the keepalive, tcp_retries2 or tcp_syn_retries sysctls cannot
-// be read, it returns DefaultKernel and the error.
+// be read, it returns DefaultKernel and the error. A value Kernel cannot
+// hold, such as a negative tcp_keepalive_time, is a [*SysctlError].
 func ReadKernel() (Kernel, error) {
 	k := DefaultKernel()
 	read := func(name string) (int, error) {
@@ -84,7 +85,24 @@ func ReadKernel() (Kernel, error) {
 		if err != nil {
 			return 0, err
 		}
-		return strconv.Atoi(strings.TrimSpace(string(b)))
+		text := strings.TrimSpace(string(b))
+		v, err := strconv.Atoi(text)
+		if err != nil {
+			return 0, &SysctlError{Name: "net.ipv4." + name, Value: text, Why: "not an integer"}
+		}
+		if v < 0 {
+			why := "negative, which the kernel refuses"
+			switch name {
+			case "tcp_keepalive_time", "tcp_keepalive_intvl":
+				// proc_dointvec_jiffies has no minimum, and
+				// tcp_keepalive_timer compares the value as an u32.
+				why = "negative: the kernel accepts it, but its keepalive timer takes it as about 2^32 jiffies " +
+					"(49.7 days at HZ=1000, 198.8 days at HZ=250), so a socket left to this sysctl sends no " +
+					"probe for that long; set it to 0 or more"
+			}
+			return 0, &SysctlError{Name: "net.ipv4." + name, Value: text, Why: why}
+		}
+		return v, nil
 	}
 	for _, f := range []struct {
 		name string
@@ -100,19 +118,34 @@ func ReadKernel() (Kernel, error) {
 	} {
 		v, err := read(f.name)
 		if err != nil {
-			return DefaultKernel(), fmt.Errorf("keepalive: %w", err)
+			return DefaultKernel(), wrapReadError(err)
 		}
 		f.set(v)
 	}
+	var se *SysctlError
 	if v, err := read("tcp_syn_linear_timeouts"); err == nil {
 		k.SynLinearTimeouts = zeroAsNegative(v) // 0 is a real setting: none
+	} else if errors.As(err, &se) {
+		return DefaultKernel(), err
 	} else {
 		k.SynLinearTimeouts, k.SynLinearTimeoutsAbsent = -1, true // before Linux 6.5
 	}
 	if v, err := read("tcp_rto_max_ms"); err == nil && v > 0 {
 		k.RTOMax = time.Duration(v) * time.Millisecond
+	} else if errors.As(err, &se) {
+		return DefaultKernel(), err
 	}
 	return k, nil
+}
+
+// wrapReadError prefixes a file error with the package name; a
+// *SysctlError already has it.
+func wrapReadError(err error) error {
+	var se *SysctlError
+	if errors.As(err, &se) {
+		return err
+	}
+	return fmt.Errorf("keepalive: %w", err)
 }
 
 func zeroAsNegative(v int) int {

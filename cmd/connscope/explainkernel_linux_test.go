@@ -172,11 +172,39 @@ func TestExplainSynLinearTimeoutsZero(t *testing.T) {
 	}
 }
 
+// TestExplainNegativeKeepaliveSysctl: the kernel accepts a negative
+// tcp_keepalive_time or tcp_keepalive_intvl, and its keepalive timer then
+// waits about 2^32 jiffies (keepalive.TestReadKernelNegativeSysctl).
+// explain showed 0s and predicted seconds, as for a sysctl at 0; it must
+// fail instead, naming the sysctl, and not fall back to Linux's defaults as
+// it does where the sysctls cannot be read.
+func TestExplainNegativeKeepaliveSysctl(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a network namespace")
+	}
+	for _, name := range []string{"tcp_keepalive_time", "tcp_keepalive_intvl"} {
+		out, errOut, code := runExplainInNetns(t, map[string]string{name: "-1"})
+		if code != 1 || !strings.Contains(errOut, "net.ipv4."+name+" = -1") {
+			t.Errorf("explain with %s = -1: exit %d, stderr %q, stdout %q; want exit 1 and an error naming net.ipv4.%s", name, code, errOut, out, name)
+		}
+	}
+}
+
 // explainInNetns runs `keepalive explain --json` on a thread in a fresh
 // network namespace (discarded with the thread) whose net.ipv4 sysctls are
 // set to sysctls, and returns its output. tcp_syn_linear_timeouts may be
 // missing (Linux before 6.5).
 func explainInNetns(t *testing.T, sysctls map[string]string) string {
+	t.Helper()
+	out, errOut, code := runExplainInNetns(t, sysctls)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	return out
+}
+
+// runExplainInNetns is explainInNetns returning the exit status and stderr.
+func runExplainInNetns(t *testing.T, sysctls map[string]string) (out, errOut string, code int) {
 	t.Helper()
 	type res struct {
 		out, errOut string
@@ -204,8 +232,5 @@ func explainInNetns(t *testing.T, sysctls map[string]string) string {
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	if r.code != 0 {
-		t.Fatalf("exit %d: %s", r.code, r.errOut)
-	}
-	return r.out
+	return r.out, r.errOut, r.code
 }

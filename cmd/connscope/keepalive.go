@@ -288,8 +288,13 @@ mean the kernel's value, as on a socket where they were not set.`,
 				}
 			}
 			// This host's values, as a socket here gets them; Linux's
-			// defaults where they cannot be read.
+			// defaults where they cannot be read. A value that can be read
+			// but not modelled is an error: defaults would mislead.
 			k, err := keepalive.ReadKernel()
+			var se *keepalive.SysctlError
+			if errors.As(err, &se) {
+				return err
+			}
 			if err != nil {
 				k = keepalive.DefaultKernel()
 			}

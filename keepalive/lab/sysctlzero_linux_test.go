@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"strconv"
 	"syscall"
 	"testing"
@@ -133,4 +134,69 @@ func dialKernelKeepalive(t *testing.T, l *Lab) net.Conn {
 		t.Cleanup(func() { sc.Close() })
 	}
 	return c
+}
+
+// TestKeepaliveSysctlsNegative: the kernel accepts a negative
+// tcp_keepalive_time or tcp_keepalive_intvl, unlike the probes and
+// tcp_retries2, and its keepalive timer compares the value as unsigned:
+// the wait it stands for becomes about 2^32 jiffies (ss -tino showed the
+// timer at 71582 min after -1 here). Read as 0, as keepalive.ReadKernel did,
+// Detect predicted an abort 2 s (time -1: V + V×C) or ~1 s (intvl -1: a
+// tick after I) after the last packet; the kernel sends no probe at all
+// (time -1) or only the first (intvl -1), and the client is not aborted.
+// ReadKernel must refuse such a value, naming the sysctl.
+func TestKeepaliveSysctlsNegative(t *testing.T) {
+	l := newTestLab(t, Config{})
+	tests := []struct {
+		name        string
+		time, intvl int
+		sysctl      string // named by ReadKernel's error
+		probes      int    // sent (and dropped) by the end
+	}{
+		{"time -1", -1, 1, "net.ipv4.tcp_keepalive_time", 0},
+		{"intvl -1", 1, -1, "net.ipv4.tcp_keepalive_intvl", 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range map[string]int{"tcp_keepalive_time": tt.time, "tcp_keepalive_intvl": tt.intvl, "tcp_keepalive_probes": 1} {
+				if err := l.Sysctl(RoleClient, "net.ipv4."+k, strconv.Itoa(v)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := l.Inject(FaultNone); err != nil {
+				t.Fatal(err)
+			}
+			var kerr error
+			if err := l.Do(RoleClient, func() error {
+				_, kerr = keepalive.ReadKernel()
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			var se *keepalive.SysctlError
+			if !errors.As(kerr, &se) || se.Name != tt.sysctl {
+				t.Errorf("ReadKernel with %s = -1: error %v, want a *keepalive.SysctlError naming it", tt.sysctl, kerr)
+			}
+
+			c := dialKernelKeepalive(t, l)
+			if err := l.Inject(FaultDropBoth); err != nil {
+				t.Fatal(err)
+			}
+			// Bounded: past what a sysctl of 0 would give (2 s), well
+			// short of 2^32 jiffies.
+			c.SetReadDeadline(time.Now().Add(3 * time.Second))
+			_, err := c.Read(make([]byte, 1))
+			ti, terr := tcpinfo.Get(c.(syscall.Conn))
+			if terr != nil {
+				t.Fatal(terr)
+			}
+			t.Logf("sysctls %d/%d/1, peer silenced: read error %v; %d unanswered probes", tt.time, tt.intvl, err, ti.Probes)
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Errorf("read error %v, want the test's deadline: the kernel does not abort", err)
+			}
+			if ti.Probes != tt.probes {
+				t.Errorf("%d keepalive probes sent, want %d", ti.Probes, tt.probes)
+			}
+		})
+	}
 }
