@@ -83,8 +83,7 @@ func Recommend(current Settings, k Kernel, p Path) Recommendation {
 		}
 	}
 	if current.Idle >= 0 && (current.Interval <= 0 || current.Count <= 0) {
-		r.Notes = append(r.Notes, fmt.Sprintf("Set interval and count explicitly: left to the kernel they are %s × %d, which turned a 2 s idle into 12 minutes in the seed.",
-			FormatDuration(max(k.KeepaliveIntvl, 0)), max(k.KeepaliveProbes, 0)))
+		r.Notes = append(r.Notes, kernelLeftNote(current, k))
 		if current.Interval <= 0 {
 			interval = min(idle, 15*time.Second)
 		}
@@ -128,4 +127,36 @@ func Recommend(current Settings, k Kernel, p Path) Recommendation {
 	r.Notes = append(r.Notes, fmt.Sprintf("HTTP/2: http.HTTP2Config{SendPingTimeout: %s, PingTimeout: %s} (x/net/http2 ReadIdleTimeout, PingTimeout) detects a dead connection even with requests in flight.",
 		FormatDuration(r.HTTP2SendPingTimeout), FormatDuration(r.HTTP2PingTimeout)))
 	return r
+}
+
+// kernelLeftNote says which of current's interval and count are left to
+// the kernel, what they are on k, and what that does; the seed's 12 minutes
+// only where they are Linux's 75 s × 9, which caused them.
+func kernelLeftNote(current Settings, k Kernel) string {
+	v, c := max(k.KeepaliveIntvl, 0), max(k.KeepaliveProbes, 0) // negative: the sysctl is 0
+	var what, values, sysctls, pronoun string
+	var effects []string
+	switch {
+	case current.Interval <= 0 && current.Count <= 0:
+		what, values, sysctls, pronoun = "interval and count", fmt.Sprintf("they are %s × %d", FormatDuration(v), c),
+			"tcp_keepalive_intvl, tcp_keepalive_probes", "they follow"
+	case current.Interval <= 0:
+		what, values, sysctls, pronoun = "interval", "it is "+FormatDuration(v), "tcp_keepalive_intvl", "it follows"
+	default:
+		what, values, sysctls, pronoun = "count", fmt.Sprintf("it is %d", c), "tcp_keepalive_probes", "it follows"
+	}
+	if current.Interval <= 0 && v == 0 {
+		effects = append(effects, "an interval of 0 puts the probes one timer tick apart")
+	}
+	if current.Count <= 0 && c == 0 {
+		effects = append(effects, "a count of 0 aborts at the first keepalive firing, without a probe")
+	}
+	if current.Interval <= 0 && current.Count <= 0 && v == 75*time.Second && c == 9 {
+		effects = append(effects, "these are Linux's defaults, which turned the seed's 2 s idle into 12 minutes")
+	}
+	note := fmt.Sprintf("Set the %s explicitly: left to the kernel, %s here (%s), and %s each host's sysctls", what, values, sysctls, pronoun)
+	for _, e := range effects {
+		note += "; " + e
+	}
+	return note + "."
 }

@@ -111,3 +111,65 @@ func TestRecommendKeepaliveTimeZero(t *testing.T) {
 		t.Errorf("recommended idle detection %v, want 2m30s", d)
 	}
 }
+
+// TestRecommendKernelLeftNote: the note on an interval or count left to
+// the kernel blamed the seed's 12 minutes (Linux's 75 s × 9) whatever the
+// kernel's values, also with tcp_keepalive_intvl 0 ("they are 0s × 9, which
+// turned a 2 s idle into 12 minutes"), and named both even when only one was
+// left ("they are 1m15s × 9" with an interval of 1 s set). It must be true
+// for every input: name what is left, its value here, and the seed only
+// where 75 s × 9 are left.
+func TestRecommendKernelLeftNote(t *testing.T) {
+	linux := DefaultKernel()
+	tests := []struct {
+		name    string
+		current Settings
+		k       Kernel
+		want    []string // in the note
+		notWant []string
+	}{
+		{"seed: both left, Linux's", Settings{Idle: 2 * sec}, linux,
+			[]string{"Set the interval and count explicitly", "they are 1m15s × 9 here", "12 minutes"}, nil},
+		{"all os, Linux's", Settings{}, linux,
+			[]string{"interval and count", "1m15s × 9", "12 minutes"}, nil},
+		{"intvl sysctl 0", Settings{Idle: 2 * sec}, Kernel{KeepaliveIntvl: -1},
+			[]string{"they are 0s × 9 here", "one timer tick apart"}, []string{"12 minutes", "seed"}},
+		{"probes sysctl 0", Settings{Idle: 2 * sec}, Kernel{KeepaliveProbes: -1},
+			[]string{"they are 1m15s × 0 here", "without a probe"}, []string{"12 minutes", "seed", "tick"}},
+		{"both sysctl 0", Settings{Idle: 2 * sec}, Kernel{KeepaliveIntvl: -1, KeepaliveProbes: -1},
+			[]string{"0s × 0", "tick", "without a probe"}, []string{"12 minutes"}},
+		{"other host 10s×5", Settings{Idle: 2 * sec}, Kernel{KeepaliveIntvl: 10 * sec, KeepaliveProbes: 5},
+			[]string{"they are 10s × 5 here", "each host's sysctls"}, []string{"12 minutes", "seed"}},
+		{"interval set, count left", Settings{Idle: 2 * sec, Interval: sec}, linux,
+			[]string{"Set the count explicitly", "it is 9 here (tcp_keepalive_probes)"}, []string{"interval", "1m15s", "12 minutes"}},
+		{"count set, interval left", Settings{Idle: 2 * sec, Count: 3}, linux,
+			[]string{"Set the interval explicitly", "it is 1m15s here (tcp_keepalive_intvl)"}, []string{"count", "× 9", "12 minutes"}},
+		{"interval set, count sysctl 0", Settings{Idle: 2 * sec, Interval: sec}, Kernel{KeepaliveIntvl: -1, KeepaliveProbes: -1},
+			[]string{"it is 0 here", "without a probe"}, []string{"tick", "12 minutes"}},
+		{"count set, intvl sysctl 0", Settings{Idle: 2 * sec, Count: 3}, Kernel{KeepaliveIntvl: -1, KeepaliveProbes: -1},
+			[]string{"it is 0s here", "tick"}, []string{"without a probe", "12 minutes"}},
+		{"all set", Settings{Idle: 2 * sec, Interval: sec, Count: 3}, linux, nil, []string{"left to the kernel"}},
+		{"off", Off, Kernel{KeepaliveIntvl: -1}, nil, []string{"left to the kernel"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := Recommend(tt.current, tt.k, Path{})
+			var note string
+			for _, n := range r.Notes {
+				if strings.Contains(n, "left to the kernel") {
+					note = n
+				}
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(note, w) {
+					t.Errorf("note %q lacks %q", note, w)
+				}
+			}
+			for _, w := range tt.notWant {
+				if strings.Contains(note, w) {
+					t.Errorf("note %q says %q", note, w)
+				}
+			}
+		})
+	}
+}
