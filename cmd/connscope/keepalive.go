@@ -362,12 +362,8 @@ func runKeepaliveExplain(ctx context.Context, opts keepaliveExplainOpts, stdout 
 		out.Kernel = map[string]any{"tcp_keepalive_time_s": max(kd.KeepaliveTime, 0).Seconds(), "tcp_keepalive_intvl_s": max(kd.KeepaliveIntvl, 0).Seconds(), // negative: the sysctl is 0
 			"tcp_keepalive_probes": max(kd.KeepaliveProbes, 0), "tcp_retries2": max(kd.Retries2, 0), "tcp_syn_retries": kd.SynRetries,
 			"rto_min_s": kd.RTOMin.Seconds(), "rto_max_s": kd.RTOMax.Seconds()}
-		switch lin := kd.SynLinearTimeouts; { // as the connect rule counts it
-		case kd.SynLinearTimeoutsAbsent: // none before Linux 6.5
-		case lin == 0:
-			out.Kernel["tcp_syn_linear_timeouts"] = 4
-		default:
-			out.Kernel["tcp_syn_linear_timeouts"] = max(lin, 0) // negative: the sysctl is 0
+		if lin, ok := synLinearTimeouts(kd); ok {
+			out.Kernel["tcp_syn_linear_timeouts"] = lin
 		}
 		for _, sit := range keepalive.Situations {
 			out.Detect[sit] = keepalive.Detect(sit, s, k)
@@ -386,9 +382,13 @@ func runKeepaliveExplain(ctx context.Context, opts keepaliveExplainOpts, stdout 
 	if s.Enabled() && e != s {
 		fmt.Fprintf(stdout, " (effective %s/%s/%d)", keepalive.FormatDuration(e.Idle), keepalive.FormatDuration(e.Interval), e.Count)
 	}
-	fmt.Fprintf(stdout, "\nkernel:   tcp_keepalive %s/%s/%d, tcp_retries2 %d, RTO %s to %s, tcp_syn_retries %d\n\n",
+	lin := "no tcp_syn_linear_timeouts (before Linux 6.5)"
+	if n, ok := synLinearTimeouts(k); ok {
+		lin = fmt.Sprintf("tcp_syn_linear_timeouts %d", n)
+	}
+	fmt.Fprintf(stdout, "\nkernel:   tcp_keepalive %s/%s/%d, tcp_retries2 %d, RTO %s to %s, tcp_syn_retries %d, %s\n\n",
 		keepalive.FormatDuration(max(k.KeepaliveTime, 0)), keepalive.FormatDuration(max(k.KeepaliveIntvl, 0)), max(k.KeepaliveProbes, 0), // negative: the sysctl is 0
-		max(k.Retries2, 0), keepalive.FormatDuration(k.RTOMin), keepalive.FormatDuration(k.RTOMax), k.SynRetries)
+		max(k.Retries2, 0), keepalive.FormatDuration(k.RTOMin), keepalive.FormatDuration(k.RTOMax), k.SynRetries, lin)
 	table := func(s keepalive.Settings) {
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "SITUATION\tDETECTED AFTER\tTIMER\tRULE")
@@ -426,6 +426,19 @@ func runKeepaliveExplain(ctx context.Context, opts keepaliveExplainOpts, stdout 
 	fmt.Fprintf(stdout, "\ttransport.HTTP2 = &http.HTTP2Config{SendPingTimeout: %s, PingTimeout: %s}\n",
 		goDur(rec.HTTP2SendPingTimeout), goDur(rec.HTTP2PingTimeout))
 	return nil
+}
+
+// synLinearTimeouts returns tcp_syn_linear_timeouts as the connect rule
+// counts it, and false on a kernel without the sysctl (before Linux 6.5).
+func synLinearTimeouts(k keepalive.Kernel) (int, bool) {
+	switch {
+	case k.SynLinearTimeoutsAbsent:
+		return 0, false
+	case k.SynLinearTimeouts == 0:
+		return 4, true // Kernel's zero: Linux's default
+	default:
+		return max(k.SynLinearTimeouts, 0), true // negative: the sysctl is 0
+	}
 }
 
 // goDur writes d as a Go expression: 90 * time.Second.

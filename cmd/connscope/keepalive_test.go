@@ -345,3 +345,32 @@ func TestKeepaliveExplainSynLinearTimeoutsAbsent(t *testing.T) {
 		}
 	}
 }
+
+// TestKeepaliveExplainTextShowsSynLinearTimeouts: the connect rule counts
+// tcp_syn_linear_timeouts, but the text header listed the kernel's values
+// without it; it must show it, or say the kernel has none.
+func TestKeepaliveExplainTextShowsSynLinearTimeouts(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	for _, tt := range []struct {
+		name   string
+		lin    int
+		absent bool
+		want   string
+	}{
+		{"default", 0, false, ", tcp_syn_retries 6, tcp_syn_linear_timeouts 4\n"},
+		{"sysctl 2", 2, false, ", tcp_syn_retries 6, tcp_syn_linear_timeouts 2\n"},
+		{"sysctl 0", -1, false, ", tcp_syn_retries 6, tcp_syn_linear_timeouts 0\n"},
+		{"absent", -1, true, ", tcp_syn_retries 6, no tcp_syn_linear_timeouts (before Linux 6.5)\n"},
+	} {
+		k := keepalive.DefaultKernel()
+		k.SynLinearTimeouts, k.SynLinearTimeoutsAbsent = tt.lin, tt.absent
+		var out bytes.Buffer
+		if err := runKeepaliveExplain(context.Background(), keepaliveExplainOpts{Kernel: k}, &out); err != nil {
+			t.Fatal(err)
+		}
+		header, _, _ := strings.Cut(out.String(), "\n\n")
+		if !strings.HasSuffix(header+"\n", tt.want) {
+			t.Errorf("%s: header\n%s\nwant its kernel line to end %q", tt.name, header, tt.want)
+		}
+	}
+}
