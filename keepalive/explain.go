@@ -198,8 +198,10 @@ func Detect(sit Situation, s Settings, k Kernel) Detection {
 			first, firstName = V, "V"
 			notes = append(notes, "tcp_keepalive_time is 0: the timer probes every V from the start, answered or not, so the first probe comes up to V after the last packet received")
 		}
-		if V == 0 {
+		if V == 0 && u == 0 {
 			notes = append(notes, "tcp_keepalive_intvl is 0: the probes after the first go out one timer tick (1 to 10 ms) apart, so the abort comes a few ms after the first")
+		} else if V == 0 {
+			notes = append(notes, "tcp_keepalive_intvl is 0: the probes after the first go out one timer tick (1 to 10 ms) apart, so the abort comes at the first tick at or after U")
 		}
 		if I == 0 && u == 0 && (V == 0 || C == 0) {
 			// Measured: aborted 16 ms after the start with 0/0/3, 1 ms with 0/1s/0.
@@ -222,6 +224,13 @@ func Detect(sit Situation, s Settings, k Kernel) Detection {
 		// the first firing at or after U once a probe is out (tcp_keepalive_timer).
 		if V == 0 {
 			// Firings a tick apart after the first: about U, but not before it.
+			if I == 0 {
+				// Every firing probes, and each answer restarts the count
+				// to U; answers come one per tcp_invalid_ratelimit. Measured
+				// in the lab: U of 100, 300 and 450 ms aborted a live
+				// connection at U, 700 ms and 1 s did not.
+				notes = append(notes, "with both sysctls 0 a probe goes out every tick, and the peer answers at most one per its tcp_invalid_ratelimit (500 ms by default): a U below that aborts even a live connection at about U; a longer U keeps a live connection")
+			}
 			return Detection{After: max(u, first), Timer: "keepalive",
 				Rule: fmt.Sprintf("first keepalive firing at or after U, a tick apart after %s: max(%s, U) = %s (U = %s)",
 					firstName, firstName, FormatDuration(max(u, first)), FormatDuration(u)),

@@ -163,3 +163,23 @@ func TestDetectionJSONRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestDetectIntervalZeroNoteWithUserTimeout: with tcp_keepalive_intvl 0
+// and TCP_USER_TIMEOUT U the abort comes at about U (max(I, U)), not "a few
+// ms after the first" probe, as the note said whatever U.
+func TestDetectIntervalZeroNoteWithUserTimeout(t *testing.T) {
+	for _, tt := range []struct {
+		s    Settings
+		k    Kernel
+		want string
+	}{
+		{Settings{Idle: 2 * sec}, Kernel{KeepaliveIntvl: -1}, "a few ms after the first"},
+		{Settings{Idle: 2 * sec, UserTimeout: 5 * sec}, Kernel{KeepaliveIntvl: -1}, "at the first tick at or after U"},
+		{Settings{UserTimeout: 300 * time.Millisecond}, Kernel{KeepaliveTime: -1, KeepaliveIntvl: -1}, "at the first tick at or after U"},
+	} {
+		d := Detect(Idle, tt.s, tt.k)
+		if !strings.Contains(d.Note, tt.want) {
+			t.Errorf("Detect(Idle, %v, intvl 0) = %v, note %q; want it to say %q", tt.s, d, d.Note, tt.want)
+		}
+	}
+}

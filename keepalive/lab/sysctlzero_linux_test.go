@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -30,16 +31,27 @@ import (
 //   - both 0: a probe every tick, and the peer answers at most one per
 //     tcp_invalid_ratelimit (500 ms): even a live connection is aborted
 //     within ms of its start, with no fault at all.
+//   - both 0 and TCP_USER_TIMEOUT U: the abort comes about U after the last
+//     packet received; a U under the peer's 500 ms between answers aborts
+//     even a live connection (100 and 300 ms here), a longer one (1 s) keeps
+//     a live connection and aborts a silenced one.
 func TestKeepaliveSysctlsZeroMatchKernel(t *testing.T) {
 	l := newTestLab(t, Config{})
 	tests := []struct {
 		name               string
 		time, intvl, count int
+		u                  time.Duration // TCP_USER_TIMEOUT
 		fault              bool
+		live               bool   // no fault, and the connection is not aborted
+		note               string // in Detect's note
 	}{
-		{"time 0", 0, 1, 2, true},
-		{"intvl 0", 2, 0, 3, true},
-		{"both 0", 0, 0, 3, false},
+		{"time 0", 0, 1, 2, 0, true, false, ""},
+		{"intvl 0", 2, 0, 3, 0, true, false, ""},
+		{"both 0", 0, 0, 3, 0, false, false, "even a live connection"},
+		{"both 0, U=100ms", 0, 0, 3, 100 * time.Millisecond, false, false, "aborts even a live connection at about U"},
+		{"both 0, U=300ms", 0, 0, 3, 300 * time.Millisecond, false, false, "aborts even a live connection at about U"},
+		{"both 0, U=1s", 0, 0, 3, time.Second, true, false, "a longer U keeps a live connection"},
+		{"both 0, U=1s, no fault", 0, 0, 3, time.Second, false, true, "a longer U keeps a live connection"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -58,9 +70,12 @@ func TestKeepaliveSysctlsZeroMatchKernel(t *testing.T) {
 			}); err != nil {
 				t.Fatal(err)
 			}
-			want := keepalive.Detect(keepalive.Idle, keepalive.Settings{}, k)
+			want := keepalive.Detect(keepalive.Idle, keepalive.Settings{UserTimeout: tt.u}, k)
+			if !strings.Contains(want.Note, tt.note) {
+				t.Errorf("Detect's note %q does not say %q", want.Note, tt.note)
+			}
 
-			c := dialKernelKeepalive(t, l)
+			c := dialKernelKeepalive(t, l, tt.u)
 			fault := time.Now()
 			var sinceRecv time.Duration
 			if tt.fault {
@@ -71,7 +86,8 @@ func TestKeepaliveSysctlsZeroMatchKernel(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if ti.Probes != 0 {
+				// With both 0 the probes a tick apart go mostly unanswered.
+				if ti.Probes != 0 && (tt.time != 0 || tt.intvl != 0) {
 					t.Fatalf("before the fault: %d unanswered keepalive probes", ti.Probes)
 				}
 				sinceRecv = ti.LastAckRecv
@@ -80,12 +96,22 @@ func TestKeepaliveSysctlsZeroMatchKernel(t *testing.T) {
 				}
 				fault = time.Now()
 			}
+			if tt.live {
+				// Bounded: three times U, six of the peer's answers.
+				c.SetReadDeadline(time.Now().Add(3 * tt.u))
+				_, err := c.Read(make([]byte, 1))
+				t.Logf("sysctls %d/%d/%d, U %v, no fault: read error %v", tt.time, tt.intvl, tt.count, tt.u, err)
+				if !errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Errorf("read error %v, want the test's deadline: a live connection is not aborted", err)
+				}
+				return
+			}
 			// Bounded whatever the prediction: a wrong model (2h) must fail
 			// here in seconds, not hang.
 			c.SetReadDeadline(time.Now().Add(10 * time.Second))
 			_, err := c.Read(make([]byte, 1))
 			took := time.Since(fault) + sinceRecv
-			t.Logf("sysctls %d/%d/%d: read error %v after %v (since the last packet received, or the dial without a fault); Detect: %v", tt.time, tt.intvl, tt.count, err, took, want)
+			t.Logf("sysctls %d/%d/%d, U %v: read error %v after %v (since the last packet received, or the dial without a fault); Detect: %v", tt.time, tt.intvl, tt.count, tt.u, err, took, want)
 			if !errors.Is(err, syscall.ETIMEDOUT) {
 				t.Errorf("read error %v, want ETIMEDOUT from keepalive", err)
 			}
@@ -100,8 +126,9 @@ func TestKeepaliveSysctlsZeroMatchKernel(t *testing.T) {
 
 // dialKernelKeepalive connects the client to a server in the lab whose
 // socket has keepalive off, and turns keepalive on for the client without
-// per-socket values, so the client's namespace sysctls decide.
-func dialKernelKeepalive(t *testing.T, l *Lab) net.Conn {
+// per-socket values, so the client's namespace sysctls decide, with
+// TCP_USER_TIMEOUT u if not zero.
+func dialKernelKeepalive(t *testing.T, l *Lab, u time.Duration) net.Conn {
 	t.Helper()
 	var ln net.Listener
 	if err := l.Do(RoleServer, func() (err error) {
@@ -120,7 +147,7 @@ func dialKernelKeepalive(t *testing.T, l *Lab) net.Conn {
 	var c net.Conn
 	if err := l.Do(RoleClient, func() error {
 		d := net.Dialer{Timeout: 3 * time.Second}
-		if err := keepalive.Apply(&d, keepalive.Settings{}); err != nil { // "os": SO_KEEPALIVE only
+		if err := keepalive.Apply(&d, keepalive.Settings{UserTimeout: u}); err != nil { // "os": SO_KEEPALIVE only
 			return err
 		}
 		var err error
@@ -178,7 +205,7 @@ func TestKeepaliveSysctlsNegative(t *testing.T) {
 				t.Errorf("ReadKernel with %s = -1: error %v, want a *keepalive.SysctlError naming it", tt.sysctl, kerr)
 			}
 
-			c := dialKernelKeepalive(t, l)
+			c := dialKernelKeepalive(t, l, 0)
 			if err := l.Inject(FaultDropBoth); err != nil {
 				t.Fatal(err)
 			}
