@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -59,13 +61,17 @@ func (f *settingsFlags) add(fs *pflag.FlagSet, withShortcut bool) {
 func (f *settingsFlags) settings(fs *pflag.FlagSet) (*keepalive.Settings, error) {
 	var s keepalive.Settings
 	detail := fs.Changed("idle") || fs.Changed("interval") || fs.Changed("count")
+	shortcut := fs.Changed("keepalive") // even if empty: "" is no setting
 	switch {
-	case f.keepalive != "" && detail:
+	case shortcut && detail:
 		return nil, usagef("--keepalive and --idle/--interval/--count: give one or the other")
-	case f.keepalive != "":
+	case shortcut:
 		p, err := keepalive.ParseSettings(f.keepalive)
 		if err != nil {
 			return nil, usagef("--keepalive: %v", strings.TrimPrefix(err.Error(), "keepalive: "))
+		}
+		if p.UserTimeout > 0 && fs.Changed("user-timeout") {
+			return nil, usagef("--user-timeout and --keepalive %q: give the user timeout once", f.keepalive)
 		}
 		s = p
 	case detail:
@@ -89,7 +95,7 @@ func (f *settingsFlags) settings(fs *pflag.FlagSet) (*keepalive.Settings, error)
 			return nil, usagef("--user-timeout %v: want a positive whole number of milliseconds", f.userTimout)
 		}
 		s.UserTimeout = f.userTimout
-		if f.keepalive == "" && !detail && !f.unsetIsOS {
+		if !shortcut && !detail && !f.unsetIsOS {
 			// --user-timeout alone keeps Go's keepalive defaults.
 			s.Idle, s.Interval, s.Count = keepalive.GoDefault.Idle, keepalive.GoDefault.Interval, keepalive.GoDefault.Count
 		}
@@ -161,7 +167,14 @@ func newKeepaliveServerCmd(stdout io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return runKeepaliveServer(cmd.Context(), keepaliveServerOpts{Server: keepalive.Server{Endpoint: e, Addr: addr, Port: f.port}}, stdout)
+			if err := checkHost("--addr", addr); err != nil {
+				return err
+			}
+			err = runKeepaliveServer(cmd.Context(), keepaliveServerOpts{Server: keepalive.Server{Endpoint: e, Addr: addr, Port: f.port}}, stdout)
+			if errors.Is(err, syscall.EADDRNOTAVAIL) {
+				return usagef("--addr %s: not an address of this host (%v)", addr, err)
+			}
+			return err
 		},
 	}
 	f.add(cmd.Flags(), keepalive.Stream)
@@ -199,7 +212,7 @@ func newKeepaliveClientCmd(stdout io.Writer) *cobra.Command {
 			if len(args) != 1 {
 				return usagef("%s: want exactly one HOST, got %d arguments", cmd.CommandPath(), len(args))
 			}
-			return nil
+			return checkHost("HOST", args[0])
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			e, err := f.endpoint(cmd.Flags(), stdout)
@@ -279,12 +292,14 @@ mean the kernel's value, as on a socket where they were not set.`,
 			if fs.Changed("syn-retries") && (synRetries < 1 || synRetries > 127) {
 				return usagef("--syn-retries %d: want 1 to 127", synRetries)
 			}
-			if lbIdle < 0 {
-				return usagef("--lb-idle %v: want a positive duration", lbIdle)
+			// Below 1ms no timeout is real, and 90% of 1ns, the
+			// recommended IdleConnTimeout, is 0: no limit.
+			if lbIdle < 0 || (lbIdle > 0 && lbIdle < time.Millisecond) {
+				return usagef("--lb-idle %v: want 1ms or more (0: no load balancer)", lbIdle)
 			}
 			for _, d := range idleTimeouts {
-				if d <= 0 {
-					return usagef("--path-idle %v: want a positive duration", d)
+				if d < time.Millisecond {
+					return usagef("--path-idle %v: want 1ms or more", d)
 				}
 			}
 			// This host's values, as a socket here gets them; Linux's
@@ -439,6 +454,22 @@ func synLinearTimeouts(k keepalive.Kernel) (int, bool) {
 	default:
 		return max(k.SynLinearTimeouts, 0), true // negative: the sysctl is 0
 	}
+}
+
+// checkHost refuses a host that cannot be one: empty (the server would
+// listen on loopback only, the client dial this host), or with a port or
+// brackets, which net.JoinHostPort would nest.
+func checkHost(name, h string) error {
+	if h == "" {
+		return usagef("%s is empty: want a host name or an IP address (0.0.0.0 or :: for every address)", name)
+	}
+	if _, err := netip.ParseAddr(h); err == nil {
+		return nil
+	}
+	if strings.ContainsAny(h, ":[]/ ") {
+		return usagef("%s %q: want a host name or an IP address, without brackets or port (the port is --port)", name, h)
+	}
+	return nil
 }
 
 // goDur writes d as a Go expression: 90 * time.Second.

@@ -31,6 +31,9 @@ func TestKeepaliveLabBadInput(t *testing.T) {
 		{[]string{"--idle", "soon", "--cleanup"}, "--idle"},
 		{[]string{"--html", os.TempDir(), "--list"}, "--html"}, // a directory: said at once, not after the run
 		{[]string{"extra"}, "unexpected argument"},
+		{[]string{"--scenario", ""}, "--scenario"},    // built a lab and ran nothing, exit 0
+		{[]string{"--scenario", " , "}, "--scenario"}, // the same
+		{[]string{"--scenario", "", "--list"}, "--scenario"},
 	} {
 		var out, errb bytes.Buffer
 		code := execute(context.Background(), append([]string{"keepalive", "lab"}, tc.args...), &out, &errb)

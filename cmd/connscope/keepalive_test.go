@@ -47,10 +47,29 @@ func TestKeepaliveBadInput(t *testing.T) {
 		{[]string{"keepalive", "server", "--port", "70000"}, "--port"},
 		{[]string{"keepalive", "server", "--keepalive", "2/1/0"}, "--keepalive"},
 		{[]string{"keepalive", "server", "--every", "0s"}, "--every"},
+		// Found in review r29: these ran, or failed with exit 1 without
+		// naming the flag.
+		{[]string{"keepalive", "bogus"}, "unexpected argument"},
+		{[]string{"keepalive", "explain", "--keepalive", ""}, "--keepalive"},                                                 // ran with the kernel's values
+		{[]string{"keepalive", "explain", "--keepalive", "2/1/3 user-timeout=5s", "--user-timeout", "6s"}, "--user-timeout"}, // 6s won silently
+		{[]string{"keepalive", "explain", "--lb-idle", "1ns"}, "--lb-idle"},                                                  // recommended IdleConnTimeout 0: no limit
+		{[]string{"keepalive", "explain", "--path-idle", "500us"}, "--path-idle"},
+		{[]string{"keepalive", "server", "--keepalive", ""}, "--keepalive"},
+		{[]string{"keepalive", "server", "--addr", "127.0.0.1:80"}, "--addr"}, // exit 1: lookup 127.0.0.1:80: no such host
+		{[]string{"keepalive", "server", "--addr", "[::1]"}, "--addr"},        // exit 1: missing port in address
+		{[]string{"keepalive", "server", "--addr", "198.51.100.7"}, "--addr"}, // exit 1: cannot assign requested address
+		{[]string{"keepalive", "server", "--addr", ""}, "--addr"},             // listened on 127.0.0.1 only, unlike Go's ":port"
+		{[]string{"keepalive", "client", ""}, "HOST"},                         // dialed ":7654", this host
+		{[]string{"keepalive", "client", "localhost:7654"}, "HOST"},           // exit 1: lookup localhost:7654: no such host
+		{[]string{"keepalive", "client", "[::1]"}, "HOST"},
+		{[]string{"keepalive", "client", "localhost", "--keepalive", ""}, "--keepalive"},
 	}
 	for _, tt := range tests {
 		var out, errOut bytes.Buffer
-		code := execute(context.Background(), tt.args, &out, &errOut)
+		// Bounded: a server or client that starts must not run forever.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		code := execute(ctx, tt.args, &out, &errOut)
+		cancel()
 		if code != 2 || !strings.Contains(errOut.String(), tt.want) {
 			t.Errorf("%q: exit %d, stderr %q; want 2 and a message naming %s", tt.args, code, errOut.String(), tt.want)
 		}

@@ -210,7 +210,9 @@ func (sc Scenario) expectedUserspace() (client, server keepalive.Detection) {
 	return d, d
 }
 
-// ParseNames checks scenario names; empty means the default set.
+// ParseNames checks scenario names, each one or several separated by
+// commas; no names means the default set, but names that name no scenario
+// ("", " , ") are an error.
 func ParseNames(names []string) ([]Scenario, error) {
 	if len(names) == 0 {
 		return append([]Scenario(nil), Scenarios...), nil
@@ -232,6 +234,9 @@ func ParseNames(names []string) ([]Scenario, error) {
 			seen[part] = true
 			out = append(out, sc)
 		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("lab: no scenario named in %q", strings.Join(names, ","))
 	}
 	return out, nil
 }

@@ -50,6 +50,12 @@ func TestParseNames(t *testing.T) {
 	if _, err := ParseNames([]string{"nope"}); err == nil || !strings.HasPrefix(err.Error(), "lab: ") {
 		t.Errorf("unknown scenario: %v", err)
 	}
+	// Given but naming none ("--scenario ''" from a script): not the default set.
+	for _, names := range [][]string{{""}, {" , "}, {",", ""}} {
+		if got, err := ParseNames(names); err == nil {
+			t.Errorf("ParseNames(%q) = %v, nil; want an error", names, got)
+		}
+	}
 	if all, _ := ParseNames(nil); len(all) != len(Scenarios) {
 		t.Errorf("default set has %d scenarios", len(all))
 	}
