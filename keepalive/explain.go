@@ -15,8 +15,8 @@ import (
 // a sysctl set to 0, which the kernel accepts and honours: keepalive probes
 // from the start without waiting for idleness, probes one timer tick apart,
 // no keepalive probe before the abort, no retransmission backoff beyond the
-// first RTO. A sysctl set to a negative value has no field value: see
-// [SysctlError].
+// first RTO. A sysctl set to a negative value has none: [ReadKernel]
+// refuses it with a [*SysctlError].
 type Kernel struct {
 	KeepaliveTime   time.Duration `json:"keepalive_time"`   // net.ipv4.tcp_keepalive_time
 	KeepaliveIntvl  time.Duration `json:"keepalive_intvl"`  // net.ipv4.tcp_keepalive_intvl
