@@ -50,9 +50,15 @@ func (f *settingsFlags) add(fs *pflag.FlagSet, withShortcut bool) {
 	if withShortcut {
 		fs.StringVar(&f.keepalive, "keepalive", "", "keepalive as off, default (Go's 15s/15s/9), os (the kernel's) or IDLE/INTERVAL/COUNT, e.g. 2s/1s/3")
 	}
-	fs.DurationVar(&f.idle, "idle", 0, "keepalive idle time TCP_KEEPIDLE (whole seconds; unset: the kernel's)")
-	fs.DurationVar(&f.interval, "interval", 0, "keepalive probe interval TCP_KEEPINTVL (unset: the kernel's)")
-	fs.IntVar(&f.count, "count", 0, "unanswered keepalive probes before the abort TCP_KEEPCNT (unset: the kernel's)")
+	// Server and client sockets get Go's keepalive unless a flag asks
+	// otherwise; then what no flag sets is left to the kernel.
+	unset := "unset: the kernel's"
+	if !f.unsetIsOS {
+		unset = "unset: the kernel's, or Go's 15s/15s/9 if none of --idle, --interval, --count is given"
+	}
+	fs.DurationVar(&f.idle, "idle", 0, "keepalive idle time TCP_KEEPIDLE (whole seconds; "+unset+")")
+	fs.DurationVar(&f.interval, "interval", 0, "keepalive probe interval TCP_KEEPINTVL ("+unset+")")
+	fs.IntVar(&f.count, "count", 0, "unanswered keepalive probes before the abort TCP_KEEPCNT ("+unset+")")
 	fs.DurationVar(&f.userTimout, "user-timeout", 0, "TCP_USER_TIMEOUT (unset: not set)")
 }
 
