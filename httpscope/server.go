@@ -8,7 +8,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -270,6 +272,22 @@ func h2cWith(h http.Handler, wrap func(http.Handler) http.Handler) http.Handler 
 	return c.Interface().(http.Handler)
 }
 
+// withoutFragment drops from u, req's URL, the fragment the client sent
+// in its request target ("/cb#access_token=..."): clients must not send
+// one (RFC 9112, section 3.2), and net/http, which does not split it off,
+// leaves it in the path or the query, where a target would show it.
+func withoutFragment(u *url.URL, req *http.Request) {
+	raw, _, _ := strings.Cut(req.RequestURI, "#")
+	if req.Method == "CONNECT" && !strings.HasPrefix(raw, "/") {
+		raw = "http://" + raw // authority-form, parsed as net/http does
+	}
+	if p, err := url.ParseRequestURI(raw); err == nil {
+		u.Path, u.RawPath, u.RawQuery, u.ForceQuery = p.Path, p.RawPath, p.RawQuery, p.ForceQuery
+		return
+	}
+	u.Path, u.RawPath, u.RawQuery, u.ForceQuery = "", "", "", false
+}
+
 // errHandlerPanicked marks the response of a handler that panicked (or
 // called panic(http.ErrAbortHandler)): the server aborted it.
 var errHandlerPanicked = errors.New("httpscope: the handler panicked; the response was aborted")
@@ -290,6 +308,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	u.Scheme = "http"
 	if req.TLS != nil {
 		u.Scheme = "https"
+	}
+	if strings.IndexByte(req.RequestURI, '#') >= 0 {
+		withoutFragment(&u, req)
 	}
 	target := spy.Redaction.Target(req.Method, &u)
 	var seq uint64
