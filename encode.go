@@ -76,7 +76,7 @@ func (e *Event) AppendJSON(b []byte) []byte {
 	if e.Err != nil {
 		kind, errno := Classify(e.Err)
 		b = append(b, `,"error":`...)
-		b = appendJSONString(b, errorText(e.Err))
+		b = appendJSONString(b, e.ErrorText())
 		b = appendStringField(b, `,"errorKind":`, kind)
 		b = appendStringField(b, `,"errno":`, errno)
 	}
@@ -166,7 +166,7 @@ func (e *Event) AppendText(b []byte) []byte {
 		if e.Op != "" { // what failed: a read, a write, the dial...
 			b = appendTextValue(kv(b, "op="), e.Op)
 		}
-		b = appendTextValue(kv(b, "err="), errorText(e.Err))
+		b = appendTextValue(kv(b, "err="), e.ErrorText())
 	}
 	if e.Dropped != 0 {
 		b = strconv.AppendUint(kv(b, "dropped="), e.Dropped, 10)

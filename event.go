@@ -97,8 +97,26 @@ type Event struct {
 	// "dial", "dns", "tls", "request", "handler", "relay", "accept", or
 	// the hook that panicked.
 	Op      string
-	Err     error  // the error, unchanged
+	Err     error  // the error, unchanged: its text may hold secrets (see ErrorText)
 	Dropped uint64 // Events Dropped: how many
+
+	redaction *Redaction // the Spy's, for ErrorText; nil: the defaults
+}
+
+// ErrorText returns the text of e.Err as sinks write it: with the URL
+// userinfo, fragments and secret query values it may quote hidden, by
+// the Redaction of the Spy that emitted e (see Redaction.Text). It is ""
+// when e has no error. A Sink or hook of the program's that writes
+// errors out should write this, not e.Err.Error().
+func (e *Event) ErrorText() string {
+	if e.Err == nil {
+		return ""
+	}
+	var rd Redaction
+	if e.redaction != nil {
+		rd = *e.redaction
+	}
+	return rd.Text(errorText(e.Err))
 }
 
 // levelFor is the level of an event with message msg and error err:

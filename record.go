@@ -362,7 +362,7 @@ type ConnInfo struct {
 	InFlight     int32         `json:"inFlight"`
 	Target       string        `json:"target,omitempty"` // the last request's
 	PeerClosed   bool          `json:"peerClosed"`
-	LastError    string        `json:"lastError,omitempty"`
+	LastError    string        `json:"lastError,omitempty"` // its text, redacted as events' are (Redaction.Text)
 	LastErrorOp  string        `json:"lastErrorOp,omitempty"`
 	LastErrorAt  time.Time     `json:"lastErrorAt,omitzero"`
 }
@@ -403,7 +403,11 @@ func (r *Record) Snapshot() ConnInfo {
 		ci.Target = *t
 	}
 	if e := r.lastErr.Load(); e != nil {
-		ci.LastError, ci.LastErrorOp, ci.LastErrorAt = errorText(e.err), e.op, e.at
+		var rd Redaction
+		if r.spy != nil {
+			rd = r.spy.Redaction
+		}
+		ci.LastError, ci.LastErrorOp, ci.LastErrorAt = rd.Text(errorText(e.err)), e.op, e.at
 	}
 	return ci
 }

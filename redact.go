@@ -460,3 +460,172 @@ func (rd Redaction) redactPart(b *strings.Builder, part string) {
 	}
 	b.WriteString(part)
 }
+
+// Text returns s, the text of an error, with what Target hides hidden in
+// the URLs and request targets it quotes: the userinfo after "scheme://",
+// fragments, and the values of secret-looking query keys (the whole query
+// with OmitQuery). Error texts quote them: a RoundTripper's that names
+// its request, a response line that echoes the request's ("malformed
+// HTTP status code"), net/http's "invalid request :path", net/url's parse
+// errors. Sinks write every event's error through it (see
+// Event.ErrorText); the error itself, which the program gets, is not
+// changed. s is returned as is, without allocating, when it holds none
+// of them.
+//
+// A URL in a text has no clear end: it is taken to run to the next space,
+// quote or angle bracket. Userinfo ends at the last '@' before the host's
+// end ('/', '?' or '#'), or, for a URL that net/url could not have parsed
+// (a "port" that is not a number: a raw '/', '?' or '#' in the password),
+// at the first '@' after it, or, with none, the whole host is hidden.
+func (rd Redaction) Text(s string) string {
+	if strings.IndexByte(s, '@') < 0 && strings.IndexByte(s, '?') < 0 && strings.IndexByte(s, '#') < 0 {
+		if !strings.Contains(s, invalidPort) {
+			return s
+		}
+	}
+	var b []byte // nil until something is hidden
+	last := 0    // s[last:] is not yet in b
+	for i := 0; i < len(s); {
+		if textDelim(s, i) {
+			i++
+			continue
+		}
+		j := i + 1
+		for j < len(s) && !textDelim(s, j) {
+			j++
+		}
+		if tok, hidden := rd.textToken(s[i:j]); hidden {
+			b = append(b, s[last:i]...)
+			b = append(b, tok...)
+			last = j
+		}
+		i = j
+	}
+	if b != nil {
+		s = string(append(b, s[last:]...))
+	}
+	return hideInvalidPort(s)
+}
+
+// invalidPort begins net/url's error for a port that is not a number,
+// which quotes it: `invalid port ":pa" after host`. What url.Parse took
+// for a port may be the start of a password with a '#', '/' or '?' in it.
+const invalidPort = `invalid port "`
+
+// hideInvalidPort hides the ports that net/url's errors in s quote.
+func hideInvalidPort(s string) string {
+	for off := 0; ; {
+		i := strings.Index(s[off:], invalidPort)
+		if i < 0 {
+			return s
+		}
+		start := off + i + len(invalidPort)
+		end := strings.Index(s[start:], `" after host`)
+		if end < 0 {
+			return s
+		}
+		end += start
+		if s[start:end] != Redacted {
+			s = s[:start] + Redacted + s[end:]
+		}
+		off = start + len(Redacted)
+	}
+}
+
+// textDelim reports whether s[i] ends a URL in a text: a space, a control
+// byte, a quote (but for one a backslash escapes, as %q writes a quote
+// inside a quoted string) or an angle bracket.
+func textDelim(s string, i int) bool {
+	switch c := s[i]; {
+	case c <= ' ', c == 0x7f, c == '\'', c == '<', c == '>', c == '`':
+		return true
+	case c == '"':
+		return i == 0 || s[i-1] != '\\'
+	}
+	return false
+}
+
+// textToken hides what Text hides in tok, one space-free piece of a text,
+// and reports whether it hid anything.
+func (rd Redaction) textToken(tok string) (string, bool) {
+	hidden := false
+	frag := -1 // where a fragment may begin: past a "scheme://", or a '?'
+	if k := strings.Index(tok, "://"); k >= 0 {
+		start := k + len("://")
+		host := tok[start:]
+		if e := strings.IndexAny(host, "/?#"); e >= 0 {
+			host = host[:e]
+		}
+		end := -1 // the '@' that ends the userinfo
+		if at := strings.LastIndexByte(host, '@'); at >= 0 {
+			end = start + at
+		} else if badPort(host) {
+			if at := strings.IndexByte(tok[start+len(host):], '@'); at >= 0 {
+				end = start + len(host) + at
+			} else {
+				tok = tok[:start] + Redacted + tok[start+len(host):]
+				hidden = true
+			}
+		}
+		if end >= 0 {
+			tok = tok[:start] + tok[end+1:]
+			hidden = true
+		}
+		frag = start
+	}
+	q := strings.IndexByte(tok, '?')
+	if frag < 0 {
+		frag = q
+	}
+	if frag >= 0 {
+		if h := strings.IndexByte(tok[frag:], '#'); h >= 0 {
+			tok = tok[:frag+h]
+			hidden = true
+		}
+	}
+	if q >= 0 && q < len(tok) {
+		switch query := tok[q+1:]; {
+		case rd.OmitQuery:
+			if query != "" && queryStart[query[0]] { // a query, not "?!"
+				tok = tok[:q]
+				hidden = true
+			}
+		case rd.firstSecret(query) >= 0:
+			tok = tok[:q+1] + rd.Query(query)
+			hidden = true
+		}
+	}
+	return tok, hidden
+}
+
+// queryStart holds the bytes a query may begin with, in a text: not the
+// punctuation that may follow a question mark ("really?!").
+var queryStart = func() (t [256]bool) {
+	for _, c := range []byte("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz%_-.~+=&;") {
+		t[c] = true
+	}
+	return t
+}()
+
+// badPort reports whether host, what comes between "scheme://" and the
+// path of a URL in a text, has a port that is not a number, as none that
+// url.Parse accepts has: a colon the password's, not the port's.
+func badPort(host string) bool {
+	if strings.HasPrefix(host, "[") { // an IPv6 address: its colons are its own
+		i := strings.IndexByte(host, ']')
+		if i < 0 {
+			return false
+		}
+		host = host[i+1:]
+	}
+	i := strings.IndexByte(host, ':')
+	if i < 0 {
+		return false
+	}
+	for _, c := range []byte(host[i+1:]) {
+		if c < '0' || '9' < c {
+			return true
+		}
+	}
+	return false
+}

@@ -1,6 +1,10 @@
 package connscope
 
 import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/url"
 	"strings"
@@ -522,5 +526,131 @@ func TestSecretKeyCaseFolding(t *testing.T) {
 		if tg := (Redaction{}).Target("GET", u); strings.Contains(tg, "hunter2") {
 			t.Errorf("target %q keeps the value of %q", tg, key)
 		}
+	}
+}
+
+// TestRedactionText: the URLs and targets that error texts quote lose what
+// Target hides, whatever quotes them; texts without them are kept.
+func TestRedactionText(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		rd   Redaction
+		in   string
+		want string
+	}{
+		{"nothing to hide", Redaction{}, "read tcp 127.0.0.1:1->127.0.0.1:2: read: connection reset by peer",
+			"read tcp 127.0.0.1:1->127.0.0.1:2: read: connection reset by peer"},
+		{"key=value outside a URL kept", Redaction{}, `http2: server sent GOAWAY and closed the connection; LastStreamID=1, ErrCode=NO_ERROR, debug=""`,
+			`http2: server sent GOAWAY and closed the connection; LastStreamID=1, ErrCode=NO_ERROR, debug=""`},
+		{"question marks, an address, a number sign", Redaction{}, "why? really?! bob@example.com wrote #3", "why? really?! bob@example.com wrote #3"},
+		{"echoed target", Redaction{}, `net/http: HTTP/1.x transport connection broken: malformed HTTP status code "/x?token=s3cr3t&a=1"`,
+			`net/http: HTTP/1.x transport connection broken: malformed HTTP status code "/x?token=REDACTED&a=1"`},
+		{"HTTP/2 :path", Redaction{}, `http2: invalid request :path "api?a=1&access_token=s3cr3t"`, `http2: invalid request :path "api?a=1&access_token=REDACTED"`},
+		{"URL unquoted", Redaction{}, "GET http://alice:s3cr3t@h:1/x?sig=s3cr3t#s3cr3t giving up: EOF", "GET http://h:1/x?sig=REDACTED giving up: EOF"},
+		{"http.Client's stripped password", Redaction{}, `Get "http://alice:***@h/x?a=1&token=s3cr3t": EOF`, `Get "http://h/x?a=1&token=REDACTED": EOF`},
+		{"@ in the query", Redaction{}, `Get "https://h/u?email=bob@example.com&key=s3cr3t": EOF`, `Get "https://h/u?email=bob@example.com&key=REDACTED": EOF`},
+		{"@ in the password", Redaction{}, "dial http://alice:s3@cr3t@h/", "dial http://h/"},
+		{"IPv6 host", Redaction{}, "http://[::1]:8080/x?token=s3cr3t", "http://[::1]:8080/x?token=REDACTED"},
+		{"any scheme", Redaction{}, `"ftp://alice:s3cr3t@h/f"`, `"ftp://h/f"`},
+		{"several URLs", Redaction{}, "http://alice:s3cr3t@a/?key=s3cr3t then http://h/?b=1 then /c?jwt=s3cr3t",
+			"http://a/?key=REDACTED then http://h/?b=1 then /c?jwt=REDACTED"},
+		{"fragment", Redaction{}, `Get "https://h/cb#access_token=s3cr3t": EOF`, `Get "https://h/cb": EOF`},
+		{"fragment after a query", Redaction{}, `status code "/cb?a=1#access_token=s3cr3t"`, `status code "/cb?a=1"`},
+		{"escaped quote inside a quoted URL", Redaction{}, `parse "http://alice:p\"s3cr3t@h/": net/url: invalid userinfo`, `parse "http://h/": net/url: invalid userinfo`},
+		// What url.Parse could not parse: a '/', '?' or '#' in a password
+		// makes the rest of it a "port", which net/url's error quotes.
+		{"/ in the password", Redaction{}, `parse "http://alice:s3cr3t/x@h:3128": invalid port ":s3cr3t" after host`,
+			`parse "http://h:3128": invalid port "REDACTED" after host`},
+		{"? in the password", Redaction{}, `parse "http://alice:s3cr3t?x@h:3128": invalid port ":s3cr3t" after host`,
+			`parse "http://h:3128": invalid port "REDACTED" after host`},
+		{"# in the password, cut by url.Parse", Redaction{}, `parse "http://alice:s3cr3t": invalid port ":s3cr3t" after host`,
+			`parse "http://REDACTED": invalid port "REDACTED" after host`},
+		{"OmitQuery", Redaction{OmitQuery: true}, `status code "/x?a=1&b=2" and http://h/p?c=3 and /d?s3cr3t; why? really?!`,
+			`status code "/x" and http://h/p and /d why? really?!`},
+		{"custom SecretKeys", Redaction{SecretKeys: []string{"tenant"}}, "http://h/?tenant=s3cr3t&token=visible", "http://h/?tenant=REDACTED&token=visible"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.rd.Text(tc.in); got != tc.want {
+				t.Errorf("Text(%q) =\n  %q\nwant\n  %q", tc.in, got, tc.want)
+			}
+		})
+	}
+	plain := "read tcp 127.0.0.1:1->127.0.0.1:2: read: connection reset by peer"
+	if a := testing.AllocsPerRun(100, func() { (Redaction{}).Text(plain) }); a != 0 {
+		t.Errorf("Text of an error that quotes no URL: %v allocs", a)
+	}
+}
+
+// TestEventErrorTextRedacted: every format writes an event's error
+// through its Spy's Redaction (Hook Panic's too), while the event keeps
+// the error itself.
+func TestEventErrorTextRedacted(t *testing.T) {
+	var jsonOut, textOut, slogOut strings.Builder
+	jsonSink, textSink := NewJSONSink(&jsonOut, nil), NewTextSink(&textOut, nil)
+	err := errors.New(`Get "http://alice:s3cr3t@h/x?tenant=s3cr3t&token=visible": EOF`)
+	var hookErr error
+	spy := &Spy{
+		Sink:      MultiSink(jsonSink, textSink, NewSlogSink(slog.New(slog.NewJSONHandler(&slogOut, &slog.HandlerOptions{Level: slog.LevelDebug})))),
+		Redaction: Redaction{SecretKeys: []string{"tenant"}},
+		Hooks: Hooks{Event: func(e *Event) {
+			if e.Message == MsgRequestError {
+				hookErr = e.Err
+				panic("hook saw " + e.Err.Error())
+			}
+		}},
+	}
+	spy.Emit(Event{Message: MsgRequestError, Op: "request", Err: err})
+	if hookErr != err {
+		t.Errorf("the hook got %v, not the error itself", hookErr)
+	}
+	jsonSink.Close()
+	textSink.Close()
+	for name, out := range map[string]string{"JSON": jsonOut.String(), "text": textOut.String(), "slog": slogOut.String()} {
+		if strings.Contains(out, "s3cr3t") || strings.Contains(out, "alice") {
+			t.Errorf("%s leaks:\n%s", name, out)
+		}
+		if strings.Count(out, "tenant=REDACTED&token=visible") != 2 { // the event and the Hook Panic
+			t.Errorf("%s: want the error, redacted, in the event and in the Hook Panic:\n%s", name, out)
+		}
+	}
+}
+
+// urlErrConn is a connection of a tunnelling library, over a real
+// socket, whose errors name the tunnel's URL, credentials and all.
+type urlErrConn struct{ net.Conn }
+
+func (c urlErrConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("read wss://alice:s3cr3t@tunnel.example/t?token=s3cr3t: %w", err)
+	}
+	return n, err
+}
+
+// TestConnInfoLastErrorRedacted: a record's last error, which reports
+// show, is redacted as events are.
+func TestConnInfoLastErrorRedacted(t *testing.T) {
+	c, s := tcpPair(t)
+	defer c.Close()
+	s.SetLinger(0)
+	s.Close() // a reset: the read below fails
+	var out strings.Builder
+	sink := NewJSONSink(&out, nil)
+	wc := (&Spy{Sink: sink}).WrapConn(urlErrConn{c}, Client)
+	_, err := wc.Read(make([]byte, 1))
+	if err == nil || !strings.Contains(err.Error(), "alice:s3cr3t") {
+		t.Fatalf("Read: %v, want the tunnel's error as it is", err)
+	}
+	ci := RecordOf(wc).Snapshot()
+	if ci.LastError == "" || strings.Contains(ci.LastError, "s3cr3t") || strings.Contains(ci.LastError, "alice") {
+		t.Errorf("LastError = %q", ci.LastError)
+	}
+	if want := "wss://tunnel.example/t?token=REDACTED"; !strings.Contains(ci.LastError, want) {
+		t.Errorf("LastError = %q, want it to hold %q", ci.LastError, want)
+	}
+	wc.Close()
+	sink.Close()
+	if strings.Contains(out.String(), "s3cr3t") {
+		t.Errorf("events leak:\n%s", out.String())
 	}
 }

@@ -527,7 +527,7 @@ func (s slogSink) Emit(e *Event) {
 	str("op", e.Op)
 	if e.Err != nil {
 		kind, errno := Classify(e.Err)
-		str("error", errorText(e.Err))
+		str("error", e.ErrorText())
 		str("errorKind", kind)
 		str("errno", errno)
 	}

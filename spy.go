@@ -55,7 +55,8 @@ type Hooks struct {
 	// ConnClosed is called once, after the connection's Close.
 	ConnClosed func(r *Record)
 	// Event is called for every event, before the sink. It must not keep e,
-	// and must not wait for network I/O (see Sink).
+	// and must not wait for network I/O (see Sink). e.Err is the error as
+	// the program got it: a hook that logs it writes e.ErrorText().
 	Event func(e *Event)
 }
 
@@ -133,6 +134,7 @@ func (s *Spy) complete(e *Event) {
 		e.Time = time.Now()
 	}
 	e.Level = levelFor(e.Message, e.Err)
+	e.redaction = &s.Redaction
 	if r := e.Conn; r != nil {
 		e.BytesRead, e.BytesWritten = r.bytesRead.Load(), r.bytesWritten.Load()
 	}
@@ -164,6 +166,7 @@ func (s *Spy) callHook(name string, f func()) {
 				s.emitSafe(&Event{
 					Time: time.Now(), Level: levelFor(MsgHookPanic, nil), Message: MsgHookPanic,
 					Producer: s.producer(), Op: name, Err: fmt.Errorf("connscope: hook %s panicked: %v", name, v),
+					redaction: &s.Redaction,
 				})
 			}
 		}
