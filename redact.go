@@ -15,8 +15,8 @@ import (
 func DefaultSecretKeys() []string { return slices.Clone(defaultSecretKeys) }
 
 var defaultSecretKeys = []string{
-	"token", "key", "secret", "password", "passwd", "pwd", "signature", "sig",
-	"auth", "credential", "session", "jwt", "code",
+	"token", "key", "secret", "password", "passwd", "pass", "pwd", "signature", "sig",
+	"auth", "credential", "session", "sessid", "jwt", "code",
 }
 
 // defaultKeysByByte lists defaultSecretKeys under their first byte, in

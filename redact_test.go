@@ -39,6 +39,8 @@ func TestRedactionTarget(t *testing.T) {
 		{"X-Amz-Signature", Redaction{}, "GET", "https://b.s3.amazonaws.com/o?X-Amz-Algorithm=AWS4&X-Amz-Credential=s3cr3t&X-Amz-Signature=s3cr3t",
 			"GET https://b.s3.amazonaws.com:443/o?X-Amz-Algorithm=AWS4&X-Amz-Credential=REDACTED&X-Amz-Signature=REDACTED"},
 		{"password", Redaction{}, "GET", "http://h/login?user=bob&password=s3cr3t", "GET http://h:80/login?user=bob&password=REDACTED"},
+		{"pass", Redaction{}, "GET", "http://h/login?user=bob&pass=s3cr3t&passphrase=s3cr3t", "GET http://h:80/login?user=bob&pass=REDACTED&passphrase=REDACTED"},
+		{"PHPSESSID", Redaction{}, "GET", "http://h/?PHPSESSID=s3cr3t&sessid=s3cr3t", "GET http://h:80/?PHPSESSID=REDACTED&sessid=REDACTED"},
 		{"case-insensitive", Redaction{}, "GET", "http://h/?ACCESS_TOKEN=s3cr3t&Sig=s3cr3t", "GET http://h:80/?ACCESS_TOKEN=REDACTED&Sig=REDACTED"},
 		{"oauth code, session, jwt", Redaction{}, "GET", "http://h/cb?code=s3cr3t&sessionid=s3cr3t&jwt=s3cr3t&state=ok", "GET http://h:80/cb?code=REDACTED&sessionid=REDACTED&jwt=REDACTED&state=ok"},
 		{"escaped key", Redaction{}, "GET", "http://h/?api%5Fkey=s3cr3t", "GET http://h:80/?api%5Fkey=REDACTED"},
