@@ -226,6 +226,13 @@ func (rd Redaction) Target(method string, u *url.URL) string {
 	if u == nil {
 		return method
 	}
+	if strings.IndexByte(u.Host, '@') >= 0 {
+		// A Host set by hand may hold userinfo, which net/http sends
+		// to the resolver as it is.
+		c := *u
+		c.Host = hostWithoutUserinfo(u.Host)
+		u = &c
+	}
 	// The common schemes are written with their "://" and default port
 	// as one piece each.
 	scheme, sep, port := u.Scheme, "", ""
@@ -252,6 +259,11 @@ func (rd Redaction) Target(method string, u *url.URL) string {
 	query, mark := "", ""
 	if u.RawQuery != "" && !rd.OmitQuery {
 		query, mark = u.RawQuery, "?"
+		if i := strings.IndexByte(query, '#'); i >= 0 {
+			// A RawQuery set by hand, or a server's: on the wire, what
+			// follows the '#' is a fragment.
+			query = query[:i]
+		}
 		if i := rd.firstSecret(query); i >= 0 {
 			query = rd.redactQuery(query, i) // a second allocation, to redact
 		}
@@ -278,6 +290,21 @@ func (rd Redaction) Target(method string, u *url.URL) string {
 		b = append(b, query...)
 	}
 	return string(b)
+}
+
+// hostWithoutUserinfo returns host, a URL's Host, a name looked up or an
+// address dialed, without what it holds up to its last '@': userinfo, in
+// a URL whose Host was set by hand ("alice:s3cr3t@example.com:443"),
+// which net/http dials as it is. No name or address holds an '@'.
+func hostWithoutUserinfo(host string) string {
+	i := strings.LastIndexByte(host, '@')
+	if i < 0 {
+		return host
+	}
+	if host[0] == '[' { // "[alice:s3cr3t@::1]:443", as net.JoinHostPort writes it
+		return "[" + host[i+1:]
+	}
+	return host[i+1:]
 }
 
 // escapedPath returns what u.EscapedPath returns, or u.Opaque if set
@@ -572,6 +599,11 @@ func (rd Redaction) textToken(tok string) (string, bool) {
 			hidden = true
 		}
 		frag = start
+	} else if at := strings.LastIndexByte(hostPart(tok), '@'); at >= 0 && strings.IndexByte(tok[:at], ':') >= 0 {
+		// "alice:s3cr3t@example.com:443", a Host set by hand, as a
+		// dial's error quotes it ("lookup alice:s3cr3t@example.com").
+		tok = hostWithoutUserinfo(tok)
+		hidden = true
 	}
 	q := strings.IndexByte(tok, '?')
 	if frag < 0 {
@@ -596,6 +628,15 @@ func (rd Redaction) textToken(tok string) (string, bool) {
 		}
 	}
 	return tok, hidden
+}
+
+// hostPart returns what of tok, a piece of a text without a "scheme://",
+// may be a host: up to its first '/' or '?'.
+func hostPart(tok string) string {
+	if i := strings.IndexAny(tok, "/?"); i >= 0 {
+		return tok[:i]
+	}
+	return tok
 }
 
 // queryStart holds the bytes a query may begin with, in a text: not the

@@ -79,14 +79,30 @@ func TestRedactionTarget(t *testing.T) {
 		})
 	}
 	// Hosts a program set by hand, which url.Parse never gives: the port
-	// is still added unambiguously.
+	// is still added unambiguously; userinfo, which net/http would send
+	// to the resolver, is dropped.
 	for _, tc := range []struct{ host, want string }{
 		{"fe80::", "GET http://[fe80::]:80/"},
 		{"h:", "GET http://h:80/"},
 		{"[::1]:", "GET http://[::1]:80/"},
+		{"alice:s3cr3t@h", "GET http://h:80/"},
+		{"alice:s3cr3t@h:8080", "GET http://h:8080/"},
+		{"a@b:s3cr3t@h", "GET http://h:80/"},
+		{"[alice:s3cr3t@::1]:8080", "GET http://[::1]:8080/"},
 	} {
 		if got := (Redaction{}).Target("GET", &url.URL{Scheme: "http", Host: tc.host, Path: "/"}); got != tc.want {
 			t.Errorf("Target with Host %q = %q, want %q", tc.host, got, tc.want)
+		}
+	}
+	// A RawQuery set by hand with a '#' sends a fragment, as a server's
+	// holds the one a client sent.
+	for _, tc := range []struct{ query, want string }{
+		{"a=1#access_token=s3cr3t", "GET http://h:80/?a=1"},
+		{"#s3cr3t", "GET http://h:80/"},
+		{"token=s3cr3t#x", "GET http://h:80/?token=REDACTED"},
+	} {
+		if got := (Redaction{}).Target("GET", &url.URL{Scheme: "http", Host: "h", Path: "/", RawQuery: tc.query}); got != tc.want {
+			t.Errorf("Target with RawQuery %q = %q, want %q", tc.query, got, tc.want)
 		}
 	}
 	if got := (Redaction{}).Target("GET", nil); got != "GET" {
@@ -343,6 +359,14 @@ func targetReference(rd Redaction, method string, u *url.URL) string {
 	if u == nil {
 		return method
 	}
+	if i := strings.LastIndex(u.Host, "@"); i >= 0 { // userinfo in a Host set by hand
+		c := *u
+		c.Host = u.Host[i+1:]
+		if strings.HasPrefix(u.Host, "[") {
+			c.Host = "[" + c.Host
+		}
+		u = &c
+	}
 	var b strings.Builder
 	b.Grow(len(method) + len(u.Scheme) + len(u.Host) + len(u.Path) + len(u.RawPath) + len(u.RawQuery) + 16)
 	b.WriteString(method)
@@ -387,9 +411,9 @@ func targetReference(rd Redaction, method string, u *url.URL) string {
 	} else {
 		b.WriteString(u.EscapedPath())
 	}
-	if u.RawQuery != "" && !rd.OmitQuery {
+	if q, _, _ := strings.Cut(u.RawQuery, "#"); q != "" && !rd.OmitQuery { // a '#' set by hand starts a fragment
 		b.WriteByte('?')
-		b.WriteString(queryReference(rd, u.RawQuery))
+		b.WriteString(queryReference(rd, q))
 	}
 	return b.String()
 }
@@ -570,6 +594,10 @@ func TestRedactionText(t *testing.T) {
 		{"OmitQuery", Redaction{OmitQuery: true}, `status code "/x?a=1&b=2" and http://h/p?c=3 and /d?s3cr3t; why? really?!`,
 			`status code "/x" and http://h/p and /d why? really?!`},
 		{"custom SecretKeys", Redaction{SecretKeys: []string{"tenant"}}, "http://h/?tenant=s3cr3t&token=visible", "http://h/?tenant=REDACTED&token=visible"},
+		// A Host set by hand with userinfo, as a dial's error quotes it.
+		{"userinfo without a scheme", Redaction{}, "dial tcp: lookup alice:s3cr3t@h: no such host", "dial tcp: lookup h: no such host"},
+		{"userinfo in brackets", Redaction{}, "dial [alice:s3cr3t@::1]:80", "dial [::1]:80"},
+		{"an @ after a path kept", Redaction{}, `code "/a:b/c@d?x=1"`, `code "/a:b/c@d?x=1"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := tc.rd.Text(tc.in); got != tc.want {

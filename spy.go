@@ -272,7 +272,7 @@ func (s *Spy) WrapDial(dial DialFunc) DialFunc {
 			if kind, _ := Classify(err); kind == KindDeadline || kind == KindTimeout {
 				msg = MsgTimeout
 			}
-			s.Emit(Event{Message: msg, ID: id, Target: target, Host: address, Op: "dial", Err: err,
+			s.Emit(Event{Message: msg, ID: id, Target: target, Host: hostWithoutUserinfo(address), Op: "dial", Err: err,
 				DNS: dt.dns, Connect: dt.sinceConnect()})
 			return c, err
 		}
@@ -315,7 +315,7 @@ func (dt *dialTiming) trace(s *Spy, id ID, target string) *httptrace.ClientTrace
 			for i, a := range info.Addrs {
 				addrs[i] = a.String()
 			}
-			s.Emit(Event{Message: MsgDNS, ID: id, Target: target, Host: dt.dnsHost, DNS: dt.dns,
+			s.Emit(Event{Message: MsgDNS, ID: id, Target: target, Host: hostWithoutUserinfo(dt.dnsHost), DNS: dt.dns,
 				Addrs: strings.Join(addrs, ","), Op: "dns", Err: info.Err})
 		},
 		ConnectStart: func(network, addr string) {

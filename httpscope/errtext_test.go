@@ -55,6 +55,13 @@ func TestErrorTextsRedacted(t *testing.T) {
 			}}
 			return get1(tr, spy, "http://"+echo+"/")
 		}},
+		{"Host set by hand with userinfo", func(spy *connscope.Spy) error {
+			// net/http dials it as it is: the name looked up, the address
+			// dialed and the resolver's error hold it.
+			req := &http.Request{Method: "GET", Header: http.Header{},
+				URL: &url.URL{Scheme: "http", Host: "alice:s3cr3t@" + refused, Path: "/"}}
+			return do1(&http.Transport{}, spy, req)
+		}},
 		{"RoundTripper naming the URL", func(spy *connscope.Spy) error {
 			// http.DefaultClient over a RoundTripper of the program's, as
 			// InstrumentDefault leaves it: its error names req.URL, whole.
