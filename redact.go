@@ -496,14 +496,16 @@ func (rd Redaction) redactPart(b *strings.Builder, part string) {
 // HTTP status code"), net/http's "invalid request :path", net/url's parse
 // errors. Sinks write every event's error through it (see
 // Event.ErrorText); the error itself, which the program gets, is not
-// changed. s is returned as is, without allocating, when it holds none
-// of them.
+// changed. s is returned as is, without allocating, when it holds no
+// '@', '?' or '#' and no port net/url found invalid.
 //
 // A URL in a text has no clear end: it is taken to run to the next space,
 // quote or angle bracket. Userinfo ends at the last '@' before the host's
 // end ('/', '?' or '#'), or, for a URL that net/url could not have parsed
 // (a "port" that is not a number: a raw '/', '?' or '#' in the password),
 // at the first '@' after it, or, with none, the whole host is hidden.
+// Without a scheme, "user:password@" before a host is hidden too: a URL
+// Host set by hand, as a dial's error quotes it.
 func (rd Redaction) Text(s string) string {
 	if strings.IndexByte(s, '@') < 0 && strings.IndexByte(s, '?') < 0 && strings.IndexByte(s, '#') < 0 {
 		if !strings.Contains(s, invalidPort) {
@@ -602,7 +604,11 @@ func (rd Redaction) textToken(tok string) (string, bool) {
 	} else if at := strings.LastIndexByte(hostPart(tok), '@'); at >= 0 && strings.IndexByte(tok[:at], ':') >= 0 {
 		// "alice:s3cr3t@example.com:443", a Host set by hand, as a
 		// dial's error quotes it ("lookup alice:s3cr3t@example.com").
-		tok = hostWithoutUserinfo(tok)
+		if tok[0] == '[' {
+			tok = "[" + tok[at+1:]
+		} else {
+			tok = tok[at+1:]
+		}
 		hidden = true
 	}
 	q := strings.IndexByte(tok, '?')

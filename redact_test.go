@@ -598,6 +598,7 @@ func TestRedactionText(t *testing.T) {
 		{"userinfo without a scheme", Redaction{}, "dial tcp: lookup alice:s3cr3t@h: no such host", "dial tcp: lookup h: no such host"},
 		{"userinfo in brackets", Redaction{}, "dial [alice:s3cr3t@::1]:80", "dial [::1]:80"},
 		{"an @ after a path kept", Redaction{}, `code "/a:b/c@d?x=1"`, `code "/a:b/c@d?x=1"`},
+		{"userinfo without a scheme, @ in the query", Redaction{}, "alice:s3cr3t@h/x?e=bob@example.com", "h/x?e=bob@example.com"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := tc.rd.Text(tc.in); got != tc.want {
