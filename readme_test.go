@@ -107,6 +107,9 @@ func fullEvents(t *testing.T) []*Event {
 	// make of it is checked.
 	typ := reflect.TypeFor[Event]()
 	for i := range typ.NumField() {
+		if !typ.Field(i).IsExported() {
+			continue // not encoded: how the encoders do their work
+		}
 		if !slices.ContainsFunc(evs, func(e *Event) bool { return !reflect.ValueOf(e).Elem().Field(i).IsZero() }) {
 			t.Fatalf("fullEvents: no event sets Event.%s", typ.Field(i).Name)
 		}
