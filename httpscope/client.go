@@ -474,8 +474,9 @@ type reqTrace struct {
 	tlsStart int64 // ns since epoch
 	tlsTook  time.Duration
 	dialed   []dialed // the connections dialed for this request: a retry dials again, maybe while the first one's handshake runs
-	// The id of this request's last dial that failed: the id of its
-	// "HTTP(S) Error" if no connection carried it.
+	// The id of this request's last dial that failed, or of the
+	// connection whose TLS handshake failed: the id of its "HTTP(S)
+	// Error" if no connection carried it.
 	failedDial connscope.ID
 
 	// The error the transport reported as it wrote the request: see
@@ -597,6 +598,12 @@ func (rt *reqTrace) setHooks(https bool) {
 					if at := d.rec.ClosedAt(); !at.IsZero() && !d.rec.TLSReported() && at.After(last) {
 						r, took, last = d.rec, time.Duration(now-d.at), at
 					}
+				}
+				if r != nil {
+					// The request gets no connection: its error names
+					// the one whose handshake failed, as it names a
+					// failed dial.
+					rt.failedDial = r.ID()
 				}
 			}
 			rt.mu.Unlock()

@@ -973,6 +973,7 @@ func (c slowCloseConn) Close() error {
 // server's certificate reports "TLS Handshake" with the error on the
 // connection it dialed. (It comes after that connection's "Socket Close":
 // the transport closes the connection before it reports the failure.)
+// The request's "HTTP(S) Error" has that connection's id.
 func TestFailedTLSHandshakeIsAnEvent(t *testing.T) {
 	sink := &memSink{}
 	spy := &connscope.Spy{Sink: sink}
@@ -1002,6 +1003,18 @@ func TestFailedTLSHandshakeIsAnEvent(t *testing.T) {
 	}
 	if n := strings.Count(strings.Join(got, "|"), connscope.MsgTLS); n != 1 {
 		t.Errorf("%d TLS Handshake events, want 1: %q", n, got)
+	}
+	// The request got no connection, but it dialed one: its error names
+	// that connection, as it names a dial that failed (it was null, and
+	// could be joined to its handshake by target alone).
+	var reqErr *ev
+	for _, e := range sink.events(0) {
+		if e.Msg == connscope.MsgRequestError {
+			reqErr = &e
+		}
+	}
+	if reqErr == nil || reqErr.ID != evs[0].ID || reqErr.Request != 0 {
+		t.Errorf("HTTP(S) Error %+v; want one with the id of the connection whose handshake failed, %v, and no request number", reqErr, evs[0].ID)
 	}
 }
 
