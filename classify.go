@@ -13,7 +13,7 @@ import (
 
 // Error kinds returned by [Classify].
 const (
-	KindEOF         = "eof"         // the peer closed its side (FIN)
+	KindEOF         = "eof"         // the peer closed its side (FIN); net/http's "server closed idle connection" too
 	KindDeadline    = "deadline"    // a deadline set by the program expired
 	KindTimeout     = "timeout"     // the kernel gave up on the peer (ETIMEDOUT): keepalive, retransmission or TCP_USER_TIMEOUT
 	KindReset       = "reset"       // the peer (or a middlebox) sent RST
@@ -136,7 +136,24 @@ func Classify(err error) (kind, errno string) {
 	if oe, ok := asError[*net.OpError](err); ok && (oe.Op == "remote error" || oe.Op == "local error") {
 		return KindTLS, errno
 	}
+	if serverClosedIdle(err) {
+		return KindEOF, errno
+	}
 	return KindOther, errno
+}
+
+// serverClosedIdle reports whether err is, or wraps, the error with which
+// net/http's Transport fails a request on a pooled connection whose
+// server had closed it (its FIN read while the connection was idle): the
+// peer's EOF under another name, in the very race connscope exists to
+// show. net/http does not export it: known by its text.
+func serverClosedIdle(err error) bool {
+	for ; err != nil; err = errors.Unwrap(err) {
+		if err.Error() == "http: server closed idle connection" {
+			return true
+		}
+	}
+	return false
 }
 
 // asError is errors.As for a target type T. errors.As makes its target

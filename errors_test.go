@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"reflect"
 	"strings"
@@ -306,6 +307,11 @@ func TestClassify(t *testing.T) {
 		{errors.Join(errors.New("a"), opErr("read", syscall.ECONNRESET)), KindReset, "ECONNRESET"},
 		{fmt.Errorf("x: %w", errors.Join(errors.New("a"), &net.DNSError{Err: "timeout"})), KindDNS, ""},
 		{asErr{syscall.EPIPE}, KindBrokenPipe, "EPIPE"},
+		// net/http's unexported errServerClosedIdle, as RoundTrip returns
+		// it and as http.Client wraps it: the server's FIN on a pooled
+		// connection that a request took (it was "other").
+		{errors.New("http: server closed idle connection"), KindEOF, ""},
+		{&url.Error{Op: "Post", URL: "http://127.0.0.1:1/", Err: errors.New("http: server closed idle connection")}, KindEOF, ""},
 	} {
 		name := "nil"
 		if tc.err != nil {
