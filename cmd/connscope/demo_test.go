@@ -142,18 +142,19 @@ func TestDemoBadInput(t *testing.T) {
 	tests := []struct {
 		args []string
 		want string
+		help string // the command whose --help the error points to: the one that lists the flag
 	}{
-		{[]string{"demo", "--format", "xml"}, "--format"},
-		{[]string{"demo", "--idle-timeout", "nope"}, "--idle-timeout"},
-		{[]string{"demo", "--idle-timeout", "-1s"}, "--idle-timeout"},
-		{[]string{"demo", "--idle-timeout", "1h"}, "--idle-timeout"},
-		{[]string{"demo", "--requests", "0"}, "--requests"},
-		{[]string{"demo", "--requests", "x"}, "--requests"},
-		{[]string{"demo", "--bogus"}, "--bogus"},
-		{[]string{"demo", "extra"}, "extra"},
-		{[]string{"nosuch"}, "nosuch"},
-		{nil, "missing command"},
-		{[]string{"keepalive", "lab", "--html", "/nonexistent-dir/r.html"}, "--html"},
+		{[]string{"demo", "--format", "xml"}, "--format", "connscope demo"},
+		{[]string{"demo", "--idle-timeout", "nope"}, "--idle-timeout", "connscope demo"},
+		{[]string{"demo", "--idle-timeout", "-1s"}, "--idle-timeout", "connscope demo"},
+		{[]string{"demo", "--idle-timeout", "1h"}, "--idle-timeout", "connscope demo"},
+		{[]string{"demo", "--requests", "0"}, "--requests", "connscope demo"},
+		{[]string{"demo", "--requests", "x"}, "--requests", "connscope demo"},
+		{[]string{"demo", "--bogus"}, "--bogus", "connscope demo"},
+		{[]string{"demo", "extra"}, "extra", "connscope demo"},
+		{[]string{"nosuch"}, "nosuch", "connscope"},
+		{nil, "missing command", "connscope"},
+		{[]string{"keepalive", "lab", "--html", "/nonexistent-dir/r.html"}, "--html", "connscope keepalive lab"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -164,6 +165,9 @@ func TestDemoBadInput(t *testing.T) {
 			}
 			if !strings.Contains(errOut.String(), tt.want) {
 				t.Errorf("stderr %q does not name %q", errOut.String(), tt.want)
+			}
+			if help := "Run '" + tt.help + " --help' for usage."; !strings.Contains(errOut.String(), help) {
+				t.Errorf("stderr %q does not say %q", errOut.String(), help)
 			}
 			if out.Len() != 0 {
 				t.Errorf("usage error printed to stdout: %q", out.String())
