@@ -382,6 +382,17 @@ func (r *Record) noteDeadline(t time.Time, f uint32) {
 	} else if r.has(f) {
 		r.clearFlag(f)
 	}
+	// A new deadline is a new timeout to report.
+	timedOut := uint32(0)
+	if f&flagReadInterrupt != 0 {
+		timedOut |= flagReadTimedOut
+	}
+	if f&flagWriteInterrupt != 0 {
+		timedOut |= flagWriteTimedOut
+	}
+	if r.has(timedOut) {
+		r.clearFlag(timedOut)
+	}
 }
 
 func (r *Record) readError(err error) {
@@ -429,11 +440,18 @@ func (r *Record) opError(op string, err error) {
 		r.readError(io.EOF)
 		return
 	case KindDeadline:
-		interrupt := flagReadInterrupt
+		interrupt, timedOut := flagReadInterrupt, flagReadTimedOut
 		if op == "write" {
-			interrupt = flagWriteInterrupt
+			interrupt, timedOut = flagWriteInterrupt, flagWriteTimedOut
 		}
 		if flags&uint32(interrupt) != 0 {
+			return
+		}
+		// Once a deadline has passed, every call fails at once with the
+		// same error until the program sets another, and a program may
+		// call again (net/http's server reads three times after its
+		// ReadHeaderTimeout): one "Socket Timeout" per deadline.
+		if !r.setFlag(uint32(timedOut)) {
 			return
 		}
 		msg = MsgTimeout

@@ -448,3 +448,54 @@ func TestFailedEventsAreErrors(t *testing.T) {
 		t.Errorf("Socket Timeout: %+v, want one event at warn", got)
 	}
 }
+
+// TestOneTimeoutPerDeadline: once a deadline has passed, every call fails
+// at once with the same error until the program sets another, and
+// net/http's server reads three times after its ReadHeaderTimeout: that
+// is one "Socket Timeout", not three. A new deadline that passes is
+// reported again, and so is a write deadline after a read one.
+func TestOneTimeoutPerDeadline(t *testing.T) {
+	sink := newCaptureSink()
+	spy := &Spy{Sink: sink}
+	wc, wp := tcpPair(t)
+	defer wp.Close()
+	c := spy.WrapConn(wc, Client)
+	defer c.Close()
+	timeouts := func() (read, write int) {
+		for _, e := range sink.all() {
+			if e.Message == MsgTimeout && e.Op == "read" {
+				read++
+			}
+			if e.Message == MsgTimeout && e.Op == "write" {
+				write++
+			}
+		}
+		return read, write
+	}
+	buf := make([]byte, 8)
+	c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+	for range 3 {
+		if _, err := c.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("read: %v, want the deadline's error", err)
+		}
+	}
+	if r, _ := timeouts(); r != 1 {
+		t.Errorf("%d read timeouts for one deadline, want 1: %q", r, sink.messages())
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+	c.Read(buf)
+	if r, _ := timeouts(); r != 2 {
+		t.Errorf("%d read timeouts for two deadlines, want 2: %q", r, sink.messages())
+	}
+	c.SetWriteDeadline(time.Now().Add(10 * time.Millisecond))
+	big := make([]byte, 1<<20)
+	for range 1000 { // the peer does not read: the buffers fill, then the deadline hits
+		if _, err := c.Write(big); err != nil {
+			break
+		}
+	}
+	c.Write(big)
+	if _, w := timeouts(); w != 1 {
+		t.Errorf("%d write timeouts for one deadline, want 1: %q", w, sink.messages())
+	}
+}

@@ -52,6 +52,8 @@ const (
 	flagLocalFIN                   // CloseWrite sent this side's FIN
 	flagLocalShutRD                // CloseRead: this side's reads end at EOF by its own doing
 	flagAborted                    // the kernel ended the connection (reset, timeout, broken pipe, unreachable): a later EOF is its aftermath
+	flagReadTimedOut               // the read deadline's "Socket Timeout" was reported: every read fails so until the deadline changes
+	flagWriteTimedOut              // same for writes
 )
 
 // endpoint is an address formatted once, when the connection is wrapped,
