@@ -68,7 +68,9 @@ type Event struct {
 	// Conn is the connection the event is about; nil for events that have
 	// none, such as a failed dial or a dropped-events report.
 	Conn *Record
-	// ID identifies the connection when Conn is nil (a dial that failed).
+	// ID identifies the connection when Conn is nil: a dial that failed,
+	// or the one an "HTTP(S) Error" names when its request got no
+	// connection (its dial failed, or its TLS handshake).
 	ID ID
 
 	Target  string // "GET https://host:443/path?query", redacted
