@@ -241,7 +241,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	took := time.Duration(int64(now.Sub(epoch)) - rt.start)
 	rt.mu.Lock()
 	r, seq := rt.rec, rt.seq
-	failedDial := rt.failedDial
+	failedDial, reuseIdle := rt.failedDial, rt.reuseIdle
 	holding := rt.holding != nil // on r: see gotConn
 	rt.holding, rt.over = nil, true
 	rt.mu.Unlock()
@@ -251,7 +251,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if r == nil {
 			id = failedDial // zero if the request never dialed either (canceled while it waited)
 		}
-		emitReqError(spy, r, seq, connscope.Event{Time: now, Message: connscope.MsgRequestError, Conn: r, ID: id, Target: rt.target, Request: seq,
+		emitReqError(spy, r, seq, connscope.Event{Time: now, Message: connscope.MsgRequestError, Conn: r, ID: id, Target: rt.target, Request: seq, Idle: reuseIdle,
 			Headers: rt.headers, Duration: took, Op: "request", Err: err}, holding)
 		idle := rt.markReturned()
 		switch {
@@ -474,6 +474,9 @@ type reqTrace struct {
 	tlsStart int64 // ns since epoch
 	tlsTook  time.Duration
 	dialed   []dialed // the connections dialed for this request: a retry dials again, maybe while the first one's handshake runs
+	// How long the pooled connection the request took had sat idle: on
+	// its "HTTP(S) Error" too, where a peer's idle timeout shows.
+	reuseIdle time.Duration
 	// The id of this request's last dial that failed, or of the
 	// connection whose TLS handshake failed: the id of its "HTTP(S)
 	// Error" if no connection carried it.
@@ -684,7 +687,7 @@ func (rt *reqTrace) gotConn(info httptrace.GotConnInfo) {
 		seq = r.BeginRequestActive(rt.target)
 	}
 	rt.mu.Lock()
-	rt.rec, rt.conn, rt.seq = r, info.Conn, seq
+	rt.rec, rt.conn, rt.seq, rt.reuseIdle = r, info.Conn, seq, info.IdleTime
 	if r != nil && !rt.over { // see holding
 		r.HoldEvents()
 		rt.holding = r
