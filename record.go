@@ -141,6 +141,7 @@ type Record struct {
 	flags    atomic.Uint32
 	closedNs atomic.Int64
 	idleNs   atomic.Int64 // when the connection last went idle
+	idleRead atomic.Int64 // bytesRead then: whether a next request has begun to arrive
 	lastErr  atomic.Pointer[errorRecord]
 	target   atomic.Pointer[string]
 	jsonHead atomic.Pointer[jsonHead] // see jsonHeadFor
@@ -316,6 +317,7 @@ func (r *Record) EndRequestIdle() (idle bool) {
 			// store from an attempt that loses the swap is harmless:
 			// idleNs is read only while idle.)
 			r.idleNs.Store(monoNow())
+			r.idleRead.Store(r.bytesRead.Load())
 			s = StateIdle
 		}
 		return s, n
@@ -334,6 +336,7 @@ func (r *Record) closeFlow() {
 func (r *Record) SetState(s State) {
 	if s == StateIdle {
 		r.idleNs.Store(monoNow())
+		r.idleRead.Store(r.bytesRead.Load())
 	}
 	r.updateFlow(func(old State, n int32) (State, int32) {
 		if old == StateClosed {

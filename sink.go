@@ -47,10 +47,12 @@ type WriterOptions struct {
 	// levels: "Socket Error", "HTTP(S) Error", "Hook Panic" and any other
 	// event that carries an error are errors, "Socket Timeout", "Events
 	// Dropped" and "Socket Not Spied" warnings, the rest of a connection's
-	// life debug. nil writes
-	// every event, as connection-spy does; slog.LevelWarn keeps only what
-	// went wrong, and skips the encoding of the rest. The "Events Dropped" report is written whatever the
-	// level.
+	// life debug, and so are a server's routine ends: its own idle
+	// timeout, and a connection that ends without a byte either way (a
+	// load balancer's health check). nil writes every event, as
+	// connection-spy does; slog.LevelWarn keeps only what went wrong, and
+	// skips the encoding of the rest. The "Events Dropped" report is
+	// written whatever the level.
 	Level slog.Leveler
 }
 

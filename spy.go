@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http/httptrace"
 	"os"
@@ -137,7 +138,31 @@ func (s *Spy) complete(e *Event) {
 	e.redaction = &s.Redaction
 	if r := e.Conn; r != nil {
 		e.BytesRead, e.BytesWritten = r.bytesRead.Load(), r.bytesWritten.Load()
+		if e.Level > slog.LevelDebug && r.side == Server && routineServerEnd(e, r) {
+			e.Level = slog.LevelDebug
+		}
 	}
+}
+
+// routineServerEnd reports whether e, a failure on a server connection,
+// is how a server's connections end in normal operation, which a log of
+// warnings and errors must not fill with: the server's own idle timeout
+// (a read deadline that passed while the connection sat idle between
+// requests, with no byte of a next one: one that came with the request
+// before, pipelined, is not seen), or a connection that ends without a
+// byte either way, as a load balancer's TCP health check does.
+func routineServerEnd(e *Event, r *Record) bool {
+	switch e.Message {
+	case MsgTimeout:
+		return e.Op == "read" && r.State() == StateIdle && e.BytesRead == r.idleRead.Load()
+	case MsgError, MsgTLS:
+		if e.BytesRead != 0 || e.BytesWritten != 0 {
+			return false
+		}
+		kind, _ := Classify(e.Err)
+		return kind == KindEOF || kind == KindReset
+	}
+	return false
 }
 
 // eventPool holds the events handed to sinks, which must not keep them.
