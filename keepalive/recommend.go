@@ -39,10 +39,12 @@ type Recommendation struct {
 }
 
 // Recommend proposes settings starting from current: keepalive idle below
-// every idle timeout on the path, explicit interval and count (the kernel's
-// 75 s × 9 is the seed's 12-minute trap), TCP_USER_TIMEOUT ≈ I + V×C so a
-// connection with unacknowledged data or a zero window is given up as soon
-// as an idle one, an http.Transport IdleConnTimeout below the load
+// every idle timeout on the path, and Go's 15 s where current leaves a
+// longer one to the kernel (Linux's is 2 h), explicit interval and count
+// (the kernel's 75 s × 9 is the seed's 12-minute trap), TCP_USER_TIMEOUT ≈
+// I + V×C so a connection with unacknowledged data or a zero window is
+// given up as soon as an idle one (but no later than a send is given up
+// with current: no situation is detected later than before), an http.Transport IdleConnTimeout below the load
 // balancer's idle timeout, and HTTP/2 ping health checks.
 func Recommend(current Settings, k Kernel, p Path) Recommendation {
 	k = k.withDefaults()
@@ -58,6 +60,15 @@ func Recommend(current Settings, k Kernel, p Path) Recommendation {
 		idle = GoDefault.Idle
 		r.Notes = append(r.Notes, fmt.Sprintf("Set idle explicitly: tcp_keepalive_time is 0 here, so keepalive probes every interval from the start (or aborts at once); %s is Go's default.",
 			FormatDuration(idle)))
+	}
+
+	if current.Idle == 0 && idle > GoDefault.Idle {
+		// Left to the kernel (Linux: 2 h), keepalive finds a vanished peer
+		// hours late, and a U ≈ I + V×C to match would make a send to it
+		// hang as long.
+		r.Notes = append(r.Notes, fmt.Sprintf("Set idle explicitly: left to the kernel it is %s here (tcp_keepalive_time), and it follows each host's sysctl; %s is Go's default.",
+			FormatDuration(idle), FormatDuration(GoDefault.Idle)))
+		idle = GoDefault.Idle
 	}
 
 	shortest := time.Duration(0)
@@ -99,6 +110,14 @@ func Recommend(current Settings, k Kernel, p Path) Recommendation {
 		// The kernel takes milliseconds in an int: Apply would refuse more.
 		ideal = maxUserTimeout
 		r.Notes = append(r.Notes, fmt.Sprintf("TCP_USER_TIMEOUT capped at the kernel's largest, %s: I + V×C is longer.", FormatDuration(ideal)))
+	}
+	if now := Detect(Sending, current, k); !now.Never && ideal > now.After && ideal > current.UserTimeout {
+		// A longer U would leave a send to a vanished peer hanging longer
+		// than retransmissions do now. A U under I + V×C only cuts
+		// keepalive's probing short: a dead idle peer is given up sooner.
+		r.Notes = append(r.Notes, fmt.Sprintf("TCP_USER_TIMEOUT kept at %s, what gives up a send to a vanished peer now: I + V×C = %s is longer.",
+			FormatDuration(now.After), FormatDuration(ideal)))
+		ideal = now.After.Truncate(time.Millisecond)
 	}
 	u := current.UserTimeout
 	if u != ideal {

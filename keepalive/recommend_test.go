@@ -18,9 +18,13 @@ func TestRecommend(t *testing.T) {
 		{"2/1/3 kept, U added", Settings{Idle: 2 * sec, Interval: sec, Count: 3}, Path{}, Settings{Idle: 2 * sec, Interval: sec, Count: 3, UserTimeout: 5 * sec}, 0, "TCP_USER_TIMEOUT 5s"},
 		{"seed: idle only", Settings{Idle: 2 * sec}, Path{}, Settings{Idle: 2 * sec, Interval: 2 * sec, Count: 9, UserTimeout: 20 * sec}, 0, "12 minutes"},
 		{"off turned on", Off, Path{}, Settings{Idle: 15 * sec, Interval: 15 * sec, Count: 9, UserTimeout: 150 * sec}, 0, "Turn keepalive on"},
-		{"linux default under NLB", Settings{}, Path{IdleTimeouts: []time.Duration{350 * sec}}, Settings{Idle: 175 * sec, Interval: 15 * sec, Count: 9, UserTimeout: 310 * sec}, 0, "below the shortest idle timeout"},
+		{"linux default under NLB", Settings{}, Path{IdleTimeouts: []time.Duration{350 * sec}}, Settings{Idle: 15 * sec, Interval: 15 * sec, Count: 9, UserTimeout: 150 * sec}, 0, "Set idle explicitly"},
+		{"an idle of 10 min under NLB", Settings{Idle: 600 * sec}, Path{IdleTimeouts: []time.Duration{350 * sec}}, Settings{Idle: 175 * sec, Interval: 15 * sec, Count: 9, UserTimeout: 310 * sec}, 0, "below the shortest idle timeout"},
 		{"ALB", GoDefault, Path{LoadBalancer: 60 * sec}, Settings{Idle: 15 * sec, Interval: 15 * sec, Count: 9, UserTimeout: 150 * sec}, 54 * sec, "IdleConnTimeout 54s"},
 		{"conntrack 30s", GoDefault, Path{IdleTimeouts: []time.Duration{30 * sec, 350 * sec}}, Settings{Idle: 15 * sec, Interval: 15 * sec, Count: 9, UserTimeout: 150 * sec}, 0, "HTTP/2"},
+		{"kernel's 2 h idle", Settings{}, Path{}, Settings{Idle: 15 * sec, Interval: 15 * sec, Count: 9, UserTimeout: 150 * sec}, 0, "Set idle explicitly"},
+		{"kernel's idle, interval given", Settings{Interval: 5 * sec, Count: 3}, Path{}, Settings{Idle: 15 * sec, Interval: 5 * sec, Count: 3, UserTimeout: 30 * sec}, 0, "Go's default"},
+		{"an idle of 2 h asked for", Settings{Idle: 2 * time.Hour, Interval: 15 * sec, Count: 9}, Path{}, Settings{Idle: 2 * time.Hour, Interval: 15 * sec, Count: 9, UserTimeout: 924600 * time.Millisecond}, 0, "kept at 15m24.6s"},
 		{"firewall 20s", GoDefault, Path{IdleTimeouts: []time.Duration{20 * sec}}, Settings{Idle: 15 * sec, Interval: 15 * sec, Count: 9, UserTimeout: 150 * sec}, 0, ""},
 	}
 	for _, tt := range tests {
@@ -35,6 +39,13 @@ func TestRecommend(t *testing.T) {
 			notes := strings.Join(r.Notes, "\n")
 			if !strings.Contains(notes, tt.note) {
 				t.Errorf("notes %q do not mention %q", notes, tt.note)
+			}
+			// No situation is detected later than with the current settings.
+			for _, sit := range Situations {
+				now, rec := Detect(sit, tt.current, DefaultKernel()), r.Detect[sit]
+				if !now.Never && (rec.Never || rec.After > now.After) {
+					t.Errorf("%s detection %v with the recommendation, later than %v now", sit, rec, now)
+				}
 			}
 			// The point of U ≈ I+V×C: every situation is detected in about the idle time.
 			idle := r.Detect[Idle].After
