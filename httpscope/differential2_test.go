@@ -2,6 +2,7 @@ package httpscope_test
 
 import (
 	"bufio"
+	"compress/gzip"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"net/textproto"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -360,7 +362,7 @@ func TestDifferentialExpectContinue(t *testing.T) {
 							io.WriteString(w, "final")
 						}
 					})
-					env := startDiff(t, m, p, srv, func(tr *http.Transport) { tr.ExpectContinueTimeout = 5 * time.Second })
+					env := startDiff(t, m, p, srv, h2cOneConn(p, func(tr *http.Transport) { tr.ExpectContinueTimeout = 5 * time.Second }))
 					var out []string
 					for range 2 {
 						// The hooks run on the transport's read and write
@@ -511,6 +513,588 @@ func TestDifferentialResponseController(t *testing.T) {
 					return out + "\nserver: " + v.String()
 				})
 			})
+		}
+	}
+}
+
+// waitState waits until the server has seen connection n reach state s.
+func (v *serverView) waitState(t *testing.T, n int64, s http.ConnState) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		v.mu.Lock()
+		states := v.states[n]
+		v.mu.Unlock()
+		if len(states) > 0 && states[len(states)-1] == s {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("connection %d never became %v: %s", n, s, v)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// rawDial connects to env's server as a client that is not net/http's
+// (over TLS if env's URL says https).
+func rawDial(t *testing.T, env *diffEnv) net.Conn {
+	t.Helper()
+	u, _ := url.Parse(env.url)
+	var c net.Conn
+	var err error
+	if u.Scheme == "https" {
+		c, err = tls.Dial("tcp", u.Host, &tls.Config{RootCAs: env.tr.TLSClientConfig.RootCAs, NextProtos: []string{"http/1.1"}})
+	} else {
+		c, err = net.Dial("tcp", u.Host)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	return c
+}
+
+// TestDifferentialServerTimeouts: http.Server's ReadHeaderTimeout,
+// ReadTimeout, WriteTimeout, IdleTimeout and MaxHeaderBytes, which net/http
+// applies through the connection's deadlines and reads: the instrumented
+// listener's connections must fail the same way.
+func TestDifferentialServerTimeouts(t *testing.T) {
+	serverModes := []diffMode{diffBare, diffServer}
+	for _, p := range []diffProto{h1, h1TLS} {
+		t.Run("ReadHeaderTimeout "+p.String(), func(t *testing.T) {
+			diffEach(t, serverModes, p, func(t *testing.T, m diffMode) string {
+				var v serverView
+				srv := v.hook(&http.Server{ReadHeaderTimeout: 20 * time.Millisecond, Handler: http.NotFoundHandler()})
+				env := startDiff(t, m, p, srv, nil)
+				c := rawDial(t, env)
+				io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n") // and no end of the header
+				got, err := io.ReadAll(c)
+				v.settle(t, env)
+				return fmt.Sprintf("client read %q, %v\nserver: %s", got, err, &v)
+			})
+		})
+		if p != h1 {
+			continue // the same close (500 ms of it net/http's wait to avoid a reset) over TLS
+		}
+		// net/http answers 431 and half-closes: the wrapper must keep
+		// CloseWrite, or the client may get a reset instead.
+		t.Run("MaxHeaderBytes "+p.String(), func(t *testing.T) {
+			diffEach(t, serverModes, p, func(t *testing.T, m diffMode) string {
+				var v serverView
+				srv := v.hook(&http.Server{MaxHeaderBytes: 1024, Handler: http.NotFoundHandler()})
+				env := startDiff(t, m, p, srv, nil)
+				c := rawDial(t, env)
+				fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: %s\r\n\r\n", strings.Repeat("a", 8<<10))
+				got, err := io.ReadAll(c)
+				// Not settled: the server closes 500 ms after its half-close.
+				return fmt.Sprintf("client read %q, %v; server conns %d", got, err, v.conns.Load())
+			})
+		})
+	}
+	for _, p := range []diffProto{h1, h1TLS, h2TLS, h2C} {
+		t.Run("ReadTimeout "+p.String(), func(t *testing.T) {
+			diffEach(t, diffModes, p, func(t *testing.T, m diffMode) string {
+				var v serverView
+				srv := v.hook(&http.Server{ReadTimeout: 20 * time.Millisecond})
+				srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					body, err := io.ReadAll(r.Body)
+					v.logf("read %q: %s, is os.ErrDeadlineExceeded %v", body, describeErr(err), errors.Is(err, os.ErrDeadlineExceeded))
+					w.WriteHeader(http.StatusRequestTimeout)
+				})
+				env := startDiff(t, m, p, srv, nil)
+				pr, pw := io.Pipe()
+				defer pw.Close()
+				go io.WriteString(pw, "abc") // and no more until the answer
+				req, _ := http.NewRequestWithContext(bound(t), "POST", env.url, pr)
+				out := describe(env.client.Do(req))
+				pw.Close()
+				v.settle(t, env)
+				return out + "\nserver: " + v.String()
+			})
+		})
+		t.Run("WriteTimeout "+p.String(), func(t *testing.T) {
+			diffEach(t, diffModes, p, func(t *testing.T, m diffMode) string {
+				var v serverView
+				srv := v.hook(&http.Server{WriteTimeout: 20 * time.Millisecond})
+				srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					// Well past the deadline, which was set before the
+					// handler started: no race.
+					time.Sleep(60 * time.Millisecond)
+					_, err := io.WriteString(w, "late")
+					if err == nil {
+						err = http.NewResponseController(w).Flush()
+					}
+					v.logf("write: %v", err)
+				})
+				env := startDiff(t, m, p, srv, nil)
+				req, _ := http.NewRequestWithContext(bound(t), "GET", env.url, nil)
+				out := describe(env.client.Do(req))
+				v.settle(t, env)
+				return out + "\nserver: " + v.String()
+			})
+		})
+		if p == h2TLS || p == h2C {
+			// An HTTP/2 server that timed a connection out sends GOAWAY and
+			// closes it only a second later (or when the client does,
+			// which net/http's does not for a connection it is not using).
+			continue
+		}
+		t.Run("IdleTimeout "+p.String(), func(t *testing.T) {
+			diffEach(t, diffModes, p, func(t *testing.T, m diffMode) string {
+				var v serverView
+				srv := v.hook(&http.Server{IdleTimeout: 20 * time.Millisecond})
+				srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					c, n := connOf(r)
+					fmt.Fprintf(w, "conn %d req %d", c, n)
+				})
+				env := startDiff(t, m, p, srv, oneConn)
+				req, _ := http.NewRequestWithContext(bound(t), "GET", env.url, nil)
+				first := describe(env.client.Do(req))
+				v.waitState(t, 1, http.StateClosed) // the server gave up on it
+				second := describe(env.client.Do(req))
+				v.settle(t, env)
+				return first + "\n" + second + "\nserver: " + v.String()
+			})
+		})
+	}
+	for _, p := range []diffProto{h2TLS, h2C} {
+		t.Run("MaxHeaderBytes "+p.String(), func(t *testing.T) {
+			diffEach(t, diffModes, p, func(t *testing.T, m diffMode) string {
+				var v serverView
+				srv := v.hook(&http.Server{MaxHeaderBytes: 1024, Handler: http.NotFoundHandler()})
+				env := startDiff(t, m, p, srv, h2cOneConn(p, nil))
+				// The first request, small, also has the client learn the
+				// server's limit (SETTINGS) before the big one: whether it
+				// has by the first is a race.
+				var out []string
+				for _, size := range []int{0, 8 << 10} {
+					req, _ := http.NewRequestWithContext(bound(t), "GET", env.url, nil)
+					req.Header.Set("X-Big", strings.Repeat("a", size))
+					out = append(out, describe(env.client.Do(req)))
+				}
+				v.settle(t, env)
+				return strings.Join(out, "\n") + "\nserver: " + v.String()
+			})
+		})
+	}
+}
+
+// TestDifferentialShutdown: Server.Shutdown with an idle connection, an
+// active request and (HTTP/1) a hijacked connection, Shutdown whose
+// context ends first, and Server.Close. The program's RegisterOnShutdown
+// runs; the listener closes; idle connections close at once; the active
+// request finishes; a hijacked connection is the handler's, left open.
+func TestDifferentialShutdown(t *testing.T) {
+	for _, p := range []diffProto{h1, h1TLS, h2TLS, h2C} {
+		for _, how := range []string{"Shutdown", "Shutdown past its deadline", "Close"} {
+			t.Run(how+" "+p.String(), func(t *testing.T) {
+				diffEach(t, diffModes, p, func(t *testing.T, m diffMode) string {
+					var v serverView
+					started, release := make(chan struct{}), make(chan struct{})
+					hijacked := make(chan net.Conn, 1)
+					srv := v.hook(&http.Server{})
+					srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+						switch r.URL.Path {
+						case "/slow":
+							close(started)
+							<-release
+							io.WriteString(w, "slow")
+						case "/hijack":
+							c, brw, err := http.NewResponseController(w).Hijack()
+							if err != nil {
+								v.logf("hijack: %v", err)
+								return
+							}
+							brw.Flush()
+							hijacked <- c
+						default:
+							io.WriteString(w, "fast")
+						}
+					})
+					onShutdown := make(chan struct{})
+					srv.RegisterOnShutdown(func() { close(onShutdown) })
+					env := startDiff(t, m, p, srv, h2cOneConn(p, nil))
+					defer func() {
+						select {
+						case <-release:
+						default:
+							close(release)
+						}
+					}()
+					var out []string
+					slow := make(chan string, 1)
+					go func() {
+						req, _ := http.NewRequestWithContext(bound(t), "GET", env.url+"/slow", nil)
+						slow <- describe(env.client.Do(req))
+					}()
+					<-started
+					req, _ := http.NewRequestWithContext(bound(t), "GET", env.url, nil)
+					out = append(out, "fast: "+describe(env.client.Do(req)))
+					var hj, raw net.Conn
+					if p == h1 || p == h1TLS {
+						raw = rawDial(t, env)
+						io.WriteString(raw, "GET /hijack HTTP/1.1\r\nHost: x\r\n\r\n")
+						hj = <-hijacked
+						defer hj.Close()
+					}
+					// The idle connection (HTTP/1: the fast request's own).
+					idle := int64(2)
+					if p == h2TLS || p == h2C {
+						idle = 0 // the one connection is active
+					}
+					if idle > 0 {
+						v.waitState(t, idle, http.StateIdle)
+					}
+					stopped := make(chan error, 1)
+					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					defer cancel()
+					switch how {
+					case "Shutdown past its deadline":
+						ctx, cancel = context.WithTimeout(ctx, 20*time.Millisecond)
+						defer cancel()
+						fallthrough
+					case "Shutdown":
+						go func() { stopped <- srv.Shutdown(ctx) }()
+						<-onShutdown // the listener is closed by then
+					case "Close":
+						stopped <- srv.Close()
+					}
+					if _, err := net.Dial("tcp", strings.TrimPrefix(strings.TrimPrefix(env.url, "http://"), "https://")); err != nil {
+						out = append(out, "a new connection: "+describeErr(err))
+					} else {
+						out = append(out, "a new connection: accepted")
+					}
+					if idle > 0 {
+						v.waitState(t, idle, http.StateClosed)
+					}
+					if how == "Shutdown past its deadline" {
+						out = append(out, fmt.Sprintf("stopped: %v (is DeadlineExceeded %v)", <-stopped, errors.Is(ctx.Err(), context.DeadlineExceeded)))
+					}
+					close(release)
+					out = append(out, "slow: "+<-slow)
+					if how != "Shutdown past its deadline" {
+						out = append(out, fmt.Sprintf("stopped: %v", <-stopped))
+					}
+					if hj != nil {
+						// Still the handler's: net/http neither closed it nor
+						// waited for it.
+						io.WriteString(hj, "still open")
+						hj.Close()
+						got, err := io.ReadAll(raw)
+						out = append(out, fmt.Sprintf("hijacked: %q %v", got, err))
+					}
+					v.settle(t, env)
+					return strings.Join(out, "\n") + "\nserver: " + v.String()
+				})
+			})
+		}
+	}
+}
+
+// TestDifferentialServerHooks: what the program's own server hooks and
+// handler see: BaseContext and ConnContext values in the request's
+// context, the server and local address under net/http's keys, the
+// request's RemoteAddr, TLS, Proto, and the ErrorLog's lines (a panic, a
+// failed TLS handshake, plain HTTP to the TLS port).
+func TestDifferentialServerHooks(t *testing.T) {
+	type baseKey struct{}
+	for _, p := range []diffProto{h1, h1TLS, h2TLS, h2C} {
+		t.Run(p.String(), func(t *testing.T) {
+			diffEach(t, diffModes, p, func(t *testing.T, m diffMode) string {
+				var v serverView
+				var errLog syncBuffer
+				srv := v.hook(&http.Server{ErrorLog: log.New(&errLog, "", 0)})
+				var bases atomic.Int64
+				srv.BaseContext = func(ln net.Listener) context.Context {
+					bases.Add(1)
+					return context.WithValue(context.Background(), baseKey{}, "base")
+				}
+				srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					ctx := r.Context()
+					c, n := connOf(r)
+					la, _ := ctx.Value(http.LocalAddrContextKey).(net.Addr)
+					v.logf("conn %d req %d %s %s: base %v, server the program's %v, local addr %T %v, remote %v, TLS %v, Host %q, ctx err %v",
+						c, n, r.Method, r.Proto, ctx.Value(baseKey{}), ctx.Value(http.ServerContextKey) == srv,
+						la, la != nil && la.String() == r.Host, r.RemoteAddr != "" && r.RemoteAddr != la.String(), r.TLS != nil, r.Host, ctx.Err())
+					if r.URL.Path == "/panic" {
+						panic("the handler's panic")
+					}
+				})
+				env := startDiff(t, m, p, srv, h2cOneConn(p, nil))
+				var out []string
+				for _, path := range []string{"/", "/panic", "/"} {
+					req, _ := http.NewRequestWithContext(bound(t), "GET", env.url+path, nil)
+					out = append(out, describe(env.client.Do(req)))
+				}
+				if p == h1TLS || p == h2TLS {
+					// A client that does not trust the certificate, and
+					// one that speaks plain HTTP to the TLS port.
+					c, err := tls.Dial("tcp", strings.TrimPrefix(env.url, "https://"), &tls.Config{})
+					if err == nil {
+						c.Close()
+					}
+					out = append(out, "untrusting client: "+describeErr(err))
+					raw, _ := net.Dial("tcp", strings.TrimPrefix(env.url, "https://"))
+					io.WriteString(raw, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+					got, _ := io.ReadAll(raw)
+					raw.Close()
+					out = append(out, fmt.Sprintf("plain HTTP to TLS: %q", got))
+				}
+				v.settle(t, env)
+				// The panic's stack names the handler's frames, the spy's
+				// too: the first lines only. Sorted: connections log on
+				// goroutines of their own.
+				var lines []string
+				for l := range strings.Lines(errLog.String()) {
+					if strings.HasPrefix(l, "http: ") || strings.HasPrefix(l, "http2: ") {
+						lines = append(lines, strings.TrimSpace(l))
+					}
+				}
+				slices.Sort(lines)
+				return fmt.Sprintf("%s\nserver: %s\nBaseContext calls %d\nErrorLog: %s", strings.Join(out, "\n"), &v, bases.Load(), strings.Join(lines, " | "))
+			})
+		})
+	}
+}
+
+// shapes is the ConnState sequences of v's connections, sorted: for runs
+// where which connection did what is a race, but how many did is not.
+func (v *serverView) shapes() string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var out []string
+	for _, s := range v.states {
+		out = append(out, fmt.Sprint(s))
+	}
+	slices.Sort(out)
+	return fmt.Sprintf("conns %d: %s", v.conns.Load(), strings.Join(out, " "))
+}
+
+// TestDifferentialTransportSettings: the program's own Transport settings
+// still rule what the instrumented transport does: how many connections,
+// which are kept, compression, the response header timeout, and a Clone
+// of the instrumented transport.
+func TestDifferentialTransportSettings(t *testing.T) {
+	for _, p := range []diffProto{h1, h1TLS, h2TLS, h2C} {
+		for _, tc := range []struct {
+			name   string
+			h1Only bool // a pool's limit: over HTTP/2, one connection carries all, and concurrent first requests may dial more, unused (see oneConn)
+			setTr  func(*http.Transport)
+			run    func(t *testing.T, env *diffEnv, get func(path string) string) string
+		}{
+			{"DisableKeepAlives", false, func(tr *http.Transport) { tr.DisableKeepAlives = true }, func(t *testing.T, env *diffEnv, get func(string) string) string {
+				return get("/") + "\n" + get("/")
+			}},
+			{"MaxConnsPerHost", true, func(tr *http.Transport) { tr.MaxConnsPerHost = 1 }, func(t *testing.T, env *diffEnv, get func(string) string) string {
+				var wg sync.WaitGroup
+				got := make([]string, 3)
+				for i := range got {
+					wg.Go(func() { got[i] = get("/") })
+				}
+				wg.Wait()
+				return strings.Join(got, "\n")
+			}},
+			{"MaxIdleConnsPerHost", true, func(tr *http.Transport) { tr.MaxIdleConnsPerHost = 1 }, func(t *testing.T, env *diffEnv, get func(string) string) string {
+				var out []string
+				for range 2 { // three at once, each held until all three are in
+					var wg sync.WaitGroup
+					got := make([]string, 3)
+					for i := range got {
+						wg.Go(func() { got[i] = get("/barrier") })
+					}
+					wg.Wait()
+					out = append(out, got...)
+				}
+				return strings.Join(out, "\n")
+			}},
+			{"DisableCompression", false, func(tr *http.Transport) { tr.DisableCompression = true }, func(t *testing.T, env *diffEnv, get func(string) string) string {
+				return get("/gzip")
+			}},
+			{"compression", false, nil, func(t *testing.T, env *diffEnv, get func(string) string) string {
+				return get("/gzip")
+			}},
+			{"ResponseHeaderTimeout", false, func(tr *http.Transport) { tr.ResponseHeaderTimeout = 20 * time.Millisecond }, func(t *testing.T, env *diffEnv, get func(string) string) string {
+				return get("/hang")
+			}},
+			{"Clone", false, nil, func(t *testing.T, env *diffEnv, get func(string) string) string {
+				clone := env.tr.Clone()
+				defer clone.CloseIdleConnections()
+				c := &http.Client{Transport: clone}
+				var out []string
+				for range 2 {
+					req, _ := http.NewRequestWithContext(bound(t), "GET", env.url, nil)
+					out = append(out, describe(c.Do(req)))
+				}
+				return strings.Join(out, "\n")
+			}},
+		} {
+			if tc.h1Only && p != h1 && p != h1TLS {
+				continue
+			}
+			t.Run(tc.name+" "+p.String(), func(t *testing.T) {
+				diffEach(t, diffModes, p, func(t *testing.T, m diffMode) string {
+					var v serverView
+					var b barrier
+					srv := v.hook(&http.Server{})
+					srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+						switch r.URL.Path {
+						case "/barrier":
+							b.wait(3)
+						case "/gzip":
+							v.logf("Accept-Encoding %q", r.Header.Get("Accept-Encoding"))
+							w.Header().Set("Content-Encoding", "gzip")
+							gz := gzip.NewWriter(w)
+							io.WriteString(gz, "hello")
+							gz.Close()
+						case "/hang":
+							<-r.Context().Done()
+						}
+					})
+					env := startDiff(t, m, p, srv, h2cOneConn(p, tc.setTr))
+					get := func(path string) string {
+						req, _ := http.NewRequestWithContext(bound(t), "GET", env.url+path, nil)
+						return describe(env.client.Do(req))
+					}
+					out := tc.run(t, env, get)
+					v.settle(t, env)
+					return out + "\nserver: " + v.shapes()
+				})
+			})
+		}
+	}
+}
+
+// barrier holds each batch of callers until all are in.
+type barrier struct {
+	mu sync.Mutex
+	n  int
+	ch chan struct{}
+}
+
+// wait returns once n callers have called it since the last batch left,
+// or after 5 s.
+func (b *barrier) wait(n int) {
+	b.mu.Lock()
+	if b.ch == nil {
+		b.ch = make(chan struct{})
+	}
+	ch := b.ch
+	if b.n++; b.n == n {
+		close(ch)
+		b.ch, b.n = nil, 0
+	}
+	b.mu.Unlock()
+	select {
+	case <-ch:
+	case <-time.After(5 * time.Second):
+	}
+}
+
+// TestDifferentialProxy: the program's own Transport.Proxy, a real HTTP
+// proxy on the loopback: requests in absolute form for http://, a CONNECT
+// tunnel for https:// (HTTP/2 inside it too), with credentials; a proxy
+// that refuses them (407), and one that is not there.
+func TestDifferentialProxy(t *testing.T) {
+	refusedAddr := refused.Addr(t)
+	for _, p := range []diffProto{h1, h1TLS, h2TLS} {
+		for _, how := range []string{"tunnel", "refused credentials", "no proxy"} {
+			t.Run(how+" "+p.String(), func(t *testing.T) {
+				diffEach(t, diffModes, p, func(t *testing.T, m diffMode) string {
+					var pv serverView
+					proxy := pv.hook(&http.Server{})
+					fwd := &http.Transport{}
+					defer fwd.CloseIdleConnections()
+					var tunnels sync.WaitGroup
+					proxy.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+						auth := r.Header.Get("Proxy-Authorization")
+						pv.logf("%s %s, Proxy-Authorization %q", r.Method, r.RequestURI, auth)
+						if how == "refused credentials" {
+							w.WriteHeader(http.StatusProxyAuthRequired)
+							return
+						}
+						if r.Method != http.MethodConnect {
+							r.RequestURI = ""
+							r.Header.Del("Proxy-Authorization")
+							resp, err := fwd.RoundTrip(r.WithContext(context.WithoutCancel(r.Context())))
+							if err != nil {
+								http.Error(w, err.Error(), http.StatusBadGateway)
+								return
+							}
+							defer resp.Body.Close()
+							w.WriteHeader(resp.StatusCode)
+							io.Copy(w, resp.Body)
+							return
+						}
+						up, err := net.Dial("tcp", r.Host)
+						if err != nil {
+							http.Error(w, err.Error(), http.StatusBadGateway)
+							return
+						}
+						c, brw, err := http.NewResponseController(w).Hijack()
+						if err != nil {
+							up.Close()
+							return
+						}
+						io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n")
+						tunnels.Go(func() {
+							defer c.Close()
+							defer up.Close()
+							go func() { io.Copy(up, brw); up.(*net.TCPConn).CloseWrite() }()
+							io.Copy(c, up)
+						})
+					})
+					pln, err := net.Listen("tcp", "127.0.0.1:0")
+					if err != nil {
+						t.Fatal(err)
+					}
+					go proxy.Serve(pln)
+					defer func() { proxy.Close(); tunnels.Wait() }()
+					proxyURL := &url.URL{Scheme: "http", User: url.UserPassword("u", "p"), Host: pln.Addr().String()}
+					if how == "no proxy" {
+						proxyURL.Host = refusedAddr
+					}
+					var connectStatus []int
+					var mu sync.Mutex
+					var v serverView
+					env := startDiff(t, m, p, v.hook(&http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+						fmt.Fprintf(w, "%s %s", r.Proto, r.URL)
+					})}), func(tr *http.Transport) {
+						tr.Proxy = http.ProxyURL(proxyURL)
+						tr.OnProxyConnectResponse = func(_ context.Context, _ *url.URL, _ *http.Request, resp *http.Response) error {
+							mu.Lock()
+							connectStatus = append(connectStatus, resp.StatusCode)
+							mu.Unlock()
+							return nil
+						}
+					})
+					var out []string
+					for range 2 {
+						req, _ := http.NewRequestWithContext(bound(t), "GET", env.url+"/x", nil)
+						out = append(out, describe(env.client.Do(req)))
+					}
+					fwd.CloseIdleConnections() // the proxy's, to the server
+					v.settle(t, env)
+					pv.settle(t, env)
+					mu.Lock()
+					defer mu.Unlock()
+					return fmt.Sprintf("%s\nOnProxyConnectResponse %v\nproxy: %s\nserver: %s", strings.Join(out, "\n"), connectStatus, &pv, &v)
+				})
+			})
+		}
+	}
+}
+
+// h2cOneConn is set, and over h2c also oneConn: sequential requests may
+// otherwise dial a second connection that HTTP/2 closes unused, bare or
+// not.
+func h2cOneConn(p diffProto, set func(*http.Transport)) func(*http.Transport) {
+	return func(tr *http.Transport) {
+		if set != nil {
+			set(tr)
+		}
+		if p == h2C {
+			oneConn(tr)
 		}
 	}
 }
