@@ -7,9 +7,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/connscope/connscope"
+	"github.com/connscope/connscope/httpscope"
 	"github.com/connscope/connscope/internal/refused"
 	"io"
 	"log"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -881,12 +884,12 @@ func TestDifferentialTransportSettings(t *testing.T) {
 			name   string
 			h1Only bool // a pool's limit: over HTTP/2, one connection carries all, and concurrent first requests may dial more, unused (see oneConn)
 			setTr  func(*http.Transport)
-			run    func(t *testing.T, env *diffEnv, get func(path string) string) string
+			run    func(t *testing.T, env *diffEnv, v *serverView, get func(path string) string) string
 		}{
-			{"DisableKeepAlives", false, func(tr *http.Transport) { tr.DisableKeepAlives = true }, func(t *testing.T, env *diffEnv, get func(string) string) string {
+			{"DisableKeepAlives", false, func(tr *http.Transport) { tr.DisableKeepAlives = true }, func(t *testing.T, env *diffEnv, v *serverView, get func(string) string) string {
 				return get("/") + "\n" + get("/")
 			}},
-			{"MaxConnsPerHost", true, func(tr *http.Transport) { tr.MaxConnsPerHost = 1 }, func(t *testing.T, env *diffEnv, get func(string) string) string {
+			{"MaxConnsPerHost", true, func(tr *http.Transport) { tr.MaxConnsPerHost = 1 }, func(t *testing.T, env *diffEnv, v *serverView, get func(string) string) string {
 				var wg sync.WaitGroup
 				got := make([]string, 3)
 				for i := range got {
@@ -895,7 +898,7 @@ func TestDifferentialTransportSettings(t *testing.T) {
 				wg.Wait()
 				return strings.Join(got, "\n")
 			}},
-			{"MaxIdleConnsPerHost", true, func(tr *http.Transport) { tr.MaxIdleConnsPerHost = 1 }, func(t *testing.T, env *diffEnv, get func(string) string) string {
+			{"MaxIdleConnsPerHost", true, func(tr *http.Transport) { tr.MaxIdleConnsPerHost = 1 }, func(t *testing.T, env *diffEnv, v *serverView, get func(string) string) string {
 				var out []string
 				for range 2 { // three at once, each held until all three are in
 					var wg sync.WaitGroup
@@ -908,16 +911,33 @@ func TestDifferentialTransportSettings(t *testing.T) {
 				}
 				return strings.Join(out, "\n")
 			}},
-			{"DisableCompression", false, func(tr *http.Transport) { tr.DisableCompression = true }, func(t *testing.T, env *diffEnv, get func(string) string) string {
+			{"DisableCompression", false, func(tr *http.Transport) { tr.DisableCompression = true }, func(t *testing.T, env *diffEnv, v *serverView, get func(string) string) string {
 				return get("/gzip")
 			}},
-			{"compression", false, nil, func(t *testing.T, env *diffEnv, get func(string) string) string {
+			{"compression", false, nil, func(t *testing.T, env *diffEnv, v *serverView, get func(string) string) string {
 				return get("/gzip")
 			}},
-			{"ResponseHeaderTimeout", false, func(tr *http.Transport) { tr.ResponseHeaderTimeout = 20 * time.Millisecond }, func(t *testing.T, env *diffEnv, get func(string) string) string {
+			{"ResponseHeaderTimeout", false, func(tr *http.Transport) { tr.ResponseHeaderTimeout = 20 * time.Millisecond }, func(t *testing.T, env *diffEnv, v *serverView, get func(string) string) string {
 				return get("/hang")
 			}},
-			{"Clone", false, nil, func(t *testing.T, env *diffEnv, get func(string) string) string {
+			{"IdleConnTimeout", false, func(tr *http.Transport) { tr.IdleConnTimeout = 20 * time.Millisecond }, func(t *testing.T, env *diffEnv, v *serverView, get func(string) string) string {
+				first := get("/")
+				v.waitState(t, 1, http.StateClosed) // the client gave up on it
+				return first + "\n" + get("/")
+			}},
+			{"MaxResponseHeaderBytes", false, func(tr *http.Transport) { tr.MaxResponseHeaderBytes = 1 << 10 }, func(t *testing.T, env *diffEnv, v *serverView, get func(string) string) string {
+				return get("/big-header")
+			}},
+			{"Request.Close", false, nil, func(t *testing.T, env *diffEnv, v *serverView, get func(string) string) string {
+				var out []string
+				for range 2 {
+					req, _ := http.NewRequestWithContext(bound(t), "GET", env.url, nil)
+					req.Close = true
+					out = append(out, describe(env.client.Do(req)))
+				}
+				return strings.Join(out, "\n")
+			}},
+			{"Clone", false, nil, func(t *testing.T, env *diffEnv, v *serverView, get func(string) string) string {
 				clone := env.tr.Clone()
 				defer clone.CloseIdleConnections()
 				c := &http.Client{Transport: clone}
@@ -949,6 +969,8 @@ func TestDifferentialTransportSettings(t *testing.T) {
 							gz.Close()
 						case "/hang":
 							<-r.Context().Done()
+						case "/big-header":
+							w.Header().Set("X-Big", strings.Repeat("a", 2<<10))
 						}
 					})
 					env := startDiff(t, m, p, srv, h2cOneConn(p, tc.setTr))
@@ -956,7 +978,7 @@ func TestDifferentialTransportSettings(t *testing.T) {
 						req, _ := http.NewRequestWithContext(bound(t), "GET", env.url+path, nil)
 						return describe(env.client.Do(req))
 					}
-					out := tc.run(t, env, get)
+					out := tc.run(t, env, &v, get)
 					v.settle(t, env)
 					return out + "\nserver: " + v.shapes()
 				})
@@ -1048,6 +1070,11 @@ func TestDifferentialProxy(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
+					if m.server { // the proxy is the program's too: its CONNECT hijacks through the spy
+						spy := &connscope.Spy{Sink: &memSink{}}
+						httpscope.InstrumentServer(spy, proxy, nil)
+						pln = spy.WrapListener(pln)
+					}
 					go proxy.Serve(pln)
 					defer func() { proxy.Close(); tunnels.Wait() }()
 					proxyURL := &url.URL{Scheme: "http", User: url.UserPassword("u", "p"), Host: pln.Addr().String()}
@@ -1097,4 +1124,143 @@ func h2cOneConn(p diffProto, set func(*http.Transport)) func(*http.Transport) {
 			oneConn(tr)
 		}
 	}
+}
+
+// TestDifferentialProgramTrace: the program's own ClientTrace, which the
+// instrumented transport composes with its own, gets every hook as often
+// and with what it got bare; and the TLS state both ends see.
+func TestDifferentialProgramTrace(t *testing.T) {
+	for _, p := range []diffProto{h1, h1TLS, h2TLS, h2C} {
+		t.Run(p.String(), func(t *testing.T) {
+			diffEach(t, diffModes, p, func(t *testing.T, m diffMode) string {
+				var v serverView
+				srv := v.hook(&http.Server{})
+				srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if r.TLS != nil {
+						v.logf("r.TLS: version %x, ALPN %q, server name %q, complete %v, peer certificates %d",
+							r.TLS.Version, r.TLS.NegotiatedProtocol, r.TLS.ServerName, r.TLS.HandshakeComplete, len(r.TLS.PeerCertificates))
+					}
+					io.WriteString(w, "ok")
+				})
+				env := startDiff(t, m, p, srv, h2cOneConn(p, nil))
+				var out []string
+				for range 2 {
+					var mu sync.Mutex
+					hooks := map[string][]string{}
+					note := func(hook string, format string, args ...any) {
+						mu.Lock()
+						hooks[hook] = append(hooks[hook], fmt.Sprintf(format, args...))
+						mu.Unlock()
+					}
+					ctx := httptrace.WithClientTrace(bound(t), &httptrace.ClientTrace{
+						GetConn:              func(hostPort string) { note("GetConn", "%s", hostPort) },
+						GotConn:              func(i httptrace.GotConnInfo) { note("GotConn", "reused %v was idle %v", i.Reused, i.WasIdle) },
+						PutIdleConn:          func(err error) { note("PutIdleConn", "%v", err) },
+						GotFirstResponseByte: func() { note("GotFirstResponseByte", "") },
+						DNSStart:             func(i httptrace.DNSStartInfo) { note("DNSStart", "%s", i.Host) },
+						ConnectStart:         func(network, addr string) { note("ConnectStart", "%s %s", network, addr) },
+						ConnectDone:          func(network, addr string, err error) { note("ConnectDone", "%s %s %v", network, addr, err) },
+						TLSHandshakeStart:    func() { note("TLSHandshakeStart", "") },
+						TLSHandshakeDone: func(cs tls.ConnectionState, err error) {
+							note("TLSHandshakeDone", "%x %q %v", cs.Version, cs.NegotiatedProtocol, err)
+						},
+						WroteHeaderField: func(key string, _ []string) { note("WroteHeaderField", "%s", key) },
+						WroteHeaders:     func() { note("WroteHeaders", "") },
+						WroteRequest:     func(i httptrace.WroteRequestInfo) { note("WroteRequest", "%v", i.Err) },
+					})
+					req, _ := http.NewRequestWithContext(ctx, "GET", env.url, nil)
+					resp, err := env.client.Do(req)
+					d := describe(resp, err)
+					if err == nil && resp.TLS != nil {
+						d += fmt.Sprintf("; resp.TLS: server name %q, complete %v, resumed %v, peer certificates %d, verified chains %d",
+							resp.TLS.ServerName, resp.TLS.HandshakeComplete, resp.TLS.DidResume, len(resp.TLS.PeerCertificates), len(resp.TLS.VerifiedChains))
+					}
+					mu.Lock()
+					names := slices.Sorted(maps.Keys(hooks))
+					for _, n := range names {
+						if n == "WroteHeaderField" {
+							slices.Sort(hooks[n]) // HTTP/2 writes them in its own order
+						}
+						d += fmt.Sprintf("\n  %s %q", n, hooks[n])
+					}
+					mu.Unlock()
+					out = append(out, d)
+				}
+				v.settle(t, env)
+				return strings.Join(out, "\n") + "\nserver: " + v.String()
+			})
+		})
+	}
+}
+
+// TestDifferentialContextCause: a request's context ended with a cause of
+// the program's (WithCancelCause, WithTimeoutCause), waiting for the
+// answer or reading the body, and a TLS handshake that times out
+// (Transport.TLSHandshakeTimeout): the instrumented request is made with a
+// context of httpscope's own around the program's, which must hand the
+// cause through.
+func TestDifferentialContextCause(t *testing.T) {
+	errCause := errors.New("the program's cause")
+	// HTTP/1 only: net/http's HTTP/2 client reports the context's error,
+	// not its cause.
+	for _, p := range []diffProto{h1} {
+		for _, how := range []string{"cancel awaiting headers", "cancel reading the body", "timeout awaiting headers", "timeout reading the body"} {
+			t.Run(how+" "+p.String(), func(t *testing.T) {
+				diffEach(t, diffModes, p, func(t *testing.T, m diffMode) string {
+					var v serverView
+					srv := v.hook(&http.Server{})
+					srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+						if strings.HasSuffix(how, "body") {
+							io.WriteString(w, "part")
+							http.NewResponseController(w).Flush()
+						}
+						<-r.Context().Done()
+						v.logf("the handler's context: %v", context.Cause(r.Context()))
+					})
+					env := startDiff(t, m, p, srv, h2cOneConn(p, nil))
+					var ctx context.Context
+					var cancel func()
+					if strings.HasPrefix(how, "cancel") {
+						c, cancelCause := context.WithCancelCause(bound(t))
+						ctx, cancel = c, func() { cancelCause(errCause) }
+					} else {
+						ctx, cancel = context.WithTimeoutCause(bound(t), 30*time.Millisecond, errCause)
+						defer cancel()
+						cancel = func() {} // the timer does it
+					}
+					req, _ := http.NewRequestWithContext(ctx, "GET", env.url, nil)
+					var out string
+					if strings.HasSuffix(how, "body") {
+						resp, err := env.client.Do(req)
+						if err != nil {
+							out = describe(resp, err)
+						} else {
+							buf := make([]byte, 4)
+							_, err := io.ReadFull(resp.Body, buf)
+							cancel()
+							rest, err2 := io.ReadAll(resp.Body)
+							resp.Body.Close()
+							out = fmt.Sprintf("%s %s: %q %v, then %q %s, is the cause %v", resp.Proto, resp.Status, buf, err, rest, describeErr(err2), errors.Is(err2, errCause))
+						}
+					} else {
+						if strings.HasPrefix(how, "cancel") {
+							go func() { time.Sleep(30 * time.Millisecond); cancel() }()
+						}
+						resp, err := env.client.Do(req)
+						out = fmt.Sprintf("%s, is the cause %v", describe(resp, err), errors.Is(err, errCause))
+					}
+					v.settle(t, env)
+					return out + "\nserver: " + v.String()
+				})
+			})
+		}
+	}
+	t.Run("TLSHandshakeTimeout", func(t *testing.T) {
+		hang := hangingListener(t)
+		diffEach(t, diffClientModes, h1, func(t *testing.T, m diffMode) string {
+			env := startDiff(t, m, h1, &http.Server{}, func(tr *http.Transport) { tr.TLSHandshakeTimeout = 20 * time.Millisecond })
+			req, _ := http.NewRequestWithContext(bound(t), "GET", "https://"+hang, nil)
+			return describe(env.client.Do(req))
+		})
+	})
 }
