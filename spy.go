@@ -70,7 +70,7 @@ type Stats struct {
 	// user's sink, or a slog handler behind NewSlogSink): recovered, so
 	// that the program goes on, and not reported through that sink.
 	SinkPanics uint64
-	// NotSpied counts accepted connections left unwrapped: *tls.Conn
+	// NotSpied counts accepted connections left unwrapped: TLS ones
 	// from a listener above TLS (see WrapListener).
 	NotSpied uint64
 }
@@ -364,11 +364,12 @@ func (dt *dialTiming) sinceConnect() time.Duration {
 //
 // A listener that already speaks TLS (one from tls.NewListener or
 // tls.Listen) hands out *tls.Conn, which servers recognise by its type:
-// net/http negotiates HTTP/2 and sets Request.TLS only for a *tls.Conn.
-// Those connections are returned unwrapped, so the program serves as
-// before, but unseen: they are counted (Stats.NotSpied) and the first is
-// reported as "Socket Not Spied", a warning that says how to wrap below
-// TLS instead.
+// net/http negotiates HTTP/2 for a *tls.Conn, and sets Request.TLS for it
+// or for any connection with a ConnectionState method (a program's own
+// type around a *tls.Conn), which a wrapper would hide. Those connections
+// are returned unwrapped, so the program serves as before, but unseen:
+// they are counted (Stats.NotSpied) and the first is reported as "Socket
+// Not Spied", a warning that says how to wrap below TLS instead.
 func (s *Spy) WrapListener(ln net.Listener) net.Listener {
 	if s == nil || ln == nil {
 		return ln
@@ -450,12 +451,12 @@ func (l *listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return c, err
 	}
-	if _, ok := c.(*tls.Conn); ok {
+	if _, ok := c.(tlsConn); ok {
 		l.spy.notSpied.Add(1)
 		if l.warned.CompareAndSwap(false, true) {
 			l.spy.Emit(Event{Message: MsgNotSpied, Op: "accept", Err: fmt.Errorf(
-				"connscope: listener %v hands out *tls.Conn, which the spy leaves unwrapped (HTTP/2 and Request.TLS need it): wrap the listener under TLS, as in srv.ServeTLS(spy.WrapListener(ln), cert, key), to see its connections",
-				l.Listener.Addr())})
+				"connscope: listener %v hands out TLS connections (%T), which the spy leaves unwrapped (HTTP/2 and Request.TLS need them as they are): wrap the listener under TLS, as in srv.ServeTLS(spy.WrapListener(ln), cert, key), to see its connections",
+				l.Listener.Addr(), c)})
 		}
 		return c, nil
 	}
@@ -464,6 +465,12 @@ func (l *listener) Accept() (net.Conn, error) {
 
 // Unwrap returns the listener that was wrapped.
 func (l *listener) Unwrap() net.Listener { return l.Listener }
+
+// tlsConn is what net/http takes for a TLS connection: *tls.Conn has it,
+// and so may a program's own connection type (net/http's connectionStater).
+type tlsConn interface {
+	ConnectionState() tls.ConnectionState
+}
 
 // TLSHandshake reports a completed (or failed) TLS handshake on r, once
 // per connection, with its version and negotiated protocol.

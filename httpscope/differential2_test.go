@@ -1264,3 +1264,73 @@ func TestDifferentialContextCause(t *testing.T) {
 		})
 	})
 }
+
+// programTLSConn is a TLS connection type of a program's own: a *tls.Conn
+// in a struct (to count, to carry what a PROXY header said, ...). net/http
+// takes a connection that is not a *tls.Conn but has ConnectionState for
+// a TLS one over HTTP/1: it sets Request.TLS from it.
+type programTLSConn struct{ *tls.Conn }
+
+// programTLSListener hands out programTLSConn, handshaken.
+type programTLSListener struct {
+	net.Listener
+	cfg *tls.Config
+}
+
+func (l programTLSListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	tc := tls.Server(c, l.cfg)
+	tc.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := tc.Handshake(); err != nil {
+		c.Close()
+		return programTLSConn{tc}, nil // net/http's first read fails
+	}
+	tc.SetDeadline(time.Time{})
+	return programTLSConn{tc}, nil
+}
+
+// TestDifferentialProgramTLSConn: a listener that hands out TLS
+// connections of the program's own type, wrapped by the spy above TLS, as
+// a listener from tls.NewListener may be: the handler still gets
+// Request.TLS.
+func TestDifferentialProgramTLSConn(t *testing.T) {
+	cert, pool := diffCert(t)
+	diffEach(t, []diffMode{diffBare, diffServer}, h1TLS, func(t *testing.T, m diffMode) string {
+		var v serverView
+		srv := v.hook(&http.Server{})
+		srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.TLS == nil {
+				v.logf("%s, no TLS", r.Proto)
+				return
+			}
+			v.logf("%s, TLS %x %q complete %v", r.Proto, r.TLS.Version, r.TLS.NegotiatedProtocol, r.TLS.HandshakeComplete)
+		})
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pln net.Listener = programTLSListener{ln, &tls.Config{Certificates: []tls.Certificate{cert}}}
+		if m.server {
+			spy := &connscope.Spy{Sink: &memSink{}}
+			httpscope.InstrumentServer(spy, srv, nil)
+			pln = spy.WrapListener(pln)
+			defer func() {
+				if n := spy.Stats().NotSpied; n != 1 {
+					t.Errorf("Stats().NotSpied = %d, want 1", n)
+				}
+			}()
+		}
+		done := make(chan struct{})
+		go func() { defer close(done); srv.Serve(pln) }()
+		defer func() { srv.Close(); <-done }()
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+		defer tr.CloseIdleConnections()
+		req, _ := http.NewRequestWithContext(bound(t), "GET", "https://"+ln.Addr().String(), nil)
+		out := describe((&http.Client{Transport: tr}).Do(req))
+		v.settle(t, &diffEnv{tr: tr})
+		return out + "\nserver: " + v.String()
+	})
+}
