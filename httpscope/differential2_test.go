@@ -1334,3 +1334,53 @@ func TestDifferentialProgramTLSConn(t *testing.T) {
 		return out + "\nserver: " + v.String()
 	})
 }
+
+// TestDifferentialServerMisuseLog: net/http's HTTP/1 server logs a
+// superfluous WriteHeader, and a WriteHeader or Write after a hijack, with
+// the first caller outside net/http: the handler's line, not the
+// instrumented server's ResponseWriter. (With log.Lshortfile, the log's
+// own file:line differs: see README.)
+func TestDifferentialServerMisuseLog(t *testing.T) {
+	for _, p := range []diffProto{h1, h1TLS, h2TLS} {
+		t.Run(p.String(), func(t *testing.T) {
+			diffEach(t, diffModes, p, func(t *testing.T, m diffMode) string {
+				var errLog syncBuffer
+				var v serverView
+				srv := v.hook(&http.Server{ErrorLog: log.New(&errLog, "", 0)})
+				srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					switch r.URL.Path {
+					case "/twice":
+						w.WriteHeader(http.StatusAccepted)
+						w.WriteHeader(http.StatusInternalServerError)
+					case "/error-after-write":
+						io.WriteString(w, "x")
+						http.Error(w, "e", http.StatusInternalServerError)
+					case "/flush-then-header":
+						http.NewResponseController(w).Flush()
+						w.WriteHeader(http.StatusInternalServerError)
+					case "/hijack":
+						c, _, err := http.NewResponseController(w).Hijack()
+						if err != nil {
+							return
+						}
+						w.WriteHeader(http.StatusOK)
+						_, err1 := w.Write([]byte("x"))
+						_, err2 := io.WriteString(w, "y")
+						_, err3 := w.Write(nil)
+						v.logf("after the hijack: %v, %v, %v", err1, err2, err3)
+						io.WriteString(c, "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+						c.Close()
+					}
+				})
+				env := startDiff(t, m, p, srv, nil)
+				var out []string
+				for _, path := range []string{"/twice", "/error-after-write", "/flush-then-header", "/hijack"} {
+					req, _ := http.NewRequestWithContext(bound(t), "GET", env.url+path, nil)
+					out = append(out, describe(env.client.Do(req)))
+				}
+				v.settle(t, env)
+				return fmt.Sprintf("%s\nserver: %s\nErrorLog:\n%s", strings.Join(out, "\n"), &v, errLog.String())
+			})
+		})
+	}
+}

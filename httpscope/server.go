@@ -6,10 +6,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/url"
+	"path"
 	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -336,6 +339,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	rw := &respWriter{ResponseWriter: w}
 	if h1 {
 		rw.h1, rw.hijacks = r, h.hijacks // nil if the listener is not wrapped
+		rw.ctx = req.Context()
 	}
 	returned := false
 	// Deferred, so that a handler's panic is reported too; it is not
@@ -378,6 +382,11 @@ type respWriter struct {
 	h1       *connscope.Record // HTTP/1 only: see sent
 	written  int64             // h1.BytesWritten() when the status was set
 	hijacks  *sync.Map         // with h1: see isHijacked
+	// HTTP/1 only: the request's context (its server, for misused), and
+	// whether the server's writer has written the header, as far as
+	// calls through w say (see misused).
+	ctx         context.Context
+	wroteHeader bool
 }
 
 // setStatus records the final status the handler chose. Not after a
@@ -410,19 +419,91 @@ func (w *respWriter) sent() bool {
 }
 
 func (w *respWriter) WriteHeader(code int) {
+	if w.misused("WriteHeader", true) {
+		return
+	}
 	// net/http sends 1xx responses at once, except 101 Switching
 	// Protocols, which is final.
-	if w.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
+	final := code >= 200 || code == http.StatusSwitchingProtocols
+	if w.status == 0 && final {
 		w.setStatus(code)
 	}
-	w.ResponseWriter.WriteHeader(code)
+	w.ResponseWriter.WriteHeader(code) // panics on a code net/http refuses
+	if final {
+		w.wroteHeader = true
+	}
 }
 
 func (w *respWriter) Write(b []byte) (int, error) {
+	if w.misused("Write", len(b) > 0) {
+		return 0, http.ErrHijacked
+	}
 	if w.status == 0 {
 		w.setStatus(http.StatusOK)
 	}
-	return w.ResponseWriter.Write(b)
+	n, err := w.ResponseWriter.Write(b)
+	w.wroteHeader = true // the server's writer writes it first
+	return n, err
+}
+
+// misused reports whether a call of method on net/http's HTTP/1 writer
+// would only have net/http log it and return: a WriteHeader once the
+// header is written, or a WriteHeader or Write after a hijack. It then
+// logs it as net/http does (if logIt), but naming the handler's line:
+// net/http names the first caller outside package net/http, which would
+// be this wrapper. Over HTTP/2 such calls are not logged.
+func (w *respWriter) misused(method string, logIt bool) bool {
+	if w.ctx == nil {
+		return false
+	}
+	var format string
+	switch {
+	case w.hijacked: // through w: a hijack around it is not looked up on every call
+		format = "http: response.%s on hijacked connection from %s (%s:%d)"
+	case method == "WriteHeader" && w.wroteHeader:
+		format = "http: superfluous response.%s call from %s (%s:%d)"
+		if w.isHijacked() { // around w, as net/http would tell first
+			format = "http: response.%s on hijacked connection from %s (%s:%d)"
+		}
+	default:
+		return false
+	}
+	// Only net/http's own writer (not a recorder a program handed the
+	// handler), in a server's request.
+	srv, _ := w.ctx.Value(http.ServerContextKey).(*http.Server)
+	if srv == nil || reflect.TypeOf(w.ResponseWriter).String() != "*http.response" {
+		return false
+	}
+	if logIt {
+		f := callerOutside()
+		args := []any{method, f.Function, path.Base(f.File), f.Line}
+		if srv.ErrorLog != nil {
+			srv.ErrorLog.Printf(format, args...)
+		} else {
+			log.Printf(format, args...)
+		}
+	}
+	return true
+}
+
+// pkgPrefix starts the names of this package's functions.
+var pkgPrefix = reflect.TypeFor[respWriter]().PkgPath() + "."
+
+// callerOutside is net/http's relevantCaller, which skips its own package,
+// skipping this one too.
+func callerOutside() runtime.Frame {
+	pc := make([]uintptr, 32)
+	n := runtime.Callers(2, pc)
+	frames := runtime.CallersFrames(pc[:n])
+	for {
+		f, more := frames.Next()
+		if !strings.HasPrefix(f.Function, "net/http.") && !strings.HasPrefix(f.Function, pkgPrefix) {
+			return f
+		}
+		if !more {
+			return runtime.Frame{}
+		}
+	}
 }
 
 // Unwrap lets http.ResponseController reach the server's writer.
@@ -434,6 +515,7 @@ func (w *respWriter) flush() {
 	}
 	w.ResponseWriter.(http.Flusher).Flush()
 	w.flushed = true // Flush reports no failure
+	w.wroteHeader = true
 }
 
 func (w *respWriter) flushError() error {
@@ -444,6 +526,7 @@ func (w *respWriter) flushError() error {
 	if err == nil {
 		w.flushed = true
 	}
+	w.wroteHeader = true
 	return err
 }
 
@@ -452,17 +535,24 @@ func (w *respWriter) flushError() error {
 type flushErrorer interface{ FlushError() error }
 
 func (w *respWriter) writeString(s string) (int, error) {
+	if w.misused("Write", len(s) > 0) {
+		return 0, http.ErrHijacked
+	}
 	if w.status == 0 {
 		w.setStatus(http.StatusOK)
 	}
-	return io.WriteString(w.ResponseWriter, s)
+	n, err := io.WriteString(w.ResponseWriter, s)
+	w.wroteHeader = true
+	return n, err
 }
 
 func (w *respWriter) readFrom(src io.Reader) (int64, error) {
 	if w.status == 0 {
 		w.setStatus(http.StatusOK)
 	}
-	return w.ResponseWriter.(io.ReaderFrom).ReadFrom(src)
+	n, err := w.ResponseWriter.(io.ReaderFrom).ReadFrom(src)
+	w.wroteHeader = true
+	return n, err
 }
 
 // isHijacked reports whether the handler hijacked the connection: through
