@@ -7,9 +7,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/connscope/connscope"
-	"github.com/connscope/connscope/httpscope"
-	"github.com/connscope/connscope/internal/refused"
 	"io"
 	"log"
 	"maps"
@@ -24,12 +21,23 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/connscope/connscope"
+	"github.com/connscope/connscope/httpscope"
+	"github.com/connscope/connscope/internal/refused"
 )
 
 // A second differential pass (see differential_test.go): what a program
-// sees of its pooled connections, proxies, timeouts and shutdown.
+// sees of its pooled connections, proxies, 100-continue, full duplex,
+// timeouts, shutdown and its own hooks, bare and instrumented. Each
+// comparison guards something the instrumentation could break: an error
+// net/http inspects (a pooled connection's EOF, a deadline's timeout), a
+// method found on a wrapped connection or ResponseWriter, a hook chained
+// or composed with the spy's, a context of httpscope's around the
+// program's. Run with -v to see what bare showed.
 
 // diffEach runs run in each mode, over p, and fails where a mode saw
 // something other than bare did (ports aside).
@@ -162,19 +170,21 @@ func connOf(r *http.Request) (conn, req int64) {
 // (GET; a body it can get again with an idempotent method or an
 // Idempotency-Key) on a new connection, and fails the rest.
 func TestDifferentialClosedIdleConnection(t *testing.T) {
-	type reqCase struct {
-		name    string
-		method  string
-		body    func() io.Reader // nil: no body
-		getBody bool
-		key     bool
-	}
-	cases := []reqCase{
-		{"GET", "GET", nil, false, false},
-		{"POST with GetBody", "POST", func() io.Reader { return strings.NewReader("posted") }, true, false},
-		{"POST without GetBody", "POST", func() io.Reader { return io.MultiReader(strings.NewReader("posted")) }, false, false},
-		{"POST with GetBody and Idempotency-Key", "POST", func() io.Reader { return strings.NewReader("posted") }, true, true},
-		{"POST without GetBody, Idempotency-Key", "POST", func() io.Reader { return io.MultiReader(strings.NewReader("posted")) }, false, true},
+	// NewRequest sets GetBody for a *strings.Reader, not for a reader it
+	// does not know.
+	withGetBody := func() io.Reader { return strings.NewReader("posted") }
+	withoutGetBody := func() io.Reader { return io.MultiReader(strings.NewReader("posted")) }
+	cases := []struct {
+		name   string
+		method string
+		body   func() io.Reader // nil: no body
+		key    bool             // Idempotency-Key
+	}{
+		{"GET", "GET", nil, false},
+		{"POST with GetBody", "POST", withGetBody, false},
+		{"POST without GetBody", "POST", withoutGetBody, false},
+		{"POST with GetBody and Idempotency-Key", "POST", withGetBody, true},
+		{"POST without GetBody, Idempotency-Key", "POST", withoutGetBody, true},
 	}
 	for _, rst := range []bool{false, true} {
 		for _, p := range []diffProto{h1, h1TLS} {
@@ -204,26 +214,18 @@ func TestDifferentialClosedIdleConnection(t *testing.T) {
 						})
 						env := startDiff(t, m, p, srv, nil)
 						var out []string
-						for i := range 2 {
-							var body io.Reader
-							if rc.body != nil {
-								body = rc.body()
-							}
-							method := "GET"
-							if i == 1 {
-								method = rc.method
-							} else {
-								body = nil
-							}
-							req, _ := http.NewRequestWithContext(bound(t), method, env.url, body)
-							if i == 1 && !rc.getBody {
-								req.GetBody = nil
-							}
-							if i == 1 && rc.key {
-								req.Header.Set("Idempotency-Key", "k1")
-							}
-							out = append(out, describe(env.client.Do(req)))
+						// A GET pools the connection; the case's request reuses it.
+						req, _ := http.NewRequestWithContext(bound(t), "GET", env.url, nil)
+						out = append(out, describe(env.client.Do(req)))
+						var body io.Reader
+						if rc.body != nil {
+							body = rc.body()
 						}
+						req, _ = http.NewRequestWithContext(bound(t), rc.method, env.url, body)
+						if rc.key {
+							req.Header.Set("Idempotency-Key", "k1")
+						}
+						out = append(out, describe(env.client.Do(req)))
 						v.settle(t, env)
 						return strings.Join(out, "\n") + "\nserver: " + v.String()
 					})
@@ -289,7 +291,7 @@ func TestDifferentialReverseProxy(t *testing.T) {
 					})
 					be := startDiff(t, m, p, backend, nil)
 					target, _ := url.Parse(be.url)
-					if r := strings.TrimPrefix(path, "/refused"); r != path {
+					if path == "/refused" { // the ErrorHandler's
 						target.Host = refusedAddr
 					}
 					var pv serverView
@@ -339,7 +341,7 @@ func TestDifferentialReverseProxy(t *testing.T) {
 func TestDifferentialExpectContinue(t *testing.T) {
 	errHook := errors.New("the program's Got1xxResponse refused it")
 	for _, p := range []diffProto{h1, h1TLS, h2TLS, h2C} {
-		for _, path := range []string{"/read", "/refuse", "/hints", "/hints-refused", "/too-many"} {
+		for _, path := range []string{"/read", "/refuse", "/hints", "/hints-refused"} {
 			t.Run(path+" "+p.String(), func(t *testing.T) {
 				diffEach(t, diffModes, p, func(t *testing.T, m diffMode) string {
 					var v serverView
@@ -357,11 +359,6 @@ func TestDifferentialExpectContinue(t *testing.T) {
 							w.Header().Set("Link", "</a>")
 							w.WriteHeader(http.StatusEarlyHints)
 							w.WriteHeader(http.StatusEarlyHints)
-							io.WriteString(w, "final")
-						case "/too-many":
-							for range 6 {
-								w.WriteHeader(http.StatusEarlyHints)
-							}
 							io.WriteString(w, "final")
 						}
 					})
@@ -501,12 +498,18 @@ func TestDifferentialResponseController(t *testing.T) {
 							out = describe(resp, err)
 							break
 						}
-						<-handlerDone // only then read
+						within(t, handlerDone) // only then read
 						n, err := io.Copy(io.Discard, resp.Body)
 						resp.Body.Close()
 						out = fmt.Sprintf("%s %s: read %v bytes, %s", resp.Proto, resp.Status, n > 0, describeErr(err))
 					case "/read-deadline":
-						go func() { <-handlerDone; pw.Close() }()
+						go func() {
+							select {
+							case <-handlerDone:
+							case <-time.After(5 * time.Second):
+							}
+							pw.Close()
+						}()
 						out = describe(env.client.Do(req))
 					default:
 						pw.Close()
@@ -701,7 +704,10 @@ func TestDifferentialShutdown(t *testing.T) {
 						switch r.URL.Path {
 						case "/slow":
 							close(started)
-							<-release
+							select {
+							case <-release:
+							case <-time.After(5 * time.Second):
+							}
 							io.WriteString(w, "slow")
 						case "/hijack":
 							c, brw, err := http.NewResponseController(w).Hijack()
@@ -729,16 +735,24 @@ func TestDifferentialShutdown(t *testing.T) {
 					slow := make(chan string, 1)
 					go func() {
 						req, _ := http.NewRequestWithContext(bound(t), "GET", env.url+"/slow", nil)
-						slow <- describe(env.client.Do(req))
+						resp, err := env.client.Do(req)
+						if how == "Close" && err != nil {
+							// A FIN or, if the server had not read all the
+							// client sent, a reset: a race.
+							lost := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
+							slow <- fmt.Sprintf("failed, the connection lost: %v", lost)
+							return
+						}
+						slow <- describe(resp, err)
 					}()
-					<-started
+					within(t, started)
 					req, _ := http.NewRequestWithContext(bound(t), "GET", env.url, nil)
 					out = append(out, "fast: "+describe(env.client.Do(req)))
 					var hj, raw net.Conn
 					if p == h1 || p == h1TLS {
 						raw = rawDial(t, env)
 						io.WriteString(raw, "GET /hijack HTTP/1.1\r\nHost: x\r\n\r\n")
-						hj = <-hijacked
+						hj = within(t, hijacked)
 						defer hj.Close()
 					}
 					// The idle connection (HTTP/1: the fast request's own).
@@ -759,25 +773,27 @@ func TestDifferentialShutdown(t *testing.T) {
 						fallthrough
 					case "Shutdown":
 						go func() { stopped <- srv.Shutdown(ctx) }()
-						<-onShutdown // the listener is closed by then
+						within(t, onShutdown) // the listener is closed by then
 					case "Close":
 						stopped <- srv.Close()
 					}
-					if _, err := net.Dial("tcp", strings.TrimPrefix(strings.TrimPrefix(env.url, "http://"), "https://")); err != nil {
+					u, _ := url.Parse(env.url)
+					if c, err := net.Dial("tcp", u.Host); err != nil {
 						out = append(out, "a new connection: "+describeErr(err))
 					} else {
+						c.Close()
 						out = append(out, "a new connection: accepted")
 					}
 					if idle > 0 {
 						v.waitState(t, idle, http.StateClosed)
 					}
 					if how == "Shutdown past its deadline" {
-						out = append(out, fmt.Sprintf("stopped: %v (is DeadlineExceeded %v)", <-stopped, errors.Is(ctx.Err(), context.DeadlineExceeded)))
+						out = append(out, fmt.Sprintf("stopped: %v (is DeadlineExceeded %v)", within(t, stopped), errors.Is(ctx.Err(), context.DeadlineExceeded)))
 					}
 					close(release)
-					out = append(out, "slow: "+<-slow)
+					out = append(out, "slow: "+within(t, slow))
 					if how != "Shutdown past its deadline" {
-						out = append(out, fmt.Sprintf("stopped: %v", <-stopped))
+						out = append(out, fmt.Sprintf("stopped: %v", within(t, stopped)))
 					}
 					if hj != nil {
 						// Still the handler's: net/http neither closed it nor
@@ -912,9 +928,6 @@ func TestDifferentialTransportSettings(t *testing.T) {
 				return strings.Join(out, "\n")
 			}},
 			{"DisableCompression", false, func(tr *http.Transport) { tr.DisableCompression = true }, func(t *testing.T, env *diffEnv, v *serverView, get func(string) string) string {
-				return get("/gzip")
-			}},
-			{"compression", false, nil, func(t *testing.T, env *diffEnv, v *serverView, get func(string) string) string {
 				return get("/gzip")
 			}},
 			{"ResponseHeaderTimeout", false, func(tr *http.Transport) { tr.ResponseHeaderTimeout = 20 * time.Millisecond }, func(t *testing.T, env *diffEnv, v *serverView, get func(string) string) string {
@@ -1382,5 +1395,51 @@ func TestDifferentialServerMisuseLog(t *testing.T) {
 				return fmt.Sprintf("%s\nserver: %s\nErrorLog:\n%s", strings.Join(out, "\n"), &v, errLog.String())
 			})
 		})
+	}
+}
+
+// TestDifferentialBodyAfterClose: reading a body after its Close, the
+// response's (which httpscope wraps over HTTP/2, and under Client.Timeout)
+// and the request's in the handler.
+func TestDifferentialBodyAfterClose(t *testing.T) {
+	for _, p := range []diffProto{h1, h2TLS} {
+		for _, timeout := range []time.Duration{0, time.Minute} {
+			t.Run(fmt.Sprintf("%s Client.Timeout %v", p, timeout), func(t *testing.T) {
+				diffEach(t, diffModes, p, func(t *testing.T, m diffMode) string {
+					var v serverView
+					srv := v.hook(&http.Server{})
+					srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+						r.Body.Close()
+						_, err := r.Body.Read(make([]byte, 1))
+						v.logf("request body after Close: %v, is http.ErrBodyReadAfterClose %v", err, errors.Is(err, http.ErrBodyReadAfterClose))
+						io.WriteString(w, strings.Repeat("x", 100))
+					})
+					env := startDiff(t, m, p, srv, nil)
+					env.client.Timeout = timeout
+					req, _ := http.NewRequestWithContext(bound(t), "POST", env.url, strings.NewReader("body"))
+					resp, err := env.client.Do(req)
+					if err != nil {
+						return describe(resp, err)
+					}
+					resp.Body.Read(make([]byte, 10))
+					resp.Body.Close()
+					n, err := resp.Body.Read(make([]byte, 10))
+					v.settle(t, env)
+					return fmt.Sprintf("response body after Close: %d %s\nserver: %s", n, describeErr(err), &v)
+				})
+			})
+		}
+	}
+}
+
+// within receives from ch, or fails the test after 5 s.
+func within[T any](t *testing.T, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(5 * time.Second):
+		t.Fatal("timed out")
+		panic("unreachable")
 	}
 }
