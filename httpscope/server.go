@@ -39,6 +39,11 @@ type recordKey struct{}
 // plain HTTP) is reported with its error when net/http reports the
 // connection closed: after its "Socket Close". Call it before srv starts.
 //
+// Over HTTP/1, a call that net/http's writer would only log with its
+// caller (a superfluous WriteHeader; a WriteHeader or Write after a
+// hijack) is logged by the wrapper instead, in net/http's words, so that
+// the ErrorLog names the handler's line, not the wrapper's.
+//
 // An "OPTIONS *" request, which net/http answers itself without the
 // Handler (unless srv.DisableGeneralOptionsHandler), is not seen: no
 // "HTTP(S) Response", not counted, and no "Socket Idle" after it.
