@@ -186,3 +186,48 @@ func TestContextWithDialID(t *testing.T) {
 		t.Errorf("dials without an id in their context got %v and %v", a, b)
 	}
 }
+
+// TestDialIDNotSharedWithNestedDial: the id a context carries
+// (ContextWithDialID) is its dial's alone. A spied dial made while
+// dialing, such as the resolver's to its DNS server, is a connection of
+// its own: it took the outer dial's id, so that two connections had one
+// (httpscope sets one on every dial of an instrumented transport).
+func TestDialIDNotSharedWithNestedDial(t *testing.T) {
+	dnsAddr := dnsServer(t) // answers every A question with 127.0.0.1
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var rec recorder
+	spy := &Spy{Hooks: Hooks{ConnOpened: rec.opened}}
+	var plain net.Dialer
+	res := &net.Resolver{PreferGo: true, Dial: spy.WrapDial(func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return plain.DialContext(ctx, network, dnsAddr)
+	})}
+	dial := spy.WrapDial((&net.Dialer{Resolver: res}).DialContext)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	id := NewID()
+	c, err := dial(ContextWithDialID(ctx, id), "tcp4", net.JoinHostPort("service.test.", strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)))
+	if err != nil {
+		t.Fatalf("dial through the spied resolver: %v", err)
+	}
+	c.Close()
+	if got := RecordOf(c).ID(); got != id {
+		t.Errorf("connection id %v, want the context's %v", got, id)
+	}
+	var udp int
+	for _, r := range rec.side(Client) {
+		if r.Network() != "udp" {
+			continue
+		}
+		udp++
+		if r.ID() == id {
+			t.Errorf("the resolver's UDP connection has the id of the dial it resolved for, %v", id)
+		}
+	}
+	if udp == 0 {
+		t.Fatal("the resolver's UDP conn was not instrumented")
+	}
+}

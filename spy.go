@@ -283,6 +283,10 @@ func (s *Spy) WrapDial(dial DialFunc) DialFunc {
 		id, _ := ctx.Value(dialIDKey{}).(ID)
 		if id.IsZero() {
 			id = NewID()
+		} else {
+			// The id is this dial's alone: a spied dial made while
+			// dialing (the resolver's) is a connection of its own.
+			ctx = context.WithValue(ctx, dialIDKey{}, ID{})
 		}
 		target := TargetFromContext(ctx)
 		var dt dialTiming
@@ -509,7 +513,8 @@ func ContextWithTarget(ctx context.Context, target string) context.Context {
 // failure: so that the caller, knowing the id, can name that dial in
 // events of its own. httpscope ties a request's "HTTP(S) Error" to the
 // dial that failed it this way. Each dial needs a context of its own: two
-// connections must not share an id.
+// connections must not share an id. (A spied dial made while this one
+// runs, such as its resolver's, gets an id of its own.)
 func ContextWithDialID(ctx context.Context, id ID) context.Context {
 	return context.WithValue(ctx, dialIDKey{}, id)
 }
