@@ -243,10 +243,19 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	r, seq := rt.rec, rt.seq
 	failedDial, reuseIdle := rt.failedDial, rt.reuseIdle
 	holding := rt.holding != nil // on r: see gotConn
+	retried := r != nil && rt.connless
 	rt.holding, rt.over = nil, true
 	rt.mu.Unlock()
 	ttfb := time.Duration(rt.ttfb.Load())
 	if err != nil {
+		if retried {
+			// A retry got no connection (its dial failed, or it gave up
+			// waiting): the error is not r's, which carried an attempt
+			// before. That attempt ends as gotConn ends one when the
+			// retry gets a connection.
+			rt.endAttempt(r, seq, holding)
+			r, seq, holding, reuseIdle = nil, 0, false, 0
+		}
 		var id connscope.ID
 		if r == nil {
 			id = failedDial // zero if the request never dialed either (canceled while it waited)
@@ -477,10 +486,14 @@ type reqTrace struct {
 	// How long the pooled connection the request took had sat idle: on
 	// its "HTTP(S) Error" too, where a peer's idle timeout shows.
 	reuseIdle time.Duration
-	// The id of this request's last dial that failed, or of the
-	// connection whose TLS handshake failed: the id of its "HTTP(S)
-	// Error" if no connection carried it.
+	// The id of the last dial of the request's current attempt that
+	// failed, or of the connection whose TLS handshake failed: the id of
+	// its "HTTP(S) Error" if no connection carried it.
 	failedDial connscope.ID
+	// The current attempt has no connection yet: set at GetConn, which
+	// starts each attempt, cleared at GotConn. An error after a retry's
+	// GetConn is not the connection's of the attempt before.
+	connless bool
 
 	// The error the transport reported as it wrote the request: see
 	// bodyFailed.
@@ -555,6 +568,11 @@ func (p *keyProbe) Value(key any) any { p.key = key; return nil }
 func (rt *reqTrace) setHooks(https bool) {
 	ct := &rt.ct
 	*ct = httptrace.ClientTrace{
+		GetConn: func(string) {
+			rt.mu.Lock()
+			rt.connless, rt.failedDial = true, connscope.ID{}
+			rt.mu.Unlock()
+		},
 		GotConn:      rt.gotConn,
 		WroteRequest: rt.wroteRequest,
 		GotFirstResponseByte: func() {
@@ -649,38 +667,23 @@ func (rt *reqTrace) gotConn(info httptrace.GotConnInfo) {
 	// one tries again) is over: it ends here, not at RoundTrip's return,
 	// and its connection, even if it is this one again, has a new request.
 	pooled := false
-	if rt.conn != nil { // read as rec is: an attempt before this one
-		rt.mu.Lock()
+	rt.mu.Lock()
+	if rt.conn != nil { // an attempt before this one
 		pooled, rt.idlePending = rt.idlePending, false
-		rt.mu.Unlock()
 	}
+	rt.connless = false
+	rt.mu.Unlock()
 	if prev != nil {
 		if prev == r && !pooled {
 			// HTTP/2 retries a refused stream on the same connection:
 			// still the same request there.
 			return
 		}
-		// A retry: the failed attempt is over. Its connection failed
-		// (HTTP/1 retries only then), or, over HTTP/2, could not open
-		// the stream (the server allows fewer at a time than the client
-		// thought): then, still pooled, it is idle if that was its last
-		// request. Or a RoundTripper under this one tries again after an
-		// answer: an HTTP/1 connection is then pooled, and another request
-		// may wait behind this one on it (see held), so it ends as HTTP/1.
 		rt.mu.Lock()
-		mux := rt.multiplexed(rt.conn, prev)
 		holding := rt.holding
 		rt.holding = nil
 		rt.mu.Unlock()
-		if mux {
-			pooled = !prev.Broken()
-		}
-		endReq(rt.spy, prev, rt.seq, pooled, mux)
-		if holding != nil {
-			// The attempt is over, with nothing to report before its
-			// connection's events.
-			holding.ReleaseEvents()
-		}
+		rt.endAttemptPooled(prev, rt.seq, pooled, holding != nil)
 	}
 	var seq uint64
 	if r != nil { // nil: dialed by a DialTLSContext we do not wrap
@@ -712,6 +715,42 @@ func (rt *reqTrace) gotConn(info httptrace.GotConnInfo) {
 	}
 	if info.Reused {
 		emitReq(rt.spy, r, seq, connscope.Event{Message: connscope.MsgReuse, Conn: r, Target: rt.target, Request: seq, Idle: info.IdleTime}, false)
+	}
+}
+
+// endAttempt ends the request's attempt on prev, its connection until a
+// retry that got none (see RoundTrip); holding says that the request
+// holds prev's events.
+func (rt *reqTrace) endAttempt(prev *connscope.Record, seq uint64, holding bool) {
+	rt.mu.Lock()
+	pooled := false
+	if rt.conn != nil { // as in gotConn
+		pooled, rt.idlePending = rt.idlePending, false
+	}
+	rt.mu.Unlock()
+	rt.endAttemptPooled(prev, seq, pooled, holding)
+}
+
+// endAttemptPooled ends a failed attempt on prev, the request's
+// connection until a retry. Its connection failed (HTTP/1 retries only
+// then), or, over HTTP/2, could not open the stream (the server allows
+// fewer at a time than the client thought): then, still pooled, it is
+// idle if that was its last request. Or a RoundTripper under this one
+// tries again after an answer: an HTTP/1 connection is then pooled
+// (pooled), and another request may wait behind this one on it (see
+// held), so it ends as HTTP/1.
+func (rt *reqTrace) endAttemptPooled(prev *connscope.Record, seq uint64, pooled, holding bool) {
+	rt.mu.Lock()
+	mux := rt.multiplexed(rt.conn, prev)
+	rt.mu.Unlock()
+	if mux {
+		pooled = !prev.Broken()
+	}
+	endReq(rt.spy, prev, seq, pooled, mux)
+	if holding {
+		// The attempt is over, with nothing to report before its
+		// connection's events.
+		prev.ReleaseEvents()
 	}
 }
 

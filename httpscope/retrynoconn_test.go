@@ -1,0 +1,152 @@
+package httpscope_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/connscope/connscope"
+	"github.com/connscope/connscope/httpscope"
+	"github.com/connscope/connscope/internal/refused"
+	"github.com/connscope/connscope/internal/selfsigned"
+)
+
+// retryOnce is a RoundTripper under httpscope.Transport that tries a
+// request again once after a 503, as retrying clients do.
+type retryOnce struct{ next http.RoundTripper }
+
+func (r retryOnce) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := r.next.RoundTrip(req)
+	if err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+		return resp, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return r.next.RoundTrip(req)
+}
+
+// TestRetryWithoutConnection: a request whose first attempt took a pooled
+// connection and whose retry got none (its dial or its TLS handshake
+// failed) has an "HTTP(S) Error" that names the failed dial, as one that
+// never had a connection: no request number, no idleMs. It named the
+// pooled connection, with that connection's idle time and request
+// number, next to another dial's error.
+func TestRetryWithoutConnection(t *testing.T) {
+	cert, pool, err := selfsigned.New("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		tls  bool
+		// second says what the server does with the second request: an
+		// answer, or "" to close the connection unanswered, which
+		// net/http retries (a GET on a reused connection).
+		second  string
+		wrap    func(http.RoundTripper) http.RoundTripper
+		failMsg string // the event of the retry's failure
+	}{
+		{name: "dial refused", failMsg: connscope.MsgError},
+		{name: "TLS handshake failed", tls: true, failMsg: connscope.MsgTLS},
+		{name: "RoundTripper under the spy retries", second: "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+			wrap: func(rt http.RoundTripper) http.RoundTripper { return retryOnce{rt} }, failMsg: connscope.MsgError},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			addr := acceptOne(t, func(c net.Conn) {
+				if tt.tls {
+					c = tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}})
+				}
+				br := bufio.NewReader(c)
+				if _, err := http.ReadRequest(br); err != nil {
+					return
+				}
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				if _, err := http.ReadRequest(br); err != nil {
+					return
+				}
+				io.WriteString(c, tt.second)
+			})
+			// The retry's dial: refused, or to a server that closes
+			// the connection before the TLS handshake.
+			retryAddr := refused.Addr(t)
+			if tt.tls {
+				retryAddr = acceptOne(t, func(net.Conn) {})
+			}
+			var dials atomic.Int32
+			var d net.Dialer
+			tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, DialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
+				if dials.Add(1) > 1 {
+					a = retryAddr
+				}
+				return d.DialContext(ctx, network, a)
+			}}
+			defer tr.CloseIdleConnections()
+			sink := &memSink{}
+			var rs records
+			spy := rs.spy(sink)
+			var client *http.Client
+			if tt.wrap == nil {
+				client = &http.Client{Transport: httpscope.WrapTransport(spy, tr, nil), Timeout: 10 * time.Second}
+			} else {
+				// The RoundTripper is under the traced one, which only
+				// InstrumentDefault sets over a RoundTripper of the
+				// program's (http.DefaultClient's).
+				httpscope.WrapTransport(spy, tr, nil) // tr's connections
+				old := http.DefaultClient.Transport
+				defer func() { http.DefaultClient.Transport = old }()
+				http.DefaultClient.Transport = tt.wrap(tr)
+				undo := httpscope.InstrumentDefault(spy, nil)
+				defer undo()
+				client = http.DefaultClient
+			}
+			scheme := "http://"
+			if tt.tls {
+				scheme = "https://"
+			}
+			resp, err := client.Get(scheme + addr + "/first")
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body) // to its end: the connection is pooled
+			resp.Body.Close()
+			if _, err := client.Get(scheme + addr + "/second"); err == nil {
+				t.Fatal("the second request succeeded; want its retry to fail")
+			}
+
+			var pooledID, failID connscope.ID
+			var reqErr *ev
+			for _, e := range sink.events(0) {
+				switch {
+				case e.Msg == connscope.MsgReuse:
+					pooledID = e.ID
+				case e.Msg == tt.failMsg && e.Err != nil:
+					failID = e.ID
+				case e.Msg == connscope.MsgRequestError:
+					reqErr = &e
+				}
+			}
+			if pooledID.IsZero() || failID.IsZero() || reqErr == nil {
+				t.Fatalf("want a Reuse Socket, a failed %s and an HTTP(S) Error: %q", tt.failMsg, messages(sink.events(0)))
+			}
+			if reqErr.ID != failID || reqErr.Request != 0 || reqErr.Idle != 0 {
+				t.Errorf("HTTP(S) Error id %v, request %d, idle %v; want the failed retry's %v (the pooled connection is %v), no request, no idle",
+					reqErr.ID, reqErr.Request, reqErr.Idle, failID, pooledID)
+			}
+			// The pooled connection's request is over all the same.
+			for _, r := range rs.all() {
+				if r.ID() == pooledID && r.InFlight() != 0 {
+					t.Errorf("pooled connection %v with %d requests in flight, want 0", r.State(), r.InFlight())
+				}
+			}
+			if n := httpscope.HeldConns(); n != 0 {
+				t.Errorf("%d connections still hold events", n)
+			}
+		})
+	}
+}
