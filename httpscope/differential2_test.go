@@ -23,6 +23,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/connscope/connscope"
@@ -1441,5 +1442,69 @@ func within[T any](t *testing.T, ch <-chan T) T {
 	case <-time.After(5 * time.Second):
 		t.Fatal("timed out")
 		panic("unreachable")
+	}
+}
+
+// TestDifferentialServerHeaderAfterEmptyCopy: an io.Copy into the writer
+// (its ReadFrom, over HTTP/1) that copies nothing, because its source is
+// empty or fails at once, writes no header: the status the handler sets
+// next is the response's, as http.Error's after a failed upstream. The
+// instrumented writer took any ReadFrom for a written header, and
+// swallowed that status as a superfluous WriteHeader: the client got 200.
+func TestDifferentialServerHeaderAfterEmptyCopy(t *testing.T) {
+	for _, p := range []diffProto{h1, h1TLS, h2TLS} {
+		t.Run(p.String(), func(t *testing.T) {
+			diffEach(t, diffModes, p, func(t *testing.T, m diffMode) string {
+				var errLog syncBuffer
+				var v serverView
+				srv := v.hook(&http.Server{ErrorLog: log.New(&errLog, "", 0)})
+				srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					switch r.URL.Path {
+					case "/failed-copy":
+						if _, err := io.Copy(w, iotest.ErrReader(errors.New("upstream failed"))); err != nil {
+							http.Error(w, err.Error(), http.StatusBadGateway)
+						}
+					case "/empty-copy":
+						empty := struct{ io.Reader }{strings.NewReader("")} // no WriteTo: io.Copy calls ReadFrom
+						if n, _ := io.Copy(w, empty); n == 0 {
+							w.WriteHeader(http.StatusNoContent)
+						}
+					case "/copy-past-length":
+						// Nothing copied, but the header went out with the
+						// 200 the first byte implied, before the byte was
+						// refused: the WriteHeader after is superfluous.
+						w.Header().Set("Content-Length", "0")
+						if _, err := io.Copy(w, struct{ io.Reader }{strings.NewReader("x")}); err != nil {
+							w.WriteHeader(http.StatusInternalServerError)
+						}
+					}
+				})
+				env := startDiff(t, m, p, srv, nil)
+				var out []string
+				var statuses []int
+				for _, path := range []string{"/failed-copy", "/empty-copy", "/copy-past-length"} {
+					req, _ := http.NewRequestWithContext(bound(t), "GET", env.url+path, nil)
+					resp, err := env.client.Do(req)
+					if err == nil {
+						statuses = append(statuses, resp.StatusCode)
+					}
+					out = append(out, describe(resp, err))
+				}
+				v.settle(t, env)
+				if m.server {
+					// The server's events say what the client got.
+					var logged []int
+					for _, e := range env.sink.events(connscope.Server) {
+						if e.Msg == connscope.MsgResponse {
+							logged = append(logged, e.Status)
+						}
+					}
+					if !slices.Equal(logged, statuses) {
+						t.Errorf("%s: server events' statuses %v, the client got %v", m.name, logged, statuses)
+					}
+				}
+				return fmt.Sprintf("%s\nserver: %s\nErrorLog:\n%s", strings.Join(out, "\n"), &v, errLog.String())
+			})
+		})
 	}
 }

@@ -552,11 +552,21 @@ func (w *respWriter) writeString(s string) (int, error) {
 }
 
 func (w *respWriter) readFrom(src io.Reader) (int64, error) {
+	status, written := w.status, w.written
 	if w.status == 0 {
 		w.setStatus(http.StatusOK)
 	}
 	n, err := w.ResponseWriter.(io.ReaderFrom).ReadFrom(src)
-	w.wroteHeader = true
+	// net/http writes the header with the first byte it copies: a copy
+	// of nothing (an empty source, or one that fails at once) leaves it
+	// unwritten, and the status the handler sets next is the response's
+	// (http.Error's after a failed upstream). A byte refused for the
+	// Content-Length the handler set did write it.
+	if n > 0 || errors.Is(err, http.ErrContentLength) {
+		w.wroteHeader = true
+	} else if !w.wroteHeader {
+		w.status, w.written = status, written
+	}
 	return n, err
 }
 
