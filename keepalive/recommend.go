@@ -41,11 +41,14 @@ type Recommendation struct {
 // Recommend proposes settings starting from current: keepalive idle below
 // every idle timeout on the path, and Go's 15 s where current leaves a
 // longer one to the kernel (Linux's is 2 h), explicit interval and count
-// (the kernel's 75 s × 9 is the seed's 12-minute trap), TCP_USER_TIMEOUT ≈
-// I + V×C so a connection with unacknowledged data or a zero window is
-// given up as soon as an idle one (but no later than a send is given up
-// with current: no situation is detected later than before), an http.Transport IdleConnTimeout below the load
-// balancer's idle timeout, and HTTP/2 ping health checks.
+// (the kernel's 75 s × 9 is the seed's 12-minute trap: Go's 15 s × 9,
+// unless the kernel's are shorter), TCP_USER_TIMEOUT ≈ I + V×C so a
+// connection with unacknowledged data or a zero window is given up as
+// soon as an idle one (but no later than a send, or an idle connection,
+// is given up with current), an http.Transport IdleConnTimeout below the
+// load balancer's idle timeout, and HTTP/2 ping health checks. No
+// situation is detected later than with current, except where a sysctl
+// at 0 that current leaves to the kernel aborts even a live connection.
 func Recommend(current Settings, k Kernel, p Path) Recommendation {
 	k = k.withDefaults()
 	var r Recommendation
@@ -56,10 +59,16 @@ func Recommend(current Settings, k Kernel, p Path) Recommendation {
 	}
 	idle, interval, count := e.Idle, e.Interval, e.Count
 	if idle == 0 {
-		// Only tcp_keepalive_time = 0 gets here; 0 in Settings would mean it again.
+		// Only tcp_keepalive_time = 0 gets here; 0 in Settings would mean
+		// it again. The first probe then comes up to V after the last
+		// packet: an idle of V (at most Go's) is no later.
 		idle = GoDefault.Idle
-		r.Notes = append(r.Notes, fmt.Sprintf("Set idle explicitly: tcp_keepalive_time is 0 here, so keepalive probes every interval from the start (or aborts at once); %s is Go's default.",
-			FormatDuration(idle)))
+		why := "Go's default"
+		if interval >= time.Second && interval < idle {
+			idle, why = interval.Truncate(time.Second), "the interval, which the first probe waits now"
+		}
+		r.Notes = append(r.Notes, fmt.Sprintf("Set idle explicitly: tcp_keepalive_time is 0 here, so keepalive probes every interval from the start (or aborts at once); %s is %s.",
+			FormatDuration(idle), why))
 	}
 
 	if current.Idle == 0 && idle > GoDefault.Idle {
@@ -95,10 +104,12 @@ func Recommend(current Settings, k Kernel, p Path) Recommendation {
 	}
 	if current.Idle >= 0 && (current.Interval <= 0 || current.Count <= 0) {
 		r.Notes = append(r.Notes, kernelLeftNote(current, k))
-		if current.Interval <= 0 {
+		// Go's 15 s × 9, but not where the kernel's are shorter: they
+		// detect sooner (a sysctl at 0 does not count: see the note).
+		if current.Interval <= 0 && (interval <= 0 || interval > 15*time.Second) {
 			interval = min(idle, 15*time.Second)
 		}
-		if current.Count <= 0 {
+		if current.Count <= 0 && (count <= 0 || count > 9) {
 			count = 9
 		}
 	}
@@ -106,24 +117,38 @@ func Recommend(current Settings, k Kernel, p Path) Recommendation {
 		interval = idle
 	}
 	ideal := idle + interval*time.Duration(count)
-	if ideal > maxUserTimeout {
+	u := ideal
+	if u > maxUserTimeout {
 		// The kernel takes milliseconds in an int: Apply would refuse more.
-		ideal = maxUserTimeout
-		r.Notes = append(r.Notes, fmt.Sprintf("TCP_USER_TIMEOUT capped at the kernel's largest, %s: I + V×C is longer.", FormatDuration(ideal)))
+		u = maxUserTimeout
+		r.Notes = append(r.Notes, fmt.Sprintf("TCP_USER_TIMEOUT capped at the kernel's largest, %s: I + V×C is longer.", FormatDuration(u)))
 	}
-	if now := Detect(Sending, current, k); !now.Never && ideal > now.After && ideal > current.UserTimeout {
+	if now := Detect(Sending, current, k); !now.Never && u > now.After && u > current.UserTimeout {
 		// A longer U would leave a send to a vanished peer hanging longer
 		// than retransmissions do now. A U under I + V×C only cuts
 		// keepalive's probing short: a dead idle peer is given up sooner.
 		r.Notes = append(r.Notes, fmt.Sprintf("TCP_USER_TIMEOUT kept at %s, what gives up a send to a vanished peer now: I + V×C = %s is longer.",
 			FormatDuration(now.After), FormatDuration(ideal)))
-		ideal = now.After.Truncate(time.Millisecond)
+		u = now.After.Truncate(time.Millisecond)
 	}
-	u := current.UserTimeout
-	if u != ideal {
-		u = ideal
-		r.Notes = append(r.Notes, fmt.Sprintf("TCP_USER_TIMEOUT %s = I + V×C: with unacknowledged data keepalive does nothing and retransmissions run %s (tcp_retries2 %d); with a zero window the kernel never gives up.",
-			FormatDuration(u), FormatDuration(Detect(Sending, Settings{}, k).After), max(k.Retries2, 0)))
+	// With U set, an idle connection is given up at the first keepalive
+	// firing at or after U. A U kept from current, on firings that a
+	// shorter idle or interval moved, can make that later than now: U at
+	// the last firing before the abort now keeps it no later.
+	now := Detect(Idle, current, k)
+	rec := Detect(Idle, Settings{Idle: idle, Interval: interval, Count: count, UserTimeout: u}, k)
+	if n := (now.After - idle) / interval; !now.Never && rec.After > now.After && n >= 1 {
+		u = idle + interval*n
+		r.Notes = append(r.Notes, fmt.Sprintf("TCP_USER_TIMEOUT %s = I + V×%d, the last keepalive firing before an idle connection is given up now (%s): the abort comes at the first firing at or after U.",
+			FormatDuration(u), n, FormatDuration(now.After)))
+	}
+	if u != current.UserTimeout {
+		what := FormatDuration(u)
+		if u == ideal {
+			what += " = I + V×C"
+		}
+		r.Notes = append(r.Notes, fmt.Sprintf("TCP_USER_TIMEOUT %s: with unacknowledged data keepalive does nothing and retransmissions run %s (tcp_retries2 %d); with a zero window the kernel never gives up.",
+			what, FormatDuration(Detect(Sending, Settings{}, k).After), max(k.Retries2, 0)))
 	}
 	r.Settings = Settings{Idle: idle, Interval: interval, Count: count, UserTimeout: u}
 	r.Detect = make(map[Situation]Detection, len(Situations))

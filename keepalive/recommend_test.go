@@ -184,3 +184,73 @@ func TestRecommendKernelLeftNote(t *testing.T) {
 		})
 	}
 }
+
+// TestRecommendNeverLater: over a grid of settings, kernels and paths, no
+// situation is detected later with the recommendation than with the
+// current settings, the recommendation is one Apply accepts, and no note
+// calls a TCP_USER_TIMEOUT I + V×C that is not. Except where the current
+// detection comes from a sysctl at 0 that aborts even a live connection
+// (an interval or a count of 0, or an idle of 0 with either): making it
+// later is the point. It was later where the kernel's interval or count,
+// left to it, were shorter than Go's 15 s × 9 (30 s/5 s/3: 45 s became
+// 2m30s), and where a TCP_USER_TIMEOUT kept from current met keepalive
+// firings that a shorter idle had moved; and a U capped at what gives up
+// a send now was still said to be I + V×C.
+func TestRecommendNeverLater(t *testing.T) {
+	durations := func(ds ...time.Duration) []time.Duration { return ds }
+	var settings []Settings
+	for _, i := range durations(-1, 0, sec, 5*sec, 20*sec, 7200*sec) {
+		for _, v := range durations(0, sec, 10*sec, 75*sec) {
+			for _, c := range []int{0, 1, 3, 20} {
+				for _, u := range durations(0, 500*time.Millisecond, 36*sec, 2000*sec) {
+					settings = append(settings, Settings{Idle: i, Interval: v, Count: c, UserTimeout: u})
+				}
+			}
+		}
+	}
+	var kernels []Kernel
+	for _, kt := range durations(0, 5*sec, 20*sec, -1) {
+		for _, ki := range durations(0, sec, 20*sec, -1) {
+			for _, kp := range []int{0, 3, -1} {
+				for _, r2 := range []int{0, 3} {
+					kernels = append(kernels, Kernel{KeepaliveTime: kt, KeepaliveIntvl: ki, KeepaliveProbes: kp, Retries2: r2})
+				}
+			}
+		}
+	}
+	paths := []Path{{}, {IdleTimeouts: []time.Duration{30 * sec}}, {LoadBalancer: 60 * sec}, {IdleTimeouts: []time.Duration{3 * sec}}}
+	failures := 0
+	for _, cur := range settings {
+		for _, k := range kernels {
+			e := cur.Effective(k)
+			// A sysctl at 0 that the current settings leave to it and
+			// that aborts even a live connection.
+			aborts := cur.Idle >= 0 && (cur.Interval <= 0 && k.KeepaliveIntvl < 0 || cur.Count <= 0 && k.KeepaliveProbes < 0 ||
+				cur.Idle == 0 && k.KeepaliveTime < 0 && (e.Interval == 0 || e.Count == 0))
+			for _, p := range paths {
+				r := Recommend(cur, k, p)
+				rs := r.Settings
+				if err := rs.Validate(); err != nil {
+					t.Errorf("Recommend(%v, %+v, %v) = %v, which Apply refuses: %v", cur, k, p, rs, err)
+					failures++
+				}
+				for _, n := range r.Notes {
+					if strings.Contains(n, "= I + V×C:") && rs.UserTimeout != rs.Idle+rs.Interval*time.Duration(rs.Count) {
+						t.Errorf("Recommend(%v, %+v, %v) = %v, with the note %q", cur, k, p, rs, n)
+						failures++
+					}
+				}
+				for _, sit := range Situations {
+					now, rec := Detect(sit, cur, k), r.Detect[sit]
+					if !aborts && !now.Never && (rec.Never || rec.After > now.After) {
+						t.Errorf("Recommend(%v, %+v, %v) = %v: %s detected after %v, later than %v now", cur, k, p, rs, sit, rec, now)
+						failures++
+					}
+				}
+				if failures > 10 {
+					t.Fatal("too many failures")
+				}
+			}
+		}
+	}
+}
