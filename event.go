@@ -70,7 +70,8 @@ type Event struct {
 	Conn *Record
 	// ID identifies the connection when Conn is nil: a dial that failed,
 	// or the one an "HTTP(S) Error" names when its request got no
-	// connection (its dial failed, or its TLS handshake).
+	// connection (its dial failed, or its TLS handshake, or a proxy
+	// refused its CONNECT on the connection it dialed).
 	ID ID
 
 	Target  string // "GET https://host:443/path?query", redacted

@@ -118,6 +118,7 @@ func instrumentDial(spy *connscope.Spy, t *http.Transport) (undo func()) {
 		// not on every request: most requests reuse a connection.
 		rt, ok := ctx.Value(reqTraceKey{}).(*reqTrace)
 		var id connscope.ID
+		var attempt int
 		if ok {
 			if connscope.TargetFromContext(ctx) == "" {
 				ctx = connscope.ContextWithTarget(ctx, rt.target)
@@ -125,11 +126,16 @@ func instrumentDial(spy *connscope.Spy, t *http.Transport) (undo func()) {
 			// So that the request's error can name a dial that fails.
 			id = connscope.NewID()
 			ctx = connscope.ContextWithDialID(ctx, id)
+			rt.mu.Lock()
+			attempt = rt.attempt
+			rt.mu.Unlock()
 		}
 		c, err := dial(ctx, network, addr)
 		if ok && err != nil {
 			rt.mu.Lock()
-			rt.failedDial = id
+			if rt.attempt == attempt { // not a dial an earlier attempt left running
+				rt.failedDial = id
+			}
 			rt.mu.Unlock()
 		}
 		if r := connscope.RecordOf(c); err == nil && r != nil {
@@ -140,12 +146,13 @@ func instrumentDial(spy *connscope.Spy, t *http.Transport) (undo func()) {
 				markH2C(r)
 			}
 		}
-		if ok && err == nil && rt.ct.TLSHandshakeDone != nil {
+		if ok && err == nil {
 			// The TLS handshake that follows reports to this request's
 			// trace, without saying on which connection: see
-			// TLSHandshakeDone.
+			// TLSHandshakeDone. And a proxy's CONNECT may fail on it: see
+			// closedDial.
 			if r := connscope.RecordOf(c); r != nil {
-				d := dialed{rec: r, at: sinceEpoch()}
+				d := dialed{rec: r, at: sinceEpoch(), attempt: attempt}
 				rt.mu.Lock()
 				rt.dialed = append(rt.dialed, d)
 				rt.mu.Unlock()
@@ -259,6 +266,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		var id connscope.ID
 		if r == nil {
 			id = failedDial // zero if the request never dialed either (canceled while it waited)
+			if id.IsZero() {
+				id = rt.closedDial()
+			}
 		}
 		emitReqError(spy, r, seq, connscope.Event{Time: now, Message: connscope.MsgRequestError, Conn: r, ID: id, Target: rt.target, Request: seq, Idle: reuseIdle,
 			Headers: rt.headers, Duration: took, Op: "request", Err: err}, holding)
@@ -494,6 +504,7 @@ type reqTrace struct {
 	// starts each attempt, cleared at GotConn. An error after a retry's
 	// GetConn is not the connection's of the attempt before.
 	connless bool
+	attempt  int // GetConns so far: the attempt a dial is for
 
 	// The error the transport reported as it wrote the request: see
 	// bodyFailed.
@@ -531,8 +542,27 @@ type reqTrace struct {
 // dialed is a connection dialed for a request, and when the dial returned:
 // its TLS handshake starts then.
 type dialed struct {
-	rec *connscope.Record
-	at  int64 // ns since epoch
+	rec     *connscope.Record
+	at      int64 // ns since epoch
+	attempt int   // see reqTrace.attempt
+}
+
+// closedDial returns the id of the connection that the request's current
+// attempt dialed and net/http closed without a request on it, the last
+// one if several: one through a proxy that refused its CONNECT (or whose
+// SOCKS handshake failed), which failed the request as a failed dial
+// would. Zero if there is none.
+func (rt *reqTrace) closedDial() connscope.ID {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	var id connscope.ID
+	var last time.Time
+	for _, d := range rt.dialed {
+		if at := d.rec.ClosedAt(); d.attempt == rt.attempt && !at.IsZero() && d.rec.Requests() == 0 && at.After(last) {
+			id, last = d.rec.ID(), at
+		}
+	}
+	return id
 }
 
 type reqTraceKey struct{}
@@ -571,6 +601,7 @@ func (rt *reqTrace) setHooks(https bool) {
 		GetConn: func(string) {
 			rt.mu.Lock()
 			rt.connless, rt.failedDial = true, connscope.ID{}
+			rt.attempt++
 			rt.mu.Unlock()
 		},
 		GotConn:      rt.gotConn,
@@ -615,12 +646,13 @@ func (rt *reqTrace) setHooks(https bool) {
 				// own dial: another dial's handshake may have started
 				// since.
 				var last time.Time
+				current := false
 				for _, d := range rt.dialed {
 					if at := d.rec.ClosedAt(); !at.IsZero() && !d.rec.TLSReported() && at.After(last) {
-						r, took, last = d.rec, time.Duration(now-d.at), at
+						r, took, last, current = d.rec, time.Duration(now-d.at), at, d.attempt == rt.attempt
 					}
 				}
-				if r != nil {
+				if r != nil && current {
 					// The request gets no connection: its error names
 					// the one whose handshake failed, as it names a
 					// failed dial.

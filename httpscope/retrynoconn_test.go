@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -148,5 +149,44 @@ func TestRetryWithoutConnection(t *testing.T) {
 				t.Errorf("%d connections still hold events", n)
 			}
 		})
+	}
+}
+
+// TestProxyRefusedConnectHasConnID: a request through a proxy that
+// refuses its CONNECT gets no connection, but it dialed one, which
+// net/http closes: its "HTTP(S) Error" names that connection, as it names
+// a dial or a TLS handshake that failed. It had a null id, as if the
+// request had dialed nothing.
+func TestProxyRefusedConnectHasConnID(t *testing.T) {
+	proxy := acceptOne(t, func(c net.Conn) {
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+		io.Copy(io.Discard, c) // until the client closes
+	})
+	tr := &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: proxy})}
+	defer tr.CloseIdleConnections()
+	sink := &memSink{}
+	spy := &connscope.Spy{Sink: sink}
+	client := &http.Client{Transport: httpscope.WrapTransport(spy, tr, nil), Timeout: 10 * time.Second}
+	if _, err := client.Get("https://service.invalid/x"); err == nil {
+		t.Fatal("a request through a proxy that refused its CONNECT succeeded")
+	}
+	var connID connscope.ID
+	var reqErr *ev
+	for _, e := range sink.events(0) {
+		switch e.Msg {
+		case connscope.MsgConnect:
+			connID = e.ID
+		case connscope.MsgRequestError:
+			reqErr = &e
+		}
+	}
+	if connID.IsZero() || reqErr == nil {
+		t.Fatalf("want a Socket Connect and an HTTP(S) Error: %q", messages(sink.events(0)))
+	}
+	if reqErr.ID != connID || reqErr.Request != 0 {
+		t.Errorf("HTTP(S) Error id %v, request %d; want the proxy connection's %v, no request", reqErr.ID, reqErr.Request, connID)
 	}
 }
