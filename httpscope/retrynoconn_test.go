@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -188,5 +190,108 @@ func TestProxyRefusedConnectHasConnID(t *testing.T) {
 	}
 	if reqErr.ID != connID || reqErr.Request != 0 {
 		t.Errorf("HTTP(S) Error id %v, request %d; want the proxy connection's %v, no request", reqErr.ID, reqErr.Request, connID)
+	}
+}
+
+// TestEarlierAttemptsDialFailsLate: a dial that a request's first attempt
+// started, then did without (a pooled connection came first), may fail
+// while a retry waits for a connection of its own. That failure is not
+// the retry's: the request's "HTTP(S) Error" (here its cancellation) did
+// name that dial.
+func TestEarlierAttemptsDialFailsLate(t *testing.T) {
+	firstAsked := make(chan struct{})  // the second request is waiting
+	firstServed := make(chan struct{}) // the first request has the connection
+	addr := acceptOne(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		close(firstServed)
+		select {
+		case <-firstAsked:
+		case <-time.After(10 * time.Second):
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		http.ReadRequest(br) // then close unanswered: net/http retries the GET
+	})
+	errDial := errors.New("dial failed late")
+	var calls atomic.Int32
+	early, retry := make(chan struct{}), make(chan struct{}) // the second and third dials fail when closed
+	retryDialing := make(chan struct{})
+	var d net.Dialer
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
+		switch calls.Add(1) {
+		case 1:
+			return d.DialContext(ctx, network, a)
+		case 2: // the second request's first attempt
+			close(firstAsked)
+			<-early
+			return nil, errDial
+		case 3: // its retry
+			close(retryDialing)
+		}
+		<-retry
+		return nil, errDial
+	}}
+	defer tr.CloseIdleConnections()
+	defer close(retry)
+	sink := &memSink{}
+	spy := &connscope.Spy{Sink: sink}
+	client := &http.Client{Transport: httpscope.WrapTransport(spy, tr, nil)}
+
+	done := make(chan struct{})
+	go func() { // takes the only connection, and pools it once the second request waits
+		defer close(done)
+		if resp, err := client.Get("http://" + addr + "/first"); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}()
+	select {
+	case <-firstServed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first request never reached the server")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		defer cancel()
+		fail := sync.OnceFunc(func() { close(early) }) // the first attempt's dial fails
+		defer fail()
+		select {
+		case <-retryDialing:
+		case <-time.After(10 * time.Second):
+			return // the request below fails the test
+		}
+		fail()
+		for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(time.Millisecond) {
+			for _, e := range sink.events(0) {
+				if e.Msg == connscope.MsgError && errors.Is(e.Err, errDial) {
+					return
+				}
+			}
+		}
+	}()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+addr+"/second", nil)
+	if _, err := client.Do(req); !errors.Is(err, context.Canceled) {
+		t.Fatalf("second request: %v, want it canceled while its retry dialed", err)
+	}
+	<-done
+	var failedDial connscope.ID
+	var reqErr *ev
+	for _, e := range sink.events(0) {
+		switch {
+		case e.Msg == connscope.MsgError && errors.Is(e.Err, errDial):
+			failedDial = e.ID
+		case e.Msg == connscope.MsgRequestError:
+			reqErr = &e
+		}
+	}
+	if reqErr == nil {
+		t.Fatalf("no HTTP(S) Error: %q", messages(sink.events(0)))
+	}
+	if reqErr.ID == failedDial {
+		t.Errorf("HTTP(S) Error of a request canceled while its retry dialed names %v, the dial its first attempt did without", failedDial)
 	}
 }
