@@ -6,7 +6,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,7 +24,6 @@ import (
 // over HTTP/1 and HTTP/2: the same text, a url.Error that is a timeout and
 // a context.DeadlineExceeded. And the spy reports the request's failure.
 func TestClientTimeoutSameError(t *testing.T) {
-	const timeout = 150 * time.Millisecond
 	release := make(chan struct{})
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/midbody" {
@@ -39,28 +40,28 @@ func TestClientTimeoutSameError(t *testing.T) {
 	tlsURL, p := startTLS(t, nil, h)
 	defer close(release) // before the servers' cleanups close them
 
-	// The program's own ways to end a request early, beside Client.Timeout:
-	// a deadline of its own that comes first, a cancel, the deprecated
-	// Request.Cancel.
-	ownDeadline := func(r *http.Request) (*http.Request, func()) {
-		ctx, cancel := context.WithTimeout(r.Context(), timeout/3)
+	// The program's own ways to end a request early, after d, beside
+	// Client.Timeout: a deadline of its own that comes first, a cancel,
+	// the deprecated Request.Cancel.
+	ownDeadline := func(r *http.Request, d time.Duration) (*http.Request, func()) {
+		ctx, cancel := context.WithTimeout(r.Context(), d)
 		return r.WithContext(ctx), cancel
 	}
-	ownCancel := func(r *http.Request) (*http.Request, func()) {
+	ownCancel := func(r *http.Request, d time.Duration) (*http.Request, func()) {
 		ctx, cancel := context.WithCancel(r.Context())
-		t := time.AfterFunc(timeout/3, cancel)
+		t := time.AfterFunc(d, cancel)
 		return r.WithContext(ctx), func() { t.Stop(); cancel() }
 	}
-	legacyCancel := func(r *http.Request) (*http.Request, func()) {
+	legacyCancel := func(r *http.Request, d time.Duration) (*http.Request, func()) {
 		c := make(chan struct{})
-		t := time.AfterFunc(timeout/3, func() { close(c) })
+		t := time.AfterFunc(d, func() { close(c) })
 		r.Cancel = c
 		return r, func() { t.Stop() }
 	}
 	for _, tc := range []struct {
 		name, url string
 		h2        bool
-		prepare   func(*http.Request) (*http.Request, func())
+		prepare   func(*http.Request, time.Duration) (*http.Request, func())
 		timeout   bool // the error is a timeout
 	}{
 		{"HTTP/1 awaiting headers", plain.URL + "/headers", false, nil, true},
@@ -76,9 +77,17 @@ func TestClientTimeoutSameError(t *testing.T) {
 		{"HTTP/2 Request.Cancel", tlsURL + "/headers", true, legacyCancel, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var errs [2]error
-			sink := &memSink{}
-			for i, spied := range []bool{false, true} {
+			body := strings.HasSuffix(tc.url, "/midbody")
+			// do runs the request under Client.Timeout timeout, the
+			// program's own end, if any, coming after a third of it. It
+			// returns the error that ended the request, and whether that
+			// is the end the case is about: the request was sent first
+			// (not still dialing), and a body case's headers came, and a
+			// request the program ended itself was over before
+			// Client.Timeout: past it, http.Client says the request timed
+			// out whatever ended it (it reads its timer, or for its own
+			// transport the clock), with the spy or without.
+			do := func(spied bool, timeout time.Duration, sink *memSink) (error, bool) {
 				tr := http.DefaultTransport.(*http.Transport).Clone()
 				tr.TLSClientConfig = p.cfg
 				defer tr.CloseIdleConnections()
@@ -87,16 +96,22 @@ func TestClientTimeoutSameError(t *testing.T) {
 					rt = httpscope.WrapTransport(&connscope.Spy{Sink: sink}, tr, nil)
 				}
 				c := &http.Client{Transport: rt, Timeout: timeout}
-				req, err := http.NewRequest("GET", tc.url, nil)
+				var wrote atomic.Bool
+				ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+					WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) },
+				})
+				req, err := http.NewRequestWithContext(ctx, "GET", tc.url, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
+				start := time.Now()
 				if tc.prepare != nil {
 					var done func()
-					req, done = tc.prepare(req)
+					req, done = tc.prepare(req, timeout/3)
 					defer done()
 				}
 				resp, err := c.Do(req)
+				headers := err == nil
 				if err == nil {
 					if got := resp.ProtoMajor == 2; got != tc.h2 {
 						t.Fatalf("spied=%v: %s, want HTTP/2 %v", spied, resp.Proto, tc.h2)
@@ -107,7 +122,24 @@ func TestClientTimeoutSameError(t *testing.T) {
 				if err == nil {
 					t.Fatalf("spied=%v: no error, want the request ended", spied)
 				}
-				errs[i] = err
+				return err, wrote.Load() && (headers || !body) && (tc.prepare == nil || time.Since(start) < timeout)
+			}
+			// A busy machine may need more time for that: each attempt
+			// doubles it.
+			var errs [2]error
+			var sink *memSink
+			for timeout := 150 * time.Millisecond; ; timeout *= 2 {
+				sink = &memSink{}
+				bare, bareOK := do(false, timeout, sink)
+				spied, spiedOK := do(true, timeout, sink)
+				errs = [2]error{bare, spied}
+				if bareOK && spiedOK {
+					break
+				}
+				if timeout >= 2*time.Second {
+					t.Fatalf("the requests did not end as the case wants, even with Client.Timeout %v: bare %v, spied %v", timeout, bare, spied)
+				}
+				t.Logf("Client.Timeout %v: a request did not end as the case wants (bare %v, spied %v); again with more time", timeout, bare, spied)
 			}
 			bare, spied := errs[0], errs[1]
 			if b, s := bare.Error(), spied.Error(); b != s {
@@ -120,7 +152,7 @@ func TestClientTimeoutSameError(t *testing.T) {
 					t.Errorf("%s error %v (%T): want a timeout %v", []string{"bare", "spied"}[i], err, err, tc.timeout)
 				}
 			}
-			if strings.HasSuffix(tc.url, "/headers") {
+			if !body {
 				waitFor(t, "the spy's HTTP(S) Error", func() bool { return count(sink, connscope.MsgRequestError) == 1 })
 			}
 		})
