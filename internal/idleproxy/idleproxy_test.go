@@ -37,7 +37,8 @@ func echoServer(t *testing.T) string {
 }
 
 func TestClosesIdleWithFIN(t *testing.T) {
-	p := &Proxy{Backend: echoServer(t), IdleTimeout: 200 * time.Millisecond}
+	const timeout = 300 * time.Millisecond
+	p := &Proxy{Backend: echoServer(t), IdleTimeout: timeout}
 	if err := p.Start("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
@@ -47,10 +48,14 @@ func TestClosesIdleWithFIN(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	// Activity keeps it open past the timeout.
+	// Activity keeps it open past the timeout. Pings come often, so that
+	// only a stall of nearly the whole timeout (a busy machine) could let
+	// the proxy find the connection idle.
 	buf := make([]byte, 4)
-	for range 4 {
-		time.Sleep(100 * time.Millisecond)
+	var last time.Time // when the last ping was sent
+	for begin := time.Now(); time.Since(begin) < 2*timeout; {
+		time.Sleep(10 * time.Millisecond)
+		last = time.Now()
 		if _, err := c.Write([]byte("ping")); err != nil {
 			t.Fatal(err)
 		}
@@ -58,15 +63,16 @@ func TestClosesIdleWithFIN(t *testing.T) {
 			t.Fatalf("active connection closed: %v", err)
 		}
 	}
-	// Then idle: the proxy closes with a FIN, which reads as EOF (not a reset).
-	start := time.Now()
+	// Then idle: the proxy closes with a FIN, which reads as EOF (not a
+	// reset), a whole timeout after the last byte, which it relayed
+	// after the last ping was sent.
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	n, err := c.Read(buf)
 	if err != io.EOF || n != 0 {
 		t.Fatalf("idle connection: read %d, %v; want EOF", n, err)
 	}
-	if idle := time.Since(start); idle < 150*time.Millisecond {
-		t.Errorf("closed after %v idle, want about 200ms", idle)
+	if idle := time.Since(last); idle < timeout {
+		t.Errorf("closed %v after the last ping, want at least the %v idle timeout", idle, timeout)
 	}
 }
 
