@@ -21,7 +21,7 @@ const (
 	MsgAccept       = "Socket Accept"    // a server accepted a connection
 	MsgIdle         = "Socket Idle"      // the connection went back idle (into the client pool, or between server requests)
 	MsgHijack       = "Socket Hijack"    // an HTTP handler took the connection over; it stays tracked until closed
-	MsgRequestError = "HTTP(S) Error"    // a request failed before a response arrived
+	MsgRequestError = "HTTP(S) Error"    // a request failed before a response arrived, or its response's body did
 	MsgDropped      = "Events Dropped"   // a sink lost events (its writer failed or was too slow)
 	MsgHookPanic    = "Hook Panic"       // a user hook panicked; the panic was recovered
 	MsgNotSpied     = "Socket Not Spied" // a listener hands out connections the spy must leave alone (see Spy.WrapListener)
@@ -97,7 +97,7 @@ type Event struct {
 	HadError bool   // Socket Close: a read or write failed before the close
 	ClosedBy string // Socket Close: "local" or "remote"
 	// Op is what failed, or what the event reports: "read", "write",
-	// "dial", "dns", "tls", "request", "handler", "relay", "accept", or
+	// "dial", "dns", "tls", "request", "body", "handler", "relay", "accept", or
 	// the hook that panicked.
 	Op      string
 	Err     error  // the error, unchanged: its text may hold secrets (see ErrorText)
@@ -125,10 +125,19 @@ func (e *Event) ErrorText() string {
 // levelFor is the level of an event with message msg and error err:
 // errors stand out, the rest is debug output like connection-spy's. An
 // event that is debug output on success (TLS Handshake, DNS Lookup, a
-// server's HTTP(S) Response) is an error when it carries one.
+// server's HTTP(S) Response) is an error when it carries one. A request
+// the program cancelled is info: the program chose to stop it, and a
+// warn-level log must not fill with a proxy's requests whose clients
+// went away. (A deadline, the program's own timeout included, stays an
+// error: a backend too slow for it is what the log is for.)
 func levelFor(msg string, err error) slog.Level {
 	switch msg {
-	case MsgError, MsgRequestError, MsgHookPanic:
+	case MsgRequestError:
+		if kind, _ := Classify(err); kind == KindCanceled {
+			return slog.LevelInfo
+		}
+		return slog.LevelError
+	case MsgError, MsgHookPanic:
 		return slog.LevelError
 	case MsgTimeout, MsgDropped, MsgNotSpied:
 		return slog.LevelWarn

@@ -310,24 +310,37 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if idle := rt.markReturned(); idle && r != nil { // nil: an unwrapped connection (DialTLSContext), pooled all the same
 		endReq(spy, r, seq, true, false)
 	}
+	// The body is wrapped (in rt: no allocation) to report a read that
+	// fails before its end: a backend that hangs or dies mid-body. Not a
+	// 101's body, which is also the connection's writer and the caller's
+	// now; nor an empty one (a HEAD's, a 204's): nothing more can fail, and
+	// a program may compare it with http.NoBody; nor a body of a
+	// RoundTripper under this one that is not net/http's: it may have
+	// methods of its own that a wrapper would hide.
+	wrap := resp.Body != nil && resp.Body != http.NoBody && resp.StatusCode != http.StatusSwitchingProtocols
+	h2end := false
 	// HTTP/1 reports the return to the pool through PutIdleConn; HTTP/2
 	// never does, so there the end of the body marks the end of the request.
 	if r != nil && resp.ProtoMajor == 2 {
 		// A HEAD's or an empty response's stream ended with its headers:
 		// its body is net/http's own empty one, which the caller need not
 		// close.
-		if resp.Body == nil || resp.Body == http.NoBody || isH2NoBody(resp.Body) {
+		if !wrap || isH2NoBody(resp.Body) {
 			endReq(spy, r, seq, true, true)
+			wrap = false
 		} else {
-			resp.Body = &h2Body{ReadCloser: resp.Body, rt: rt, rec: r, seq: seq}
+			h2end = true
 		}
+	} else if wrap {
+		wrap = endsAtDeadline(next) && !isH2NoBody(resp.Body)
 	}
-	// Not a 101's body, which is also the connection's writer: the
-	// connection is the caller's, the transport cancels nothing more. Nor
-	// an empty body (a HEAD's, a 204's): nothing more can fail, and a
-	// program may compare it with http.NoBody.
-	if clientTimer != nil && resp.Body != nil && resp.Body != http.NoBody && !isH2NoBody(resp.Body) && resp.StatusCode != http.StatusSwitchingProtocols {
-		resp.Body = &deadlineBody{ReadCloser: resp.Body, ctx: rt.Context, timer: clientTimer, stop: stopCancel}
+	if wrap {
+		b := &rt.body
+		b.ReadCloser, b.rt, b.rec, b.seq, b.status, b.proto, b.h2end = resp.Body, rt, r, seq, int32(resp.StatusCode), resp.Proto, h2end
+		if clientTimer != nil {
+			b.timer, b.stop = clientTimer, stopCancel
+		}
+		resp.Body = b
 	} else {
 		stopCancel()
 	}
@@ -407,34 +420,6 @@ func awaitClientTimer(ctx context.Context, timer <-chan struct{}) {
 	}
 }
 
-// deadlineBody is the body of a response to a request under
-// Client.Timeout: a read that fails waits for http.Client's timer (see
-// awaitClientTimer). The request is over at the body's end or Close:
-// stop ends cancelBefore's goroutine.
-type deadlineBody struct {
-	io.ReadCloser
-	ctx   context.Context
-	timer <-chan struct{}
-	stop  func()
-}
-
-func (b *deadlineBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if err != nil {
-		if err != io.EOF {
-			awaitClientTimer(b.ctx, b.timer)
-		}
-		b.stop()
-	}
-	return n, err
-}
-
-func (b *deadlineBody) Close() error {
-	err := b.ReadCloser.Close()
-	b.stop()
-	return err
-}
-
 // endPanicked ends the request when a RoundTripper under this one panicked
 // (a program may recover, as http.Server does for a handler): over HTTP/1
 // its connection may be back in the pool already, and a request that
@@ -509,6 +494,8 @@ type reqTrace struct {
 	// The error the transport reported as it wrote the request: see
 	// bodyFailed.
 	writeErr error
+
+	body respBody // the response's body, when RoundTrip wraps it
 
 	// Set by the transport's read and write loops without the mutex.
 	wrote atomic.Int64 // when the request was written, in ns since epoch
@@ -900,39 +887,80 @@ func connFailed(err error) bool {
 		strings.Contains(msg, "GOAWAY")
 }
 
-// h2Body ends its request at EOF or Close, whichever comes first.
-type h2Body struct {
+// respBody is the body of a response RoundTrip returned. A read that
+// fails before the end is reported, once, as the request's "HTTP(S)
+// Error" with op "body": the answer began (status) and then the backend
+// hung, reset or closed the connection, or the caller gave up. It comes
+// after the connection's own events that caused it ("Socket Error",
+// "Socket Close"), as a request's error does. A Close before the end is
+// the program's choice, not a failure.
+//
+// Over HTTP/2 (h2end) the body's end, its EOF, failure or Close, also
+// ends the request: net/http reports no PutIdleConn there.
+//
+// Under Client.Timeout (timer), a read that fails waits for http.Client's
+// timer (see awaitClientTimer), and the request's end stops
+// cancelBefore's goroutine.
+type respBody struct {
 	io.ReadCloser
-	rt   *reqTrace
-	rec  *connscope.Record
-	seq  uint64
-	once sync.Once
+	rt     *reqTrace         // whose body field this is
+	rec    *connscope.Record // nil: a connection we do not wrap (DialTLSContext)
+	seq    uint64
+	proto  string
+	timer  <-chan struct{}
+	stop   func()
+	status int32       // with the two below, in one word: rt is allocated per request
+	done   atomic.Bool // EOF, failure or Close seen
+	h2end  bool
 }
 
-func (b *h2Body) Read(p []byte) (int, error) {
+func (b *respBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	if err != nil {
-		b.once.Do(func() { b.end(err) })
+		if b.stop != nil {
+			if err != io.EOF {
+				awaitClientTimer(b.rt.Context, b.timer)
+			}
+			b.stop()
+		}
+		if b.done.CompareAndSwap(false, true) {
+			b.end(err)
+		}
 	}
 	return n, err
 }
 
-// Close before the end resets the stream; the connection stays pooled.
-func (b *h2Body) Close() error {
+// Close before the end resets an HTTP/2 stream, whose connection stays
+// pooled; HTTP/1 closes the connection.
+func (b *respBody) Close() error {
 	err := b.ReadCloser.Close()
-	b.once.Do(func() { b.end(nil) })
+	if b.stop != nil {
+		b.stop()
+	}
+	if b.done.CompareAndSwap(false, true) && b.h2end {
+		b.end(nil)
+	}
 	return err
 }
 
-// end ends the request at the body's EOF, its error, or its Close (err
-// nil), and reports the connection idle unless it failed with the body (a
-// connection lost mid-body).
-func (b *h2Body) end(err error) {
-	idle := !b.rec.Broken()
-	if err != nil && err != io.EOF {
-		idle = streamFailed(b.rec, err, b.rt.bodyFailed(err))
+// end reports a failed read (err not nil or io.EOF) and, over HTTP/2,
+// ends the request: the connection is idle unless it failed with the
+// body (a connection lost mid-body).
+func (b *respBody) end(err error) {
+	rt := b.rt
+	failed := err != nil && err != io.EOF
+	if failed {
+		emitReq(rt.spy, b.rec, b.seq, connscope.Event{Message: connscope.MsgRequestError, Conn: b.rec, Target: rt.target, Request: b.seq,
+			Status: int(b.status), Protocol: b.proto, Headers: rt.headers, Duration: time.Duration(sinceEpoch() - rt.start), Op: "body", Err: err}, false)
 	}
-	endReq(b.rt.spy, b.rec, b.seq, idle, true)
+	if !b.h2end {
+		return
+	}
+	idle := !b.rec.Broken()
+	if failed {
+		idle = streamFailed(b.rec, err, rt.bodyFailed(err))
+	}
+	endReq(rt.spy, b.rec, b.seq, idle, true)
 }
 
 func copyHeaders(spy *connscope.Spy, h http.Header, names []string) []connscope.Header {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -48,6 +49,7 @@ type ev struct {
 	Op       string
 	Err      error
 	Headers  []connscope.Header
+	Level    slog.Level
 }
 
 type memSink struct {
@@ -58,7 +60,7 @@ type memSink struct {
 func (s *memSink) Emit(e *connscope.Event) {
 	c := ev{Msg: e.Message, ID: e.ID, Target: e.Target, Request: e.Request, Status: e.Status, Proto: e.Protocol,
 		TLS: e.TLS, TLSTime: e.TLSTime, Idle: e.Idle, TTFB: e.TTFB, ClosedBy: e.ClosedBy, Op: e.Op, Err: e.Err,
-		Headers: slices.Clone(e.Headers)}
+		Headers: slices.Clone(e.Headers), Level: e.Level}
 	if e.Conn != nil {
 		c.ID, c.Side = e.Conn.ID(), e.Conn.Side()
 	}
