@@ -172,18 +172,47 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	return reqErr
 }
 
-// idleDiagnosis collects, from the events, how long pooled connections
-// sat idle before the peer closed them.
+// idleDiagnosis collects, from the events, what bounds the peer's idle
+// timeout: how long a pooled connection sat idle before a reuse that got
+// its response (the peer allowed that much), and how long pooled
+// connections sat idle before the peer closed them (its timeout, plus
+// however late its timer fired and this program noticed).
 type idleDiagnosis struct {
-	mu     sync.Mutex
-	closes []time.Duration
+	mu      sync.Mutex
+	reuses  map[request]time.Duration // the idle before each reuse, until its response
+	allowed time.Duration             // the longest idle before a reuse that got its response
+	closes  []time.Duration
+}
+
+// request is a request on a connection.
+type request struct {
+	conn *connscope.Record
+	n    uint64
 }
 
 func (d *idleDiagnosis) Emit(e *connscope.Event) {
-	if e.Message == connscope.MsgEnd && e.Idle > 0 && e.Conn != nil && e.Conn.Side() == connscope.Client {
-		d.mu.Lock()
-		d.closes = append(d.closes, e.Idle)
-		d.mu.Unlock()
+	if e.Conn == nil || e.Conn.Side() != connscope.Client {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch e.Message {
+	case connscope.MsgReuse:
+		if d.reuses == nil {
+			d.reuses = make(map[request]time.Duration)
+		}
+		d.reuses[request{e.Conn, e.Request}] = e.Idle
+	case connscope.MsgResponse:
+		// Only an answer proves the peer still had the connection open:
+		// a reuse that raced the close fails or is retried elsewhere.
+		if idle, ok := d.reuses[request{e.Conn, e.Request}]; ok {
+			d.allowed = max(d.allowed, idle)
+			delete(d.reuses, request{e.Conn, e.Request})
+		}
+	case connscope.MsgEnd:
+		if e.Idle > 0 {
+			d.closes = append(d.closes, e.Idle)
+		}
 	}
 }
 
@@ -192,34 +221,72 @@ func (d *idleDiagnosis) write(w io.Writer, o demoOptions, idleConnTimeout time.D
 	defer d.mu.Unlock()
 	fmt.Fprintln(w)
 	if len(d.closes) == 0 {
-		fmt.Fprintf(w, "diagnosis: no pooled connection was closed by the peer while idle.\n")
+		fmt.Fprintf(w, "diagnosis: the peer closed no idle pooled connection in this run (load balancer idle timeout: %s)", o.IdleTimeout)
+		if d.allowed > 0 {
+			fmt.Fprintf(w, ";\na pooled connection reused after %s idle got its response", roundDur(d.allowed))
+		}
+		fmt.Fprintf(w, ".\n")
 		return
 	}
 	lo, hi := d.closes[0], d.closes[0]
 	for _, c := range d.closes[1:] {
 		lo, hi = min(lo, c), max(hi, c)
 	}
-	fmt.Fprintf(w, "diagnosis: the peer closed %d idle pooled connection(s) after %s idle", len(d.closes), roundDur(lo))
-	if hi-lo > 10*time.Millisecond {
-		fmt.Fprintf(w, " (up to %s)", roundDur(hi))
+	conns := "connection"
+	if len(d.closes) > 1 {
+		conns += "s"
 	}
-	fmt.Fprintf(w, " (load balancer idle timeout: %s),\n", o.IdleTimeout)
-	fmt.Fprintf(w, "while the client's Transport keeps idle connections for IdleConnTimeout = %s.\n", idleConnTimeout)
-	fmt.Fprintf(w, "A request that takes such a connection from the pool as the peer closes it fails (EOF, ECONNRESET) or is retried.\n")
-	fmt.Fprintf(w, "Fix: set http.Transport.IdleConnTimeout below the peer's idle timeout, e.g. IdleConnTimeout: %s.\n", suggestIdle(lo))
+	fmt.Fprintf(w, "diagnosis: the peer closed %d idle pooled %s after %s", len(d.closes), conns, roundDur(lo))
+	if roundDur(hi) != roundDur(lo) {
+		fmt.Fprintf(w, " to %s", roundDur(hi))
+	}
+	fmt.Fprintf(w, " idle (load balancer idle timeout: %s);\n", o.IdleTimeout)
+	switch {
+	case d.allowed > 0 && roundDur(d.allowed) < roundDur(lo):
+		fmt.Fprintf(w, "a pooled connection reused after %s idle got its response, so the peer's idle timeout is between %s and about %s.\n",
+			roundDur(d.allowed), roundDur(d.allowed), roundDur(lo))
+	case d.allowed > 0:
+		fmt.Fprintf(w, "a pooled connection reused after %s idle got its response.\n", roundDur(d.allowed))
+	default:
+		fmt.Fprintf(w, "no reused connection got a response, so the peer's idle timeout is known only to be at most about %s.\n", roundDur(lo))
+	}
+	fmt.Fprintf(w, "The client's Transport keeps idle connections for IdleConnTimeout = %s: a request that takes one from the pool\n", idleConnTimeout)
+	fmt.Fprintf(w, "as the peer closes it fails (EOF, ECONNRESET) or is retried.\n")
+	if fix := suggestIdle(d.allowed, lo); fix > 0 {
+		fmt.Fprintf(w, "Fix: set http.Transport.IdleConnTimeout below the peer's idle timeout, e.g. IdleConnTimeout: %s.\n", fix)
+	} else {
+		fmt.Fprintf(w, "Fix: set http.Transport.IdleConnTimeout below the peer's idle timeout; this run cannot say how far below.\n")
+	}
 }
 
-// suggestIdle is three quarters of the observed idle timeout, truncated to
-// a value a person would write in a config.
-func suggestIdle(observed time.Duration) time.Duration {
-	d := observed * 3 / 4
+// suggestIdle returns an IdleConnTimeout safely below the peer's idle
+// timeout, or 0 if the run cannot tell one: the longest idle the peer was
+// seen to allow (a lower bound of its timeout), and at most three quarters
+// of the shortest idle after which it closed (so that a timeout just above
+// the allowed idle keeps a margin), truncated to a value a person would
+// write in a config. The closing idle alone is no bound: it is the
+// peer's timeout plus however late its timer fired and the close was
+// noticed, which on a busy machine is a lot.
+func suggestIdle(allowed, closed time.Duration) time.Duration {
+	d := allowed
+	if closed > 0 {
+		d = min(d, closed*3/4)
+	}
+	var t time.Duration
 	switch {
 	case d >= 10*time.Second:
-		return d.Truncate(time.Second)
+		t = d.Truncate(time.Second)
 	case d >= time.Second:
-		return d.Truncate(100 * time.Millisecond)
+		t = d.Truncate(100 * time.Millisecond)
+	case d >= 100*time.Millisecond:
+		t = d.Truncate(10 * time.Millisecond)
+	default:
+		t = d.Truncate(time.Millisecond)
 	}
-	return d.Truncate(10 * time.Millisecond)
+	if t <= 0 {
+		return d // 0 would mean no limit
+	}
+	return t
 }
 
 func roundDur(d time.Duration) time.Duration {
