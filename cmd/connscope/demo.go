@@ -34,8 +34,9 @@ func newDemoCmd(stdout io.Writer) *cobra.Command {
 an HTTPS server behind a load balancer that closes connections idle longer
 than --idle-timeout, and a spied client whose second request comes before
 the idle timeout (the pooled socket is reused) and whose third comes after
-it (the balancer closed the socket; a new one is dialed). It prints the
-events, then a diagnosis.`,
+it (the balancer closed the socket; a new one is dialed). Further requests
+(--requests) alternate the same way. It prints the events, then a
+diagnosis.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runDemo(cmd.Context(), o, stdout, cmd.ErrOrStderr())
@@ -44,7 +45,7 @@ events, then a diagnosis.`,
 	f := cmd.Flags()
 	f.DurationVar(&o.IdleTimeout, "idle-timeout", 2*time.Second, "the load balancer's idle timeout")
 	f.StringVar(&o.Format, "format", "json", "event format: json (connection-spy's NDJSON) or text")
-	f.IntVar(&o.Requests, "requests", 3, "number of requests, alternately before and after the idle timeout")
+	f.IntVar(&o.Requests, "requests", 3, "number of requests (at least 3), alternately before and after the idle timeout")
 	return cmd
 }
 
@@ -54,8 +55,10 @@ func (o demoOptions) validate() error {
 		return usagef("--idle-timeout %v: must be between 50ms and 5m", o.IdleTimeout)
 	case o.Format != "json" && o.Format != "text":
 		return usagef("--format %q: must be json or text", o.Format)
-	case o.Requests < 1 || o.Requests > 100:
-		return usagef("--requests %d: must be between 1 and 100", o.Requests)
+	case o.Requests < 3 || o.Requests > 100:
+		// Fewer show no idle close: the third request is the first after
+		// the idle timeout, and the second bounds the timeout from below.
+		return usagef("--requests %d: must be between 3 and 100 (a request to dial, one to reuse the connection before the idle timeout, one after it)", o.Requests)
 	}
 	return nil
 }

@@ -316,7 +316,7 @@ func TestIdleDiagnosis(t *testing.T) {
 func TestDemoText(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	var out, errOut bytes.Buffer
-	o := demoOptions{IdleTimeout: 300 * time.Millisecond, Format: "text", Requests: 2}
+	o := demoOptions{IdleTimeout: 300 * time.Millisecond, Format: "text", Requests: 3}
 	if err := runDemo(context.Background(), o, &out, &errOut); err != nil {
 		t.Fatalf("runDemo: %v", err)
 	}
@@ -342,6 +342,9 @@ func TestDemoBadInput(t *testing.T) {
 		{[]string{"demo", "--idle-timeout", "-1s"}, "--idle-timeout", "connscope demo"},
 		{[]string{"demo", "--idle-timeout", "1h"}, "--idle-timeout", "connscope demo"},
 		{[]string{"demo", "--requests", "0"}, "--requests", "connscope demo"},
+		{[]string{"demo", "--requests", "1"}, "--requests", "connscope demo"}, // no reuse, no idle close
+		{[]string{"demo", "--requests", "2"}, "--requests", "connscope demo"}, // no idle close
+		{[]string{"demo", "--requests", "101"}, "--requests", "connscope demo"},
 		{[]string{"demo", "--requests", "x"}, "--requests", "connscope demo"},
 		{[]string{"demo", "--bogus"}, "--bogus", "connscope demo"},
 		{[]string{"demo", "extra"}, "extra", "connscope demo"},
