@@ -36,16 +36,17 @@ than --idle-timeout, and a spied client whose second request comes before
 the idle timeout (the pooled socket is reused) and whose third comes after
 it (the balancer closed the socket; a new one is dialed). Further requests
 (--requests) alternate the same way. It prints the events, then a
-diagnosis.`,
+diagnosis (with --format json, the events go to stdout and the diagnosis
+to stderr).`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runDemo(cmd.Context(), o, stdout, cmd.ErrOrStderr())
 		},
 	}
 	f := cmd.Flags()
-	f.DurationVar(&o.IdleTimeout, "idle-timeout", 2*time.Second, "the load balancer's idle timeout")
+	f.DurationVar(&o.IdleTimeout, "idle-timeout", 2*time.Second, "the load balancer's idle timeout (50ms to 5m)")
 	f.StringVar(&o.Format, "format", "json", "event format: json (connection-spy's NDJSON) or text")
-	f.IntVar(&o.Requests, "requests", 3, "number of requests (at least 3), alternately before and after the idle timeout")
+	f.IntVar(&o.Requests, "requests", 3, "number of requests (3 to 100), alternately before and after the idle timeout")
 	return cmd
 }
 
@@ -167,6 +168,8 @@ func runDemo(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error
 	out := stdout
 	if o.Format == "json" {
 		out = stderr // keep stdout pure NDJSON
+	} else {
+		fmt.Fprintln(out) // after the events
 	}
 	diag.write(out, o, base.IdleConnTimeout)
 	if errors.Is(reqErr, context.Canceled) {
@@ -222,7 +225,6 @@ func (d *idleDiagnosis) Emit(e *connscope.Event) {
 func (d *idleDiagnosis) write(w io.Writer, o demoOptions, idleConnTimeout time.Duration) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	fmt.Fprintln(w)
 	if len(d.closes) == 0 {
 		fmt.Fprintf(w, "diagnosis: the peer closed no idle pooled connection in this run (load balancer idle timeout: %s)", o.IdleTimeout)
 		if d.allowed > 0 {

@@ -115,6 +115,9 @@ func TestDemoEventSequence(t *testing.T) {
 		t.Errorf("protocol %q: the demo's client should negotiate HTTP/2", lines[2].Protocol)
 	}
 	diag := errOut.String()
+	if !strings.HasPrefix(diag, "diagnosis: ") {
+		t.Errorf("stderr does not begin with the diagnosis:\n%q", diag)
+	}
 	for _, want := range []string{"diagnosis: the peer closed 1 idle pooled connection after", "IdleConnTimeout = 1m30s"} {
 		if !strings.Contains(diag, want) {
 			t.Errorf("diagnosis lacks %q:\n%s", want, diag)
@@ -325,7 +328,7 @@ func TestDemoText(t *testing.T) {
 		t.Fatalf("runDemo: %v", err)
 	}
 	text := out.String()
-	for _, want := range []string{"Socket Connect", "Reuse Socket", "req=2", "diagnosis:"} {
+	for _, want := range []string{"Socket Connect", "Reuse Socket", "req=2", "closedBy=local\n\ndiagnosis:"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("text output lacks %q:\n%s", want, text)
 		}
