@@ -128,13 +128,17 @@ func instrumentDial(spy *connscope.Spy, t *http.Transport) (undo func()) {
 			ctx = connscope.ContextWithDialID(ctx, id)
 			rt.mu.Lock()
 			attempt = rt.attempt
+			rt.pendingDial = id
 			rt.mu.Unlock()
 		}
 		c, err := dial(ctx, network, addr)
-		if ok && err != nil {
+		if ok {
 			rt.mu.Lock()
-			if rt.attempt == attempt { // not a dial an earlier attempt left running
+			if err != nil && rt.attempt == attempt { // not a dial an earlier attempt left running
 				rt.failedDial = id
+			}
+			if rt.pendingDial == id {
+				rt.pendingDial = connscope.ID{}
 			}
 			rt.mu.Unlock()
 		}
@@ -248,7 +252,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	took := time.Duration(int64(now.Sub(epoch)) - rt.start)
 	rt.mu.Lock()
 	r, seq := rt.rec, rt.seq
-	failedDial, reuseIdle := rt.failedDial, rt.reuseIdle
+	failedDial, pendingDial, reuseIdle := rt.failedDial, rt.pendingDial, rt.reuseIdle
 	holding := rt.holding != nil // on r: see gotConn
 	retried := r != nil && rt.connless
 	rt.holding, rt.over = nil, true
@@ -265,9 +269,12 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		var id connscope.ID
 		if r == nil {
-			id = failedDial // zero if the request never dialed either (canceled while it waited)
+			id = failedDial
 			if id.IsZero() {
 				id = rt.closedDial()
+			}
+			if id.IsZero() {
+				id = pendingDial // zero if the request never dialed (it waited for a pooled connection)
 			}
 		}
 		emitReqError(spy, r, seq, connscope.Event{Time: now, Message: connscope.MsgRequestError, Conn: r, ID: id, Target: rt.target, Request: seq, Idle: reuseIdle,
@@ -485,6 +492,13 @@ type reqTrace struct {
 	// failed, or of the connection whose TLS handshake failed: the id of
 	// its "HTTP(S) Error" if no connection carried it.
 	failedDial connscope.ID
+	// The id of the dial the request is waiting for, until it returns:
+	// the id of its "HTTP(S) Error" if the request gives up first (its
+	// deadline passes while the peer does not answer the SYN). The dial's
+	// own event, a "Socket Timeout" or a late "Socket Connect", follows
+	// with the same id. Zero when a GetConn (a retry) starts a new
+	// attempt.
+	pendingDial connscope.ID
 	// The current attempt has no connection yet: set at GetConn, which
 	// starts each attempt, cleared at GotConn. An error after a retry's
 	// GetConn is not the connection's of the attempt before.
@@ -587,7 +601,7 @@ func (rt *reqTrace) setHooks(https bool) {
 	*ct = httptrace.ClientTrace{
 		GetConn: func(string) {
 			rt.mu.Lock()
-			rt.connless, rt.failedDial = true, connscope.ID{}
+			rt.connless, rt.failedDial, rt.pendingDial = true, connscope.ID{}, connscope.ID{}
 			rt.attempt++
 			rt.mu.Unlock()
 		},
