@@ -945,13 +945,17 @@ func (b *respBody) Read(p []byte) (int, error) {
 }
 
 // Close before the end resets an HTTP/2 stream, whose connection stays
-// pooled; HTTP/1 closes the connection.
+// pooled; HTTP/1 closes the connection. The body is done before the
+// inner Close: a Read it makes fail meanwhile, on another goroutine
+// ("http2: response body closed", a closed connection's error), is the
+// program's choice too, not a failure.
 func (b *respBody) Close() error {
+	first := b.done.CompareAndSwap(false, true)
 	err := b.ReadCloser.Close()
 	if b.stop != nil {
 		b.stop()
 	}
-	if b.done.CompareAndSwap(false, true) && b.h2end {
+	if first && b.h2end {
 		b.end(nil)
 	}
 	return err

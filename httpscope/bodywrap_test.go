@@ -1,0 +1,63 @@
+package httpscope_test
+
+import (
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/connscope/connscope"
+)
+
+// Guards for the response body that httpscope wraps (respBody): what the
+// program sees of it, bare and instrumented, and the "HTTP(S) Error" with
+// op "body" it reports.
+
+// TestResponseBodyClosedDuringRead: a body the program closes while
+// another goroutine reads it (a stream it stops) is no failure, whatever
+// the Close makes that Read return. The wrapper took the Read's error,
+// "http2: response body closed", which comes before the inner Close
+// returns, for a failed body: an "HTTP(S) Error" at error level.
+func TestResponseBodyClosedDuringRead(t *testing.T) {
+	for _, p := range []diffProto{h1, h2TLS, h2C} {
+		t.Run(p.String(), func(t *testing.T) {
+			srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Write(make([]byte, 100))
+				w.(http.Flusher).Flush()
+				select {
+				case <-r.Context().Done():
+				case <-time.After(5 * time.Second):
+				}
+			})}
+			env := startDiff(t, diffClient, p, srv, func(tr *http.Transport) { oneConn(tr) })
+			for i := range 50 {
+				resp, err := env.client.Get(env.url + "/stream")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := io.ReadFull(resp.Body, make([]byte, 100)); err != nil {
+					t.Fatal(err)
+				}
+				reading := make(chan struct{})
+				read := make(chan error, 1)
+				go func() {
+					close(reading)
+					_, err := resp.Body.Read(make([]byte, 10))
+					read <- err
+				}()
+				<-reading
+				time.Sleep(5 * time.Millisecond) // most often, the Read is under way by then
+				resp.Body.Close()
+				if err := within(t, read); err == nil {
+					t.Fatalf("request %d: the Read of a body closed under it succeeded", i)
+				}
+			}
+			env.tr.CloseIdleConnections()
+			for _, e := range env.sink.events(0) {
+				if e.Msg == connscope.MsgRequestError {
+					t.Errorf("%s for a body the program closed: %+v", e.Msg, e)
+				}
+			}
+		})
+	}
+}
