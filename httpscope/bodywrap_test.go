@@ -1,8 +1,12 @@
 package httpscope_test
 
 import (
+	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,4 +64,36 @@ func TestResponseBodyClosedDuringRead(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDifferentialForeignResponseBody: a body that is not one of
+// net/http's transports' is handed back as it is, its type and methods
+// with it: one of a scheme the *http.Transport under httpscope's hands to
+// another RoundTripper (RegisterProtocol: NewFileTransport's). It was
+// wrapped: *httpscope.respBody where the program had an *io.PipeReader.
+func TestDifferentialForeignResponseBody(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "f"), []byte("file body"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	diff(t, diffModes, h1, func() *http.Server {
+		return &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "served") })}
+	}, func(t *testing.T, env *diffEnv) string {
+		env.tr.RegisterProtocol("file", http.NewFileTransport(http.Dir(dir)))
+		var out []string
+		show := func(what string, client *http.Client, url string) {
+			resp, err := client.Get(url)
+			if err != nil {
+				out = append(out, what+": error "+describeErr(err))
+				return
+			}
+			_, pipe := resp.Body.(*io.PipeReader)
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			out = append(out, fmt.Sprintf("%s: %q %v, *io.PipeReader %v", what, b, err, pipe))
+		}
+		show("file", env.client, "file:///f")
+		show("http", env.client, env.url)
+		return strings.Join(out, "\n")
+	})
 }

@@ -322,8 +322,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	// 101's body, which is also the connection's writer and the caller's
 	// now; nor an empty one (a HEAD's, a 204's): nothing more can fail, and
 	// a program may compare it with http.NoBody; nor a body of a
-	// RoundTripper under this one that is not net/http's: it may have
-	// methods of its own that a wrapper would hide.
+	// RoundTripper under this one that is not net/http's (one it wraps,
+	// one an *http.Transport hands a scheme to: see transportBody): it
+	// may have methods of its own that a wrapper would hide. (Over an
+	// HTTP/2 connection of ours, the body must be wrapped all the same:
+	// its end is the request's.)
 	wrap := resp.Body != nil && resp.Body != http.NoBody && resp.StatusCode != http.StatusSwitchingProtocols
 	h2end := false
 	// HTTP/1 reports the return to the pool through PutIdleConn; HTTP/2
@@ -339,7 +342,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			h2end = true
 		}
 	} else if wrap {
-		wrap = endsAtDeadline(next) && !isH2NoBody(resp.Body)
+		wrap = endsAtDeadline(next) && transportBody(resp.Body) && !isH2NoBody(resp.Body)
 	}
 	if wrap {
 		b := &rt.body
@@ -842,6 +845,23 @@ func isH2C(r *connscope.Record) bool {
 func isH2NoBody(body io.ReadCloser) bool {
 	t := reflect.TypeOf(body)
 	return t.PkgPath() == "net/http" && t.Name() == "http2noBodyReader"
+}
+
+// transportBody reports whether body is one of the response bodies of
+// net/http's transports (or golang.org/x/net/http2's), which have no
+// methods but Read and Close: not one of a RoundTripper that the
+// *http.Transport under this one hands a scheme to (RegisterProtocol), as
+// NewFileTransport's *io.PipeReader, which a program may assert.
+func transportBody(body io.ReadCloser) bool {
+	t := reflect.TypeOf(body)
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.PkgPath() {
+	case "net/http", "golang.org/x/net/http2":
+		return true
+	}
+	return false
 }
 
 // bodyFailed reports whether err, the error of an HTTP/2 request or of
