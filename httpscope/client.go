@@ -925,9 +925,11 @@ func connFailed(err error) bool {
 // fails before the end is reported, once, as the request's "HTTP(S)
 // Error" with op "body": the answer began (status) and then the backend
 // hung, reset or closed the connection, or the caller gave up. It comes
-// after the connection's own events that caused it ("Socket Error",
-// "Socket Close"), as a request's error does. A Close before the end is
-// the program's choice, not a failure.
+// after the connection's own event that caused it, the "Socket Error" or
+// "Socket End" of the read that failed (over HTTP/2, the connection's
+// read loop's, before it fails its streams); the connection's "Socket
+// Close" may follow: net/http closes it once the body failed. A Close
+// before the end is the program's choice, not a failure.
 //
 // Over HTTP/2 (h2end) the body's end, its EOF, failure or Close, also
 // ends the request: net/http reports no PutIdleConn there.
