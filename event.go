@@ -129,7 +129,11 @@ func (e *Event) ErrorText() string {
 // the program cancelled is info: the program chose to stop it, and a
 // warn-level log must not fill with a proxy's requests whose clients
 // went away. (A deadline, the program's own timeout included, stays an
-// error: a backend too slow for it is what the log is for.)
+// error: a backend too slow for it is what the log is for. The error
+// alone cannot tell every timeout: an HTTP/2 server whose WriteTimeout
+// passes cancels its handler's context without a cause, so a proxy's
+// request under it is info too. A legacy Request.Cancel's "net/http:
+// request canceled" is not context.Canceled, and stays an error.)
 func levelFor(msg string, err error) slog.Level {
 	switch msg {
 	case MsgRequestError:
