@@ -233,7 +233,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	// without the spy, since it may honour nothing else.
 	var clientTimer <-chan struct{}
 	stopCancel := func() {}
-	if req.Cancel != nil && endsAtDeadline(next) {
+	if req.Cancel != nil && endsAtDeadline(next, req) {
 		if d, ok := rt.Context.Deadline(); ok {
 			clientTimer = req.Cancel
 			sent.Cancel, stopCancel = cancelBefore(req.Cancel, rt.Context.Done(), d)
@@ -342,7 +342,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			h2end = true
 		}
 	} else if wrap {
-		wrap = endsAtDeadline(next) && transportBody(resp.Body) && !isH2NoBody(resp.Body)
+		wrap = endsAtDeadline(next, req) && transportBody(resp.Body) && !isH2NoBody(resp.Body)
 	}
 	if wrap {
 		b := &rt.body
@@ -394,10 +394,13 @@ func cancelBefore(cancel, done <-chan struct{}, deadline time.Time) (ch <-chan s
 // endsAtDeadline reports whether rt is a transport that http.Client
 // takes for its own (as its knownRoundTripperImpl does), which ends a
 // request at its context's deadline: net/http's, or golang.org/x/net's
-// HTTP/2 one.
-func endsAtDeadline(rt http.RoundTripper) bool {
+// HTTP/2 one. Not an *http.Transport for a request of another scheme
+// than http or https: it hands that to a RoundTripper registered with
+// RegisterProtocol, which http.Client does not know and which may honour
+// Request.Cancel only. (HTTP/2's own is the one registered for https.)
+func endsAtDeadline(rt http.RoundTripper, req *http.Request) bool {
 	if _, ok := rt.(*http.Transport); ok {
-		return true
+		return req.URL.Scheme == "http" || req.URL.Scheme == "https"
 	}
 	return rt != nil && reflect.TypeOf(rt).String() == "*http2.Transport"
 }
