@@ -17,6 +17,12 @@ import (
 // no keepalive probe before the abort, no retransmission backoff beyond the
 // first RTO. A sysctl set to a negative value has none: [ReadKernel]
 // refuses it with a [*SysctlError].
+//
+// [Detect] and [Recommend] answer for any Kernel, also one no Linux has
+// (an RTOMax under 1 s, a count past 255): a negative RTOMin or RTOMax is
+// the default, an RTOMax below RTOMin is RTOMin, an RTOMax below the
+// starting RTO caps it from the first retransmission, and a time too long
+// for a Duration is its largest (about 292 years).
 type Kernel struct {
 	KeepaliveTime   time.Duration `json:"keepalive_time"`   // net.ipv4.tcp_keepalive_time
 	KeepaliveIntvl  time.Duration `json:"keepalive_intvl"`  // net.ipv4.tcp_keepalive_intvl
@@ -218,7 +224,7 @@ func Detect(sit Situation, s Settings, k Kernel) Detection {
 			if I == 0 {
 				rule = fmt.Sprintf("V + V×C = %s + %s×%d (I = tcp_keepalive_time = 0)", FormatDuration(V), FormatDuration(V), C)
 			}
-			return Detection{After: first + V*time.Duration(C), Timer: "keepalive", Rule: rule, Note: strings.Join(notes, "; ")}
+			return Detection{After: addSat(first, mulSat(V, int64(C))), Timer: "keepalive", Rule: rule, Note: strings.Join(notes, "; ")}
 		}
 		// The keepalive timer fires at I, I+V, I+2V, ...; with U set it aborts at
 		// the first firing at or after U once a probe is out (tcp_keepalive_timer).
@@ -238,10 +244,10 @@ func Detect(sit Situation, s Settings, k Kernel) Detection {
 		}
 		n := int64(1)
 		if u > first {
-			n = max(1, int64((u-first+V-1)/V))
+			n = max(1, ceilDiv(u-first, V))
 		}
 		d := Detection{
-			After: first + V*time.Duration(n),
+			After: addSat(first, mulSat(V, n)),
 			Timer: "keepalive",
 			Rule: fmt.Sprintf("first keepalive firing at or after U: %s + V×%d = %s + %s×%d (U = %s)",
 				firstName, n, FormatDuration(first), FormatDuration(V), n, FormatDuration(u)),
@@ -266,10 +272,10 @@ func Detect(sit Situation, s Settings, k Kernel) Detection {
 		var rule string
 		if n <= thresh {
 			rule = fmt.Sprintf("(2^(N+1)−1)×RTOmin = %d×%s (N = tcp_retries2 = %d)",
-				(int64(2)<<n)-1, FormatDuration(tcpRTOMin), n)
+				uint64(2)<<n-1, FormatDuration(tcpRTOMin), n)
 		} else {
 			rule = fmt.Sprintf("(2^%d−1)×RTOmin + (N−%d)×RTOmax = %d×%s + %d×%s (N = tcp_retries2 = %d)",
-				thresh+1, thresh, (int64(2)<<thresh)-1, FormatDuration(tcpRTOMin), n-thresh, FormatDuration(k.RTOMax), n)
+				thresh+1, thresh, uint64(2)<<thresh-1, FormatDuration(tcpRTOMin), n-thresh, FormatDuration(k.RTOMax), n)
 		}
 		if after != bound {
 			rule += fmt.Sprintf(", first RTO expiry past %s", FormatDuration(bound))
@@ -284,7 +290,7 @@ func Detect(sit Situation, s Settings, k Kernel) Detection {
 		return Detection{Never: true, Timer: "persist",
 			Rule: "the peer answers zero-window probes: never",
 			Note: fmt.Sprintf("once the peer vanishes, the abort comes after tcp_retries2 = %d unanswered probes, backed off up to RTOmax (%s), so up to ~%s",
-				max(k.Retries2, 0), FormatDuration(k.RTOMax), FormatDuration(time.Duration(max(k.Retries2, 0))*k.RTOMax))}
+				max(k.Retries2, 0), FormatDuration(k.RTOMax), FormatDuration(mulSat(k.RTOMax, int64(max(k.Retries2, 0)))))}
 	case Connect:
 		bound := synTimeout(k.SynRetries, max(k.SynLinearTimeouts, 0), k.RTOMax)
 		rule := fmt.Sprintf("SYN retries from 1s, doubling up to RTOmax = %s (R = tcp_syn_retries = %d)", FormatDuration(bound), k.SynRetries)
@@ -309,46 +315,106 @@ func Detect(sit Situation, s Settings, k Kernel) Detection {
 
 // modelTimeout is the kernel's tcp_model_timeout: the time N retransmissions
 // take when the RTO starts at base and doubles up to max. It also returns the
-// linear-backoff threshold ⌊log2(max/base)⌋.
+// linear-backoff threshold ⌊log2(max/base)⌋, or 0 for a max under base,
+// which no kernel has (tcp_rto_max_ms is at least 1 s) but a Kernel built in
+// code may: the RTO is then max from the first retransmission.
 func modelTimeout(n int, base, maxRTO time.Duration) (time.Duration, int) {
-	thresh := bits.Len64(uint64(maxRTO/base)) - 1
+	thresh := max(bits.Len64(uint64(maxRTO/base))-1, 0) // at most 62
 	if n <= thresh {
-		return time.Duration((int64(2)<<n)-1) * base, thresh
+		return mulSat(base, int64(uint64(2)<<n-1)), thresh
 	}
-	return time.Duration((int64(2)<<thresh)-1)*base + time.Duration(n-thresh)*maxRTO, thresh
+	return addSat(mulSat(base, int64(uint64(2)<<thresh-1)), mulSat(maxRTO, int64(n-thresh))), thresh
 }
 
-// synTimeout simulates the SYN retransmission timer (tcp_retransmit_timer,
+// synTimeout is the SYN retransmission timer (tcp_retransmit_timer,
 // tcp_write_timeout): the RTO starts at 1 s (TCP_TIMEOUT_INIT), stays there
 // for the first lin retransmissions, then doubles up to maxRTO; the connect
 // fails at the first expiry after R+lin retransmissions or past
 // tcp_model_timeout(R, 1 s).
 func synTimeout(r, lin int, maxRTO time.Duration) time.Duration {
 	bound, _ := modelTimeout(r, time.Second, maxRTO)
-	var t time.Duration
-	rto := time.Second
-	for n := 0; n < 10000; n++ { // n: retransmissions so far
-		t += rto
-		if n >= r+lin || t >= bound {
-			break
-		}
-		if n+1 > lin {
-			rto = min(2*rto, maxRTO)
-		}
+	limit := int64(r) + int64(lin)
+	if limit < int64(r) { // overflow: both huge
+		limit = math.MaxInt64
 	}
-	return t
+	return expiry(time.Second, int64(lin), limit, maxRTO, bound)
 }
 
-// firstExpiry simulates the retransmission timer, RTO starting at base and
-// doubling up to max, and returns the first expiry at or past bound.
+// firstExpiry is the retransmission timer, RTO starting at base and
+// doubling up to max: the first expiry at or past bound.
 func firstExpiry(bound, base, maxRTO time.Duration) time.Duration {
+	return expiry(base, 0, math.MaxInt64, maxRTO, bound)
+}
+
+// expiry runs a retransmission timer whose RTO is first for the first
+// lin+1 expiries, then doubles up to maxRTO, and returns the time of the
+// expiry that gives up: the one after limit retransmissions, or the first at
+// or past bound. It takes the constant-RTO runs in one step each, so that no
+// value, however large, makes it loop long or overflow (times saturate).
+func expiry(first time.Duration, lin, limit int64, maxRTO, bound time.Duration) time.Duration {
 	var t time.Duration
-	rto := base
-	for i := 0; i < 10000 && t < bound; i++ { // bounded: n ≤ 10000 expiries
-		t += rto
-		rto = min(2*rto, maxRTO)
+	var n int64 // expiries so far
+	// run takes up to m expiries of rto and reports whether one gave up.
+	run := func(rto time.Duration, m int64) bool {
+		// The j-th of them (from 0) gives up if n+j ≥ limit or t+(j+1)×rto ≥ bound.
+		j := int64(0)
+		if bound > t {
+			j = min(max(limit-n, 0), ceilDiv(bound-t, rto)-1)
+		}
+		if j < m {
+			t = addSat(t, mulSat(rto, j+1))
+			return true
+		}
+		t = addSat(t, mulSat(rto, m))
+		n += m
+		return false
 	}
-	return t
+	rto := first
+	if run(rto, min(lin, math.MaxInt64-1)+1) {
+		return t
+	}
+	for { // at most 63 doublings
+		if rto > maxRTO-rto {
+			rto = maxRTO
+		} else {
+			rto *= 2
+		}
+		if rto == maxRTO {
+			run(rto, math.MaxInt64) // gives up: j < MaxInt64
+			return t
+		}
+		if run(rto, 1) {
+			return t
+		}
+	}
+}
+
+// addSat, mulSat and ceilDiv work on durations and counts of 0 or more,
+// saturating at the longest Duration (292 years) rather than overflowing:
+// a Kernel or Settings built in code may hold values no kernel accepts.
+func addSat(a, b time.Duration) time.Duration {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
+
+func mulSat(d time.Duration, n int64) time.Duration {
+	if d <= 0 || n <= 0 {
+		return 0
+	}
+	if n > math.MaxInt64/int64(d) {
+		return math.MaxInt64
+	}
+	return d * time.Duration(n)
+}
+
+// ceilDiv is ⌈a/b⌉ for a ≥ 0 and b > 0.
+func ceilDiv(a, b time.Duration) int64 {
+	if a == 0 {
+		return 0
+	}
+	return int64((a-1)/b) + 1
 }
 
 // UnmarshalJSON reads what MarshalJSON writes.

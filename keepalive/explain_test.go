@@ -2,6 +2,7 @@ package keepalive
 
 import (
 	"encoding/json"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -72,6 +73,19 @@ func TestDetect(t *testing.T) {
 		{"connect pre-6.5, count left zero", Connect, Settings{}, Kernel{SynRetries: 3, SynLinearTimeoutsAbsent: true}, 15 * sec, false, "syn", ""},
 		{"connect U", Connect, Settings{UserTimeout: 5 * sec}, linux, 5 * sec, false, "user-timeout", ""},
 		{"unknown", Situation("nope"), Settings{}, linux, 0, true, "none", "unknown"},
+		// Kernels no Linux has, built in code: an answer, not a panic.
+		// RTOMax under the SYN's 1 s (and raised to RTOMin's 200 ms): the
+		// bound is 1s + 6×200ms, passed at the third 1 s expiry.
+		{"connect RTOMax 100ms", Connect, Settings{}, Kernel{RTOMax: 100 * time.Millisecond}, 3 * sec, false, "syn", ""},
+		// RTOMax under TCP_RTO_MIN: bound 200ms + 15×100ms; RTOs 10, 20,
+		// 40, 80 ms, then 100 ms each.
+		{"sending RTOMax under 200ms", Sending, Settings{}, Kernel{RTOMin: 10 * time.Millisecond, RTOMax: 100 * time.Millisecond},
+			1750 * time.Millisecond, false, "retransmission", "1×200ms + 15×100ms"},
+		{"sending RTOs 1ns", Sending, Settings{}, Kernel{RTOMin: 1, RTOMax: 1}, 200*time.Millisecond + 15, false, "retransmission", ""},
+		{"sending RTOMax below RTOMin", Sending, Settings{}, Kernel{Retries2: 2, RTOMin: sec, RTOMax: time.Millisecond}, 2 * sec, false, "retransmission", ""},
+		// Overflowing values saturate at the longest Duration.
+		{"sending retries2 huge", Sending, Settings{}, Kernel{Retries2: 1 << 62}, math.MaxInt64, false, "retransmission", ""},
+		{"idle count huge", Idle, Settings{Idle: sec, Interval: sec, Count: 1 << 62}, linux, math.MaxInt64, false, "keepalive", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

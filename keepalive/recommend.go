@@ -49,6 +49,8 @@ type Recommendation struct {
 // load balancer's idle timeout, and HTTP/2 ping health checks. No
 // situation is detected later than with current, except where a sysctl
 // at 0 that current leaves to the kernel aborts even a live connection.
+// Values of current that Validate refuses are first brought into range:
+// times to whole seconds from 1 s to 32767 s, the count to at most 127.
 func Recommend(current Settings, k Kernel, p Path) Recommendation {
 	k = k.withDefaults()
 	var r Recommendation
@@ -57,7 +59,10 @@ func Recommend(current Settings, k Kernel, p Path) Recommendation {
 		e = GoDefault
 		r.Notes = append(r.Notes, "Turn keepalive on: without it an idle connection to a vanished peer is never given up.")
 	}
-	idle, interval, count := e.Idle, e.Interval, e.Count
+	// Values Validate refuses (built in code: 1.5 s, 1 ns, 1000 probes)
+	// are brought into range, rounded down where they can be, so that
+	// what is recommended can be applied and detects no later.
+	idle, interval, count := settingInRange(e.Idle), settingInRange(e.Interval), min(e.Count, maxCount)
 	if idle == 0 {
 		// Only tcp_keepalive_time = 0 gets here; 0 in Settings would mean
 		// it again. The first probe then comes up to V after the last
@@ -116,7 +121,7 @@ func Recommend(current Settings, k Kernel, p Path) Recommendation {
 	if interval > idle {
 		interval = idle
 	}
-	ideal := idle + interval*time.Duration(count)
+	ideal := addSat(idle, mulSat(interval, int64(count)))
 	u := ideal
 	if u > maxUserTimeout {
 		// The kernel takes milliseconds in an int: Apply would refuse more.
@@ -129,7 +134,7 @@ func Recommend(current Settings, k Kernel, p Path) Recommendation {
 		// keepalive's probing short: a dead idle peer is given up sooner.
 		r.Notes = append(r.Notes, fmt.Sprintf("TCP_USER_TIMEOUT kept at %s, what gives up a send to a vanished peer now: I + V×C = %s is longer.",
 			FormatDuration(now.After), FormatDuration(ideal)))
-		u = now.After.Truncate(time.Millisecond)
+		u = max(now.After.Truncate(time.Millisecond), time.Millisecond) // 0 would be no U at all
 	}
 	// With U set, an idle connection is given up at the first keepalive
 	// firing at or after U. A U kept from current, on firings that a
@@ -138,7 +143,7 @@ func Recommend(current Settings, k Kernel, p Path) Recommendation {
 	now := Detect(Idle, current, k)
 	rec := Detect(Idle, Settings{Idle: idle, Interval: interval, Count: count, UserTimeout: u}, k)
 	if n := (now.After - idle) / interval; !now.Never && rec.After > now.After && n >= 1 {
-		u = idle + interval*n
+		u = min(addSat(idle, mulSat(interval, int64(n))), maxUserTimeout)
 		r.Notes = append(r.Notes, fmt.Sprintf("TCP_USER_TIMEOUT %s = I + V×%d, the last keepalive firing before an idle connection is given up now (%s): the abort comes at the first firing at or after U.",
 			FormatDuration(u), n, FormatDuration(now.After)))
 	}
@@ -158,19 +163,30 @@ func Recommend(current Settings, k Kernel, p Path) Recommendation {
 
 	if p.LoadBalancer > 0 {
 		// Any duration will do: whole seconds only where that stays below.
-		r.IdleConnTimeout = (p.LoadBalancer * 9 / 10).Truncate(time.Second)
+		// 9/10 without overflowing the product.
+		below := p.LoadBalancer/10*9 + p.LoadBalancer%10*9/10
+		r.IdleConnTimeout = below.Truncate(time.Second)
 		if r.IdleConnTimeout < time.Second {
-			r.IdleConnTimeout = p.LoadBalancer * 9 / 10 // 0 would mean no limit
+			r.IdleConnTimeout = max(below, 1) // 0 would mean no limit
 		}
 		r.Notes = append(r.Notes, fmt.Sprintf("http.Transport.IdleConnTimeout %s, below the load balancer's %s (Go's default 90 s is longer than an ALB's 60 s): the client must close idle connections first.",
 			FormatDuration(r.IdleConnTimeout), FormatDuration(p.LoadBalancer)))
 		r.Notes = append(r.Notes, "An ALB or Classic ELB counts only payload bytes: TCP keepalives (and HTTP/2 PINGs for an ALB) do not keep a connection open through it.")
 	}
 	r.HTTP2SendPingTimeout = idle
-	r.HTTP2PingTimeout = interval * time.Duration(count)
+	r.HTTP2PingTimeout = mulSat(interval, int64(count))
 	r.Notes = append(r.Notes, fmt.Sprintf("HTTP/2: http.HTTP2Config{SendPingTimeout: %s, PingTimeout: %s} (x/net/http2 ReadIdleTimeout, PingTimeout) detects a dead connection even with requests in flight.",
 		FormatDuration(r.HTTP2SendPingTimeout), FormatDuration(r.HTTP2PingTimeout)))
 	return r
+}
+
+// settingInRange brings a keepalive time d > 0 into what TCP_KEEPIDLE and
+// TCP_KEEPINTVL take: whole seconds from 1 s to 32767 s.
+func settingInRange(d time.Duration) time.Duration {
+	if d <= 0 {
+		return d
+	}
+	return min(max(d.Truncate(time.Second), time.Second), maxSetting)
 }
 
 // kernelLeftNote says which of current's interval and count are left to
