@@ -336,7 +336,7 @@ mean the kernel's value, as on a socket where they were not set.`,
 	}
 	f.add(cmd.Flags(), true)
 	fs := cmd.Flags()
-	fs.IntVar(&retries2, "retries2", 0, "net.ipv4.tcp_retries2 (default: this host's, 15 on Linux)")
+	fs.IntVar(&retries2, "retries2", 0, retries2Help("", "this host's, 15 on Linux"))
 	fs.IntVar(&synRetries, "syn-retries", 0, "net.ipv4.tcp_syn_retries (default: this host's, 6 on Linux)")
 	fs.DurationVar(&lbIdle, "lb-idle", 0, "idle timeout of an HTTP load balancer in front of the server (AWS ALB: 60s)")
 	fs.DurationSliceVar(&idleTimeouts, "path-idle", nil, "idle timeout of a NAT, conntrack or firewall on the path (repeatable)")
@@ -476,6 +476,13 @@ func checkHost(name, h string) error {
 		return usagef("%s %q: want a host name or an IP address, without brackets or port (the port is --port)", name, h)
 	}
 	return nil
+}
+
+// retries2Help is the help of --retries2, which explain and lab share: 0 is
+// what the sysctl at 0 does, in both.
+func retries2Help(where, unset string) string {
+	return "net.ipv4.tcp_retries2" + where + ", 0 to 255: retransmissions of unacknowledged data before the abort; " +
+		"0 aborts at the first retransmission timeout, as the sysctl does (unset: " + unset + ")"
 }
 
 // goDur writes d as a Go expression: 90 * time.Second.

@@ -26,6 +26,7 @@ type labOptions struct {
 	idle, interval, userTO    string
 	idleClose, stateTimeout   string
 	count, retries2           int
+	retries2Set               bool // --retries2 given: 0 is a setting, not "unset"
 }
 
 func newKeepaliveLabCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -46,6 +47,7 @@ removes those left by a crashed run.`,
   connscope keepalive lab --scenario drop-sending --long     # tcp_retries2 15: ~15 min`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			o.retries2Set = cmd.Flags().Changed("retries2")
 			return runKeepaliveLab(cmd.Context(), o, stdout, stderr)
 		},
 	}
@@ -57,7 +59,7 @@ removes those left by a crashed run.`,
 	f.StringVar(&o.interval, "interval", "1s", `keepalive probe interval TCP_KEEPINTVL ("os" for the kernel's)`)
 	f.IntVar(&o.count, "count", 3, "keepalive probes TCP_KEEPCNT (0 for the kernel's)")
 	f.StringVar(&o.userTO, "user-timeout", "0", "TCP_USER_TIMEOUT (0: not set)")
-	f.IntVar(&o.retries2, "retries2", 0, "net.ipv4.tcp_retries2 inside the lab's namespaces (0: kernel default 15)")
+	f.IntVar(&o.retries2, "retries2", 0, retries2Help(" inside the lab's namespaces", "the kernel's default, 15"))
 	f.BoolVar(&o.long, "long", false, "also run scenarios expected to take more than 2 minutes")
 	f.BoolVar(&o.json, "json", false, "print the report as JSON")
 	f.StringVar(&o.html, "html", "", "also write a self-contained HTML page with a chart to this file")
@@ -113,10 +115,15 @@ func labFlags(o labOptions) (lab.Options, []lab.Scenario, error) {
 			return opt, nil, usagef("--%s: %v", c.flag, err)
 		}
 	}
-	if o.retries2 < 0 || o.retries2 > 255 {
-		return opt, nil, usagef("--retries2 %d: want 1 to 255 (0: kernel default)", o.retries2)
+	if o.retries2Set {
+		if o.retries2 < 0 || o.retries2 > 255 {
+			return opt, nil, usagef("--retries2 %d: want 0 to 255", o.retries2)
+		}
+		opt.Retries2 = o.retries2
+		if o.retries2 == 0 {
+			opt.Retries2 = -1 // lab.Options' (and keepalive.Kernel's) sysctl at 0
+		}
 	}
-	opt.Retries2 = o.retries2
 	if opt.IdleClose, err = dur("idle-close", o.idleClose, false); err != nil {
 		return opt, nil, err
 	}

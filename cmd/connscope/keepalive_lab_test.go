@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/connscope/connscope/keepalive/lab"
 )
@@ -97,5 +98,59 @@ func TestKeepaliveLabRun(t *testing.T) {
 	}
 	if bytes.Contains(b, []byte("http://")) && !bytes.Contains(b, []byte(`xmlns="http://www.w3.org/2000/svg"`)) {
 		t.Error("html refers to an external resource")
+	}
+}
+
+// TestKeepaliveRetries2ZeroAgree: --retries2 0 is tcp_retries2 set to 0
+// in both explain and lab: unacknowledged data is given up at the first
+// RTO expiry. The lab took 0 as "the kernel's default, 15", so its
+// drop-sending expected 15m24.6s and was skipped without --long, while
+// explain said 200ms. As root the lab runs it, with the sysctl really 0:
+// the streaming server gives up within the lab's watch window.
+func TestKeepaliveRetries2ZeroAgree(t *testing.T) {
+	type detection struct {
+		AfterSeconds float64 `json:"after_seconds"`
+		Timer        string  `json:"timer"`
+	}
+	var out, errb bytes.Buffer
+	if code := execute(context.Background(), []string{"keepalive", "explain", "--retries2", "0", "--json"}, &out, &errb); code != 0 {
+		t.Fatalf("explain: exit %d: %s", code, errb.String())
+	}
+	var ex struct {
+		Detect map[string]detection `json:"detect"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &ex); err != nil {
+		t.Fatalf("explain --json: %v\n%s", err, out.String())
+	}
+
+	out.Reset()
+	errb.Reset()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	args := []string{"keepalive", "lab", "--scenario", "drop-sending", "--retries2", "0", "--idle", "1", "--interval", "1", "--count", "2", "--json"}
+	if code := execute(ctx, args, &out, &errb); code != 0 {
+		t.Fatalf("lab: exit %d: %s", code, errb.String())
+	}
+	var rep struct {
+		Mode    string `json:"mode"`
+		Results []struct {
+			Skipped string `json:"skipped"`
+			Server  struct {
+				Expected detection `json:"expected"`
+				Detected bool      `json:"detected"`
+				Error    string    `json:"error"`
+			} `json:"server"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil || len(rep.Results) != 1 {
+		t.Fatalf("lab --json: %v\n%s", err, out.String())
+	}
+	r := rep.Results[0]
+	t.Logf("lab %s: %+v", rep.Mode, r)
+	if got, want := r.Server.Expected, ex.Detect["sending"]; got != want || got.Timer != "retransmission" || got.AfterSeconds > 1 {
+		t.Errorf("--retries2 0: lab expects the sending server to give up after %+v, explain after %+v; want both the first RTO expiry", got, want)
+	}
+	if rep.Mode == "namespaces" && (r.Skipped != "" || !r.Server.Detected || r.Server.Error != "ETIMEDOUT") {
+		t.Errorf("lab --retries2 0 in namespaces: skipped %q, server detected %v with %q; want it run and the server's ETIMEDOUT", r.Skipped, r.Server.Detected, r.Server.Error)
 	}
 }

@@ -25,7 +25,7 @@ func WriteTable(w io.Writer, rep *Report) error {
 		fmt.Fprintf(w, " (namespaces %s-{client,router,server})", rep.Lab)
 	}
 	if rep.Mode == "namespaces" {
-		fmt.Fprintf(w, "; tcp_retries2=%d inside the lab", rep.Kernel.Retries2)
+		fmt.Fprintf(w, "; tcp_retries2=%d inside the lab", max(rep.Kernel.Retries2, 0)) // negative: 0
 	}
 	fmt.Fprintln(w)
 	if rep.Notice != "" {
@@ -291,7 +291,7 @@ func WriteHTML(w io.Writer, rep *Report) error {
 		where = append(where, "namespaces "+rep.Lab+"-{client,router,server}")
 	}
 	if rep.Mode == "namespaces" {
-		where = append(where, fmt.Sprintf("tcp_retries2=%d inside the lab", rep.Kernel.Retries2))
+		where = append(where, fmt.Sprintf("tcp_retries2=%d inside the lab", max(rep.Kernel.Retries2, 0))) // negative: 0
 	}
 	return htmlPage.Execute(w, map[string]any{
 		"Bars": bars, "BarX": barX, "MeasX": measX, "MeasY": measY,

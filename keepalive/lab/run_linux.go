@@ -37,8 +37,8 @@ func Run(ctx context.Context, scenarios []Scenario, o Options) (*Report, error) 
 	var l *Lab
 	if rep.Mode == "namespaces" {
 		sys := map[string]string{}
-		if o.Retries2 > 0 {
-			sys["net.ipv4.tcp_retries2"] = strconv.Itoa(o.Retries2)
+		if o.Retries2 != 0 {
+			sys["net.ipv4.tcp_retries2"] = strconv.Itoa(max(o.Retries2, 0)) // negative: 0
 		}
 		var err error
 		if l, err = New(ctx, Config{Sysctls: sys}); err != nil {
@@ -78,8 +78,8 @@ func Run(ctx context.Context, scenarios []Scenario, o Options) (*Report, error) 
 
 func settingsText(o Options) string {
 	s := o.Settings.String()
-	if o.Retries2 > 0 {
-		s += " retries2=" + strconv.Itoa(o.Retries2)
+	if o.Retries2 != 0 {
+		s += " retries2=" + strconv.Itoa(max(o.Retries2, 0))
 	}
 	return s
 }

@@ -87,7 +87,10 @@ func Names() []string {
 type Options struct {
 	// Settings apply to both the client's and the server's socket.
 	Settings keepalive.Settings
-	// Retries2 sets net.ipv4.tcp_retries2 inside the lab's namespaces (0: kernel default 15).
+	// Retries2 sets net.ipv4.tcp_retries2 inside the lab's namespaces, as
+	// in keepalive.Kernel: zero leaves the kernel's default (15), a negative
+	// value sets it to 0 (unacknowledged data is given up at the first
+	// retransmission timeout).
 	Retries2 int
 	// Long allows scenarios whose expected detection exceeds LongThreshold.
 	Long bool
@@ -117,7 +120,7 @@ func (o Options) withDefaults() Options {
 // Kernel is the kernel model for the lab's namespaces under o.
 func (o Options) Kernel() keepalive.Kernel {
 	k := keepalive.DefaultKernel()
-	if o.Retries2 > 0 {
+	if o.Retries2 != 0 {
 		k.Retries2 = o.Retries2
 	}
 	return k
@@ -128,8 +131,8 @@ func (o Options) Validate() error {
 	if err := o.Settings.Validate(); err != nil {
 		return fmt.Errorf("lab: %w", err)
 	}
-	if o.Retries2 < 0 || o.Retries2 > 255 {
-		return fmt.Errorf("lab: retries2 %d: want 1 to 255", o.Retries2)
+	if o.Retries2 > 255 {
+		return fmt.Errorf("lab: retries2 %d: want at most 255 (negative: 0)", o.Retries2)
 	}
 	if o.IdleClose < 0 || o.StateTimeout < 0 || (o.StateTimeout > 0 && o.StateTimeout%time.Second != 0) {
 		return fmt.Errorf("lab: idle-close and state-timeout must be positive, state-timeout in whole seconds")

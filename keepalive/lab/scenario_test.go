@@ -18,6 +18,7 @@ func TestExpected(t *testing.T) {
 	}{
 		{"drop-idle", Options{Settings: ka}, "5s", "5s"},
 		{"drop-sending", Options{Settings: ka, Retries2: 5}, "5s", "12.6s"},
+		{"drop-sending", Options{Settings: ka, Retries2: -1}, "5s", "200ms"},    // tcp_retries2 0: the first RTO expiry
 		{"drop-sending", Options{Settings: keepalive.Off}, "never", "15m24.6s"}, // the seed's streaming server
 		{"drop-sending", Options{Settings: keepalive.Settings{Idle: -1, UserTimeout: 3 * time.Second}}, "never", "3s"},
 		{"drop-one-way", Options{Settings: ka, Retries2: 5}, "5s", "5s"}, // the client's RST
@@ -58,5 +59,21 @@ func TestParseNames(t *testing.T) {
 	}
 	if all, _ := ParseNames(nil); len(all) != len(Scenarios) {
 		t.Errorf("default set has %d scenarios", len(all))
+	}
+}
+
+// TestRetries2Zero: a negative Retries2 is tcp_retries2 set to 0, as in
+// keepalive.Kernel (connscope keepalive lab --retries2 0). It was refused
+// by Validate and ignored by Kernel, so the lab could not model or set it.
+func TestRetries2Zero(t *testing.T) {
+	o := Options{Retries2: -1}
+	if err := o.Validate(); err != nil {
+		t.Errorf("Validate: %v", err)
+	}
+	if k := o.Kernel(); k.Retries2 != -1 {
+		t.Errorf("Kernel().Retries2 = %d, want -1 (the sysctl at 0)", k.Retries2)
+	}
+	if err := (Options{Retries2: 256}).Validate(); err == nil || !strings.Contains(err.Error(), "retries2") {
+		t.Errorf("Validate(Retries2 256) = %v, want an error naming retries2", err)
 	}
 }
