@@ -143,9 +143,10 @@ func (o Options) Validate() error {
 // Expected returns what the kernel model predicts for the client and the server
 // in scenario sc, counted from the fault. For firewall-expiry the fault is the
 // client's first send after the state expired; lastRecv is how long before it the
-// connection last carried a packet (only used there).
+// connection last carried a packet (only used there; negative counts as 0).
 func (sc Scenario) Expected(o Options, lastRecv time.Duration) (client, server keepalive.Detection) {
 	o = o.withDefaults()
+	lastRecv = max(lastRecv, 0) // so that After - lastRecv cannot overflow
 	k := o.Kernel()
 	s := o.Settings
 	idle := keepalive.Detect(keepalive.Idle, s, k)

@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -75,5 +76,45 @@ func TestRetries2Zero(t *testing.T) {
 	}
 	if err := (Options{Retries2: 256}).Validate(); err == nil || !strings.Contains(err.Error(), "retries2") {
 		t.Errorf("Validate(Retries2 256) = %v, want an error naming retries2", err)
+	}
+}
+
+// TestExpectedOddOptions: Expected, ExpectedErrors and Kernel take Options
+// built in code, which Run validates but they do not. They must answer
+// for any, without a panic or a negative time. A negative lastRecv made
+// firewall-expiry's "After - lastRecv" overflow to a detection at once.
+func TestExpectedOddOptions(t *testing.T) {
+	const maxDur = time.Duration(math.MaxInt64)
+	huge := keepalive.Settings{Idle: maxDur, Interval: maxDur, Count: math.MaxInt, UserTimeout: maxDur}
+	for _, o := range []Options{
+		{},
+		{Retries2: math.MaxInt},
+		{Retries2: math.MinInt},
+		{Settings: huge},
+		{Settings: keepalive.Settings{Idle: math.MinInt64, Interval: math.MinInt64, Count: math.MinInt, UserTimeout: math.MinInt64}},
+		{Settings: keepalive.Settings{Idle: 1, Interval: 1, Count: 1, UserTimeout: 1}},
+		{StateTimeout: maxDur, IdleClose: maxDur},
+		{StateTimeout: math.MinInt64, IdleClose: math.MinInt64},
+	} {
+		for _, sc := range Scenarios {
+			for _, lastRecv := range []time.Duration{math.MinInt64, -1, 0, time.Second, maxDur} {
+				c, s := sc.Expected(o, lastRecv)
+				for side, d := range map[string]keepalive.Detection{"client": c, "server": s} {
+					if !d.Never && d.After < 0 {
+						t.Errorf("%s with %+v, lastRecv %v: %s expected after %v", sc.Name, o, lastRecv, side, d.After)
+					}
+				}
+			}
+			for _, userspace := range []bool{false, true} {
+				if c, s := sc.ExpectedErrors(o, userspace); c == "" || s == "" {
+					t.Errorf("%s with %+v: expected errors %q, %q", sc.Name, o, c, s)
+				}
+			}
+		}
+	}
+	// Past the Duration's range: saturated, not wrapped to 0.
+	sc, _ := Lookup("firewall-expiry")
+	if _, s := sc.Expected(Options{Settings: huge}, -1); s.Never || s.After != maxDur {
+		t.Errorf("firewall-expiry with %v, lastRecv -1: server expected %v, want %v", huge, s, maxDur)
 	}
 }
