@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -43,10 +44,10 @@ const (
 // Patterns lists the patterns ParsePattern accepts.
 var Patterns = []Pattern{Stream, Burst, Quiet, StopReading, Flood}
 
-// ParsePattern parses a Pattern name.
+// ParsePattern parses a Pattern name, without regard to case.
 func ParsePattern(s string) (Pattern, error) {
 	for _, p := range Patterns {
-		if string(p) == s {
+		if strings.EqualFold(string(p), s) {
 			return p, nil
 		}
 	}
@@ -180,7 +181,8 @@ func (e *Endpoint) run(ctx context.Context, side string, conn net.Conn, defaultP
 	if pattern == "" {
 		pattern = defaultPattern
 	}
-	if _, err := ParsePattern(string(pattern)); err != nil {
+	pattern, err := ParsePattern(string(pattern)) // "Stream" is Stream below
+	if err != nil {
 		conn.Close()
 		return r.res, err
 	}

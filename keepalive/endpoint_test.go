@@ -295,3 +295,50 @@ func TestApplyConn(t *testing.T) {
 		t.Errorf("Read = %+v, %v; want %+v", got, err, want)
 	}
 }
+
+func TestParsePattern(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want Pattern
+	}{
+		{"stream", Stream}, {"STREAM", Stream}, {"Burst", Burst}, {"idle", Quiet}, {"Idle", Quiet},
+		{"Stop-Reading", StopReading}, {"FLOOD", Flood}, {"bogus", ""}, {"", ""},
+	} {
+		got, err := ParsePattern(tt.in)
+		if got != tt.want || (err == nil) != (tt.want != "") {
+			t.Errorf("ParsePattern(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+// TestPatternAnyCase: a Pattern accepted without regard to case behaves
+// as its canonical one: "Stream" streams.
+func TestPatternAnyCase(t *testing.T) {
+	ln := listen(t)
+	lines := make(chan string, 2)
+	peer(t, ln, func(c *net.TCPConn) {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second)) // bounded if nothing streams
+		sc := bufio.NewScanner(c)
+		for i := 0; i < 2 && sc.Scan(); i++ {
+			lines <- sc.Text()
+		}
+		close(lines)
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cli := &Client{Port: port(ln), Endpoint: Endpoint{Pattern: "Stream", Every: 10 * time.Millisecond}}
+	done := make(chan error, 1)
+	go func() {
+		_, err := cli.DialAndRun(ctx, "127.0.0.1")
+		done <- err
+	}()
+	var got []string
+	for l := range lines {
+		got = append(got, l)
+	}
+	cancel()
+	<-done
+	if len(got) != 2 || got[0] != "hello" || got[1] != "data 1" {
+		t.Errorf("client with pattern %q sent %q; want hello, then a stream", "Stream", got)
+	}
+}

@@ -129,7 +129,7 @@ func ParseSettings(text string) (Settings, error) {
 		}
 	}
 	for _, f := range fields[1:] {
-		v, ok := strings.CutPrefix(f, "user-timeout=")
+		v, ok := strings.CutPrefix(strings.ToLower(f), "user-timeout=")
 		if !ok {
 			return Settings{}, fmt.Errorf("keepalive: unexpected %q in settings", f)
 		}

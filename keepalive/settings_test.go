@@ -20,6 +20,13 @@ func TestParseSettings(t *testing.T) {
 		{"2s/os/os", Settings{Idle: 2 * sec}, false},
 		{"2s/1s/3 user-timeout=5s", Settings{Idle: 2 * sec, Interval: sec, Count: 3, UserTimeout: 5 * sec}, false},
 		{"off user-timeout=1500ms", Settings{Idle: -1, UserTimeout: 1500 * time.Millisecond}, false},
+		// Keywords without regard to case, the user-timeout= key too.
+		{"OFF", Off, false},
+		{"Default", GoDefault, false},
+		{"KERNEL", Settings{}, false},
+		{"OS/1s/3", Settings{Interval: sec, Count: 3}, false},
+		{"2s/1s/OS", Settings{Idle: 2 * sec, Interval: sec}, false},
+		{"2s/1s/3 User-Timeout=5s", Settings{Idle: 2 * sec, Interval: sec, Count: 3, UserTimeout: 5 * sec}, false},
 		{"", Settings{}, true},
 		{"2/1", Settings{}, true},
 		{"x/1/3", Settings{}, true},

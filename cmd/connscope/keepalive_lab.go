@@ -74,7 +74,7 @@ removes those left by a crashed run.`,
 func labFlags(o labOptions) (lab.Options, []lab.Scenario, error) {
 	var opt lab.Options
 	dur := func(flag, v string, allowOS bool) (time.Duration, error) {
-		if allowOS && (v == "os" || v == "") {
+		if allowOS && (strings.EqualFold(v, "os") || v == "") {
 			return 0, nil
 		}
 		d, err := keepalive.ParseDuration(v)
@@ -88,7 +88,7 @@ func labFlags(o labOptions) (lab.Options, []lab.Scenario, error) {
 	}
 	var err error
 	s := &opt.Settings
-	if o.idle == "off" {
+	if strings.EqualFold(o.idle, "off") {
 		s.Idle = -1
 	} else if s.Idle, err = dur("idle", o.idle, true); err != nil {
 		return opt, nil, err

@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/connscope/connscope/keepalive"
 	"github.com/connscope/connscope/keepalive/lab"
 )
 
@@ -152,5 +156,67 @@ func TestKeepaliveRetries2ZeroAgree(t *testing.T) {
 	}
 	if rep.Mode == "namespaces" && (r.Skipped != "" || !r.Server.Detected || r.Server.Error != "ETIMEDOUT") {
 		t.Errorf("lab --retries2 0 in namespaces: skipped %q, server detected %v with %q; want it run and the server's ETIMEDOUT", r.Skipped, r.Server.Detected, r.Server.Error)
+	}
+}
+
+// TestKeepaliveKeywordsAnyCase: keyword values are taken without regard to
+// case wherever they are parsed: "--idle OFF" was refused while "off" ran.
+func TestKeepaliveKeywordsAnyCase(t *testing.T) {
+	labOpts := func(idle, interval string) labOptions {
+		return labOptions{idle: idle, interval: interval, count: 3, userTO: "0", idleClose: "2s", stateTimeout: "3s"}
+	}
+	for _, tt := range []struct {
+		args []string
+		o    labOptions
+		want keepalive.Settings
+	}{
+		{[]string{"--idle", "OFF"}, labOpts("OFF", "1s"), keepalive.Settings{Idle: -1, Interval: time.Second, Count: 3}},
+		{[]string{"--idle", "Off"}, labOpts("Off", "1s"), keepalive.Settings{Idle: -1, Interval: time.Second, Count: 3}},
+		{[]string{"--idle", "OS"}, labOpts("OS", "1s"), keepalive.Settings{Interval: time.Second, Count: 3}},
+		{[]string{"--interval", "Os"}, labOpts("2s", "Os"), keepalive.Settings{Idle: 2 * time.Second, Count: 3}},
+	} {
+		var out, errb bytes.Buffer
+		if code := execute(context.Background(), append([]string{"keepalive", "lab", "--list"}, tt.args...), &out, &errb); code != 0 {
+			t.Errorf("lab %q: exit %d, %s", tt.args, code, errb.String())
+		}
+		opt, _, err := labFlags(tt.o)
+		if err != nil || opt.Settings.Idle != tt.want.Idle || opt.Settings.Interval != tt.want.Interval || opt.Settings.Count != tt.want.Count {
+			t.Errorf("lab %q: settings %v, %v; want %v", tt.args, opt.Settings, err, tt.want)
+		}
+	}
+	if code := execute(context.Background(), []string{"keepalive", "lab", "--list", "--scenario", "DROP-IDLE,Reset"}, io.Discard, io.Discard); code != 0 {
+		t.Errorf("lab --scenario in capitals: exit %d", code)
+	}
+
+	for _, tt := range []struct{ keepalive, want string }{
+		{"OFF", "off"}, {"Default", "15s/15s/9"}, {"OS/1s/3 User-Timeout=5s", "os/1s/3 user-timeout=5s"},
+	} {
+		var out, errb bytes.Buffer
+		if code := execute(context.Background(), []string{"keepalive", "explain", "--json", "--keepalive", tt.keepalive}, &out, &errb); code != 0 {
+			t.Errorf("explain --keepalive %q: exit %d, %s", tt.keepalive, code, errb.String())
+			continue
+		}
+		var v struct{ Settings struct{ Text string } }
+		if err := json.Unmarshal(out.Bytes(), &v); err != nil || v.Settings.Text != tt.want {
+			t.Errorf("explain --keepalive %q: settings %q, %v; want %q", tt.keepalive, v.Settings.Text, err, tt.want)
+		}
+	}
+
+	// --pattern: the server listens (on a free loopback port) and says so
+	// with the canonical name, until the context ends.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	var out, errb bytes.Buffer
+	if code := execute(ctx, []string{"keepalive", "server", "--port", strconv.Itoa(p), "--pattern", "STREAM"}, &out, &errb); code != 0 {
+		t.Errorf("server --pattern STREAM: exit %d, %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), `"pattern":"stream"`) {
+		t.Errorf("server --pattern STREAM logged %q; want pattern stream", out.String())
 	}
 }

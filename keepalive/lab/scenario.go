@@ -215,8 +215,8 @@ func (sc Scenario) expectedUserspace() (client, server keepalive.Detection) {
 }
 
 // ParseNames checks scenario names, each one or several separated by
-// commas; no names means the default set, but names that name no scenario
-// ("", " , ") are an error.
+// commas, without regard to case; no names means the default set, but
+// names that name no scenario ("", " , ") are an error.
 func ParseNames(names []string) ([]Scenario, error) {
 	if len(names) == 0 {
 		return append([]Scenario(nil), Scenarios...), nil
@@ -225,7 +225,7 @@ func ParseNames(names []string) ([]Scenario, error) {
 	var out []Scenario
 	for _, n := range names {
 		for _, part := range strings.Split(n, ",") {
-			part = strings.TrimSpace(part)
+			part = strings.ToLower(strings.TrimSpace(part))
 			if part == "" || seen[part] {
 				continue
 			}

@@ -49,6 +49,11 @@ func TestParseNames(t *testing.T) {
 	if err != nil || len(got) != 2 || got[0].Name != "reset" || got[1].Name != "drop-idle" {
 		t.Errorf("ParseNames = %v, %v", got, err)
 	}
+	// Without regard to case, as every keyword on the command line.
+	got, err = ParseNames([]string{"DROP-IDLE, Reset", "reset"})
+	if err != nil || len(got) != 2 || got[0].Name != "drop-idle" || got[1].Name != "reset" {
+		t.Errorf("ParseNames in capitals = %v, %v", got, err)
+	}
 	if _, err := ParseNames([]string{"nope"}); err == nil || !strings.HasPrefix(err.Error(), "lab: ") {
 		t.Errorf("unknown scenario: %v", err)
 	}
