@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"strings"
 	"syscall"
@@ -180,7 +181,7 @@ func newKeepaliveServerCmd(stdout io.Writer) *cobra.Command {
 			if errors.Is(err, syscall.EADDRNOTAVAIL) {
 				return usagef("--addr %s: not an address of this host (%v)", addr, err)
 			}
-			return err
+			return hostError("--addr", addr, err)
 		},
 	}
 	f.add(cmd.Flags(), keepalive.Stream)
@@ -228,8 +229,9 @@ func newKeepaliveClientCmd(stdout io.Writer) *cobra.Command {
 			if dialTimeout <= 0 {
 				return usagef("--dial-timeout %v: want a positive duration", dialTimeout)
 			}
-			return runKeepaliveClient(cmd.Context(), keepaliveClientOpts{Host: args[0],
+			err = runKeepaliveClient(cmd.Context(), keepaliveClientOpts{Host: args[0],
 				Client: keepalive.Client{Endpoint: e, Port: f.port, DialTimeout: dialTimeout}}, stdout)
+			return hostError("HOST", args[0], err)
 		},
 	}
 	f.add(cmd.Flags(), keepalive.Quiet)
@@ -475,7 +477,25 @@ func checkHost(name, h string) error {
 	if strings.ContainsAny(h, ":[]/ ") {
 		return usagef("%s %q: want a host name or an IP address, without brackets or port (the port is --port)", name, h)
 	}
+	// RFC 6761 asks resolvers to fail these at once; Go's asks the DNS.
+	if n := strings.ToLower(strings.TrimSuffix(h, ".")); n == "invalid" || strings.HasSuffix(n, ".invalid") {
+		return usagef("%s %q does not resolve: names under .invalid never do (RFC 6761)", name, h)
+	}
 	return nil
+}
+
+// hostError names the argument whose host could not be looked up. A name
+// that does not exist is a mistake on the command line (exit 2), like any
+// other bad argument; a resolver that fails (timeout, SERVFAIL) is not.
+func hostError(name, host string, err error) error {
+	var de *net.DNSError
+	if !errors.As(err, &de) {
+		return err
+	}
+	if de.IsNotFound {
+		return usagef("%s %q does not resolve: %v", name, host, de)
+	}
+	return fmt.Errorf("%s %q: %w", name, host, de)
 }
 
 // retries2Help is the help of --retries2, which explain and lab share: 0 is

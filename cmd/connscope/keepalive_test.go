@@ -393,3 +393,32 @@ func TestKeepaliveExplainTextShowsSynLinearTimeouts(t *testing.T) {
 		}
 	}
 }
+
+// TestKeepaliveHostDoesNotResolve: a host name that does not resolve is a
+// bad argument, exit 2 naming the argument and the host; it was exit 1
+// with the resolver's message. No query leaves this host: names under
+// .invalid are refused before any lookup, and a 64-byte label is not a DNS
+// name, which Go's resolver and glibc's both refuse without a query.
+func TestKeepaliveHostDoesNotResolve(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	long := strings.Repeat("x", 64) + ".example"
+	for _, tt := range []struct {
+		args       []string
+		flag, host string
+	}{
+		{[]string{"keepalive", "client", "nosuch.invalid"}, "HOST", "nosuch.invalid"},
+		{[]string{"keepalive", "client", "NoSuch.INVALID."}, "HOST", "NoSuch.INVALID."},
+		{[]string{"keepalive", "client", "invalid"}, "HOST", "invalid"},
+		{[]string{"keepalive", "client", long, "--dial-timeout", "2s"}, "HOST", long},
+		{[]string{"keepalive", "server", "--addr", "nosuch.invalid"}, "--addr", "nosuch.invalid"},
+		{[]string{"keepalive", "server", "--addr", long}, "--addr", long},
+	} {
+		var out, errOut bytes.Buffer
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		code := execute(ctx, tt.args, &out, &errOut)
+		cancel()
+		if code != 2 || !strings.Contains(errOut.String(), tt.flag+" "+strconv.Quote(tt.host)+" does not resolve") {
+			t.Errorf("%q: exit %d, stderr %q; want 2 and a message naming %s %q", tt.args, code, errOut.String(), tt.flag, tt.host)
+		}
+	}
+}
