@@ -3,6 +3,7 @@ package keepalive
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -156,7 +157,7 @@ func parseDurationOS(v string) (time.Duration, error) {
 // ParseDuration is time.ParseDuration that also accepts a bare number of
 // seconds ("75" = 75s), as the kernel's sysctls and the seed's tools write them.
 func ParseDuration(v string) (time.Duration, error) {
-	if f, err := strconv.ParseFloat(v, 64); err == nil {
+	if f, err := strconv.ParseFloat(v, 64); err == nil && !math.IsNaN(f) { // NaN converts to any Duration
 		if f < 0 || f > float64(maxSetting/time.Second) {
 			return 0, fmt.Errorf("%q: out of range", v)
 		}

@@ -79,3 +79,30 @@ func TestEffective(t *testing.T) {
 		t.Errorf("Off.Effective = %+v, want disabled", got)
 	}
 }
+
+func TestParseDuration(t *testing.T) {
+	for _, tt := range []struct {
+		in      string
+		want    time.Duration
+		wantErr bool
+	}{
+		{"75", 75 * sec, false},
+		{"1.5", 1500 * time.Millisecond, false},
+		{"2s", 2 * sec, false},
+		{"1m30s", 90 * sec, false},
+		{"-1", 0, true},
+		{"32768", 0, true},
+		{"Inf", 0, true},
+		// NaN parsed as a float, and its conversion to a Duration is
+		// whatever the CPU gives: MinInt64 on amd64, 0 ("the OS
+		// default") on arm64.
+		{"NaN", 0, true},
+		{"nan", 0, true},
+		{"soon", 0, true},
+	} {
+		got, err := ParseDuration(tt.in)
+		if (err != nil) != tt.wantErr || (err == nil && got != tt.want) {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v, error %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
