@@ -112,7 +112,7 @@ func labFlags(o labOptions) (lab.Options, []lab.Scenario, error) {
 		{"user-timeout", keepalive.Settings{UserTimeout: s.UserTimeout}},
 	} {
 		if err := c.s.Validate(); err != nil {
-			return opt, nil, usagef("--%s: %v", c.flag, err)
+			return opt, nil, usagef("--%s: %v", c.flag, strings.TrimPrefix(err.Error(), "keepalive: "))
 		}
 	}
 	if o.retries2Set {
@@ -133,8 +133,8 @@ func labFlags(o labOptions) (lab.Options, []lab.Scenario, error) {
 	if opt.IdleClose <= 0 {
 		return opt, nil, usagef("--idle-close: want a positive duration")
 	}
-	if opt.StateTimeout < time.Second || opt.StateTimeout%time.Second != 0 {
-		return opt, nil, usagef("--state-timeout %v: want whole seconds, at least 1s", opt.StateTimeout)
+	if opt.StateTimeout < time.Second || opt.StateTimeout%time.Second != 0 || opt.StateTimeout > lab.MaxStateTimeout {
+		return opt, nil, usagef("--state-timeout %v: want whole seconds from 1s to %v", opt.StateTimeout, lab.MaxStateTimeout)
 	}
 	opt.Long, opt.Userspace = o.long, o.userspace
 	if o.html != "" {

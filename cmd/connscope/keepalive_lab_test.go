@@ -39,6 +39,9 @@ func TestKeepaliveLabBadInput(t *testing.T) {
 		{[]string{"--scenario", ""}, "--scenario"},    // built a lab and ran nothing, exit 0
 		{[]string{"--scenario", " , "}, "--scenario"}, // the same
 		{[]string{"--scenario", "", "--list"}, "--scenario"},
+		// Ran, to fail with exit 1 once the lab was built: the kernel
+		// refuses a conntrack timeout past INT_MAX jiffies.
+		{[]string{"--state-timeout", "2562047h", "--list"}, "--state-timeout"},
 	} {
 		var out, errb bytes.Buffer
 		code := execute(context.Background(), append([]string{"keepalive", "lab"}, tc.args...), &out, &errb)

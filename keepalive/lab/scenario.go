@@ -104,6 +104,11 @@ type Options struct {
 	Status func(string)
 }
 
+// MaxStateTimeout is the longest StateTimeout: the kernel refuses a
+// conntrack timeout (in jiffies, an int) of more than INT_MAX/HZ seconds,
+// and HZ is at most 1000.
+const MaxStateTimeout = (1<<31 - 1) / 1000 * time.Second
+
 // LongThreshold: scenarios expected to take longer need Options.Long.
 const LongThreshold = 2 * time.Minute
 
@@ -134,8 +139,8 @@ func (o Options) Validate() error {
 	if o.Retries2 > 255 {
 		return fmt.Errorf("lab: retries2 %d: want at most 255 (negative: 0)", o.Retries2)
 	}
-	if o.IdleClose < 0 || o.StateTimeout < 0 || (o.StateTimeout > 0 && o.StateTimeout%time.Second != 0) {
-		return fmt.Errorf("lab: idle-close and state-timeout must be positive, state-timeout in whole seconds")
+	if o.IdleClose < 0 || o.StateTimeout < 0 || (o.StateTimeout > 0 && o.StateTimeout%time.Second != 0) || o.StateTimeout > MaxStateTimeout {
+		return fmt.Errorf("lab: idle-close and state-timeout must be positive, state-timeout in whole seconds up to %v", MaxStateTimeout)
 	}
 	return nil
 }

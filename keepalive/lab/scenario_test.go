@@ -79,6 +79,12 @@ func TestRetries2Zero(t *testing.T) {
 	if k := o.Kernel(); k.Retries2 != -1 {
 		t.Errorf("Kernel().Retries2 = %d, want -1 (the sysctl at 0)", k.Retries2)
 	}
+	if err := (Options{StateTimeout: MaxStateTimeout}).Validate(); err != nil {
+		t.Errorf("Validate(StateTimeout %v): %v", MaxStateTimeout, err)
+	}
+	if err := (Options{StateTimeout: MaxStateTimeout + time.Second}).Validate(); err == nil {
+		t.Errorf("Validate(StateTimeout %v) = nil; the kernel refuses it", MaxStateTimeout+time.Second)
+	}
 	if err := (Options{Retries2: 256}).Validate(); err == nil || !strings.Contains(err.Error(), "retries2") {
 		t.Errorf("Validate(Retries2 256) = %v, want an error naming retries2", err)
 	}
