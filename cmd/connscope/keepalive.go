@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -98,8 +99,8 @@ func (f *settingsFlags) settings(fs *pflag.FlagSet) (*keepalive.Settings, error)
 		return nil, nil
 	}
 	if fs.Changed("user-timeout") {
-		if f.userTimout <= 0 || f.userTimout%time.Millisecond != 0 {
-			return nil, usagef("--user-timeout %v: want a positive whole number of milliseconds", f.userTimout)
+		if f.userTimout <= 0 || f.userTimout%time.Millisecond != 0 || f.userTimout > maxUserTimeout {
+			return nil, usagef("--user-timeout %v: want whole milliseconds from 1ms to %v", f.userTimout, maxUserTimeout)
 		}
 		s.UserTimeout = f.userTimout
 		if !shortcut && !detail && !f.unsetIsOS {
@@ -112,6 +113,9 @@ func (f *settingsFlags) settings(fs *pflag.FlagSet) (*keepalive.Settings, error)
 	}
 	return &s, nil
 }
+
+// maxUserTimeout is the longest TCP_USER_TIMEOUT: milliseconds in an int.
+const maxUserTimeout = (1<<31 - 1) * time.Millisecond
 
 // endpointFlags are the behaviour flags of server and client.
 type endpointFlags struct {
@@ -471,7 +475,10 @@ func checkHost(name, h string) error {
 	if h == "" {
 		return usagef("%s is empty: want a host name or an IP address (0.0.0.0 or :: for every address)", name)
 	}
-	if _, err := netip.ParseAddr(h); err == nil {
+	if a, err := netip.ParseAddr(h); err == nil {
+		if z := a.Zone(); z != "" && !interfaceExists(z) {
+			return usagef("%s %q: no network interface %q on this host", name, h, z)
+		}
 		return nil
 	}
 	if strings.ContainsAny(h, ":[]/ ") {
@@ -482,6 +489,20 @@ func checkHost(name, h string) error {
 		return usagef("%s %q does not resolve: names under .invalid never do (RFC 6761)", name, h)
 	}
 	return nil
+}
+
+// interfaceExists reports whether zone, an IPv6 zone as Go's net package
+// takes it (a name or an index), names an interface of this host.
+func interfaceExists(zone string) bool {
+	if _, err := net.InterfaceByName(zone); err == nil {
+		return true
+	}
+	i, err := strconv.Atoi(zone)
+	if err != nil {
+		return false
+	}
+	_, err = net.InterfaceByIndex(i)
+	return err == nil
 }
 
 // hostError names the argument whose host could not be looked up. A name

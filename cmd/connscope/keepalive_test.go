@@ -63,6 +63,11 @@ func TestKeepaliveBadInput(t *testing.T) {
 		{[]string{"keepalive", "client", "localhost:7654"}, "HOST"},           // exit 1: lookup localhost:7654: no such host
 		{[]string{"keepalive", "client", "[::1]"}, "HOST"},
 		{[]string{"keepalive", "client", "localhost", "--keepalive", ""}, "--keepalive"},
+		// Found in review r35: exit 1, or a message without the flag.
+		{[]string{"keepalive", "explain", "--user-timeout", "1000h"}, "--user-timeout"},             // "keepalive: user timeout 1000h0m0s: ..."
+		{[]string{"keepalive", "client", "localhost", "--user-timeout", "1000h"}, "--user-timeout"}, // the same
+		{[]string{"keepalive", "client", "fe80::1%nosuch"}, "HOST"},                                 // exit 1: connect: invalid argument
+		{[]string{"keepalive", "server", "--addr", "fe80::1%nosuch"}, "--addr"},                     // exit 1: bind: invalid argument
 	}
 	for _, tt := range tests {
 		var out, errOut bytes.Buffer
