@@ -9,9 +9,10 @@ import (
 	"unicode/utf8"
 )
 
-// DefaultSecretKeys returns the substrings that make a query key (or
-// header name) secret-looking, compared without regard to case: the list
-// Redaction uses when its SecretKeys is nil. The result is a copy.
+// DefaultSecretKeys returns the substrings that make a query key, a path
+// parameter's key (or a header name) secret-looking, compared without
+// regard to case: the list Redaction uses when its SecretKeys is nil. The
+// result is a copy.
 func DefaultSecretKeys() []string { return slices.Clone(defaultSecretKeys) }
 
 var defaultSecretKeys = []string{
@@ -54,8 +55,10 @@ var minDefaultKey = len(slices.MinFunc(defaultSecretKeys, func(a, b string) int 
 const Redacted = "REDACTED"
 
 // Redaction controls what of a URL may appear in an event. The zero value
-// is safe: userinfo is dropped and the values of secret-looking query keys
-// are replaced by "REDACTED".
+// is safe: userinfo and fragments are dropped, and the values of
+// secret-looking query keys and path parameters, and values that hold a
+// secret of their own (a URL passed on, such as "next=/cb?token=x"), are
+// replaced by "REDACTED".
 type Redaction struct {
 	// SecretKeys replaces DefaultSecretKeys() when not nil.
 	SecretKeys []string
@@ -70,7 +73,8 @@ func (rd Redaction) keys() []string {
 	return defaultSecretKeys
 }
 
-// IsSecret reports whether a query key or header name looks secret.
+// IsSecret reports whether a query key, a path parameter's key or a
+// header name looks secret.
 func (rd Redaction) IsSecret(name string) bool {
 	if rd.SecretKeys != nil {
 		return rd.isSecretKeys(name)
@@ -218,7 +222,9 @@ func runeEqualFold(a, b rune) bool {
 
 // Target formats a request as connection-spy does, "GET https://host:443/path?query",
 // with the port always present, without userinfo or fragment, and with
-// secret query values redacted. An empty method is GET, as in net/http.
+// secret values redacted: those of secret-looking query keys and path
+// parameters ("/app;jsessionid=REDACTED/x"), and those that hold a secret
+// of their own (see Query). An empty method is GET, as in net/http.
 func (rd Redaction) Target(method string, u *url.URL) string {
 	if method == "" {
 		method = "GET" // what net/http sends for an empty http.Request.Method
@@ -255,7 +261,10 @@ func (rd Redaction) Target(method string, u *url.URL) string {
 	} else if port != "" {
 		host, port = joinPort(u, port)
 	}
-	path := escapedPath(u)
+	path, semi := escapedPath(u)
+	if semi {
+		path = rd.redactPath(path) // a second allocation, if it redacts
+	}
 	query, mark := "", ""
 	if u.RawQuery != "" && !rd.OmitQuery {
 		query, mark = u.RawQuery, "?"
@@ -309,15 +318,24 @@ func hostWithoutUserinfo(host string) string {
 
 // escapedPath returns what u.EscapedPath returns, or u.Opaque if set
 // (without userinfo): u.Path itself, unless something in it needs
-// escaping.
-func escapedPath(u *url.URL) string {
+// escaping. It reports too whether the result holds a ';', which may
+// start a path parameter.
+func escapedPath(u *url.URL) (path string, semi bool) {
 	if u.Opaque != "" {
-		return opaqueWithoutUserinfo(u.Opaque)
+		path = opaqueWithoutUserinfo(u.Opaque)
+		return path, strings.IndexByte(path, ';') >= 0
 	}
-	if u.RawPath == "" && pathUnescaped(u.Path) {
-		return u.Path
+	if u.RawPath == "" {
+		// One pass over the path answers both questions.
+		switch pathBytes(u.Path) {
+		case 0:
+			return u.Path, false
+		case pathSemicolon:
+			return u.Path, true
+		}
 	}
-	return u.EscapedPath()
+	path = u.EscapedPath()
+	return path, strings.IndexByte(path, ';') >= 0
 }
 
 // opaqueWithoutUserinfo drops what comes up to the last '@' of an opaque
@@ -364,29 +382,95 @@ func hasPort(host string) bool {
 	return false
 }
 
-// pathUnescaped reports whether url.URL.EscapedPath leaves path as it is
-// when RawPath is empty: when no byte of it needs escaping.
-func pathUnescaped(path string) bool {
+// pathBytes returns the pathClass bits of the bytes of path: without
+// pathEscape, url.URL.EscapedPath leaves path as it is when RawPath is
+// empty.
+func pathBytes(path string) (bits uint8) {
 	for _, c := range []byte(path) {
-		if !pathSafe[c] {
-			return false
-		}
+		bits |= pathClass[c]
 	}
-	return true
+	return bits
 }
 
-// pathSafe holds the bytes url.URL.EscapedPath does not escape in a path
-// ('*' aside, left alone only as the whole path "*"), as
-// TestRedactionPathSafe checks.
-var pathSafe = func() (t [256]bool) {
-	for _, c := range []byte("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-._~$&+,/:;=@") {
-		t[c] = true
+const (
+	pathEscape    = 1 << iota // url.URL.EscapedPath escapes the byte
+	pathSemicolon             // the byte is a ';'
+)
+
+// pathClass has pathEscape for the bytes url.URL.EscapedPath escapes in
+// a path ('*' aside, left alone only as the whole path "*"), as
+// TestRedactionPathSafe checks, and pathSemicolon for ';'.
+var pathClass = func() (t [256]uint8) {
+	for i := range t {
+		t[i] = pathEscape
 	}
+	for _, c := range []byte("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-._~$&+,/:=@") {
+		t[c] = 0
+	}
+	t[';'] = pathSemicolon
 	return t
 }()
 
+// redactPath returns path, an escaped path, with the values of its
+// secret path parameters replaced by "REDACTED": a parameter is what
+// follows a ';' in a segment ("/app;jsessionid=ABC/x"), up to the next
+// ';' or '/'; its key, to its '=', is checked as a query key is, and its
+// value for a secret of its own as a query value is (see Query). A secret
+// value runs to the end of its segment, past any ';': a server that does
+// not split parameters there reads it as part of the value. What comes
+// before a segment's first ';' is its name, not a parameter.
+func (rd Redaction) redactPath(path string) string {
+	var b strings.Builder
+	done := 0 // path[:done] is in b
+	for i := 0; i < len(path); {
+		semi := strings.IndexByte(path[i:], ';')
+		if semi < 0 {
+			break
+		}
+		start := i + semi + 1 // of the parameter
+		end := start          // of the parameter, at a ';' or '/'
+		for end < len(path) && path[end] != ';' && path[end] != '/' {
+			end++
+		}
+		k, v, hasValue := strings.Cut(path[start:end], "=")
+		if !hasValue || !rd.isSecretPathKey(k) && !rd.nestedSecret(v) {
+			i = end
+			continue
+		}
+		seg := end // the segment's end
+		for seg < len(path) && path[seg] != '/' {
+			seg++
+		}
+		b.WriteString(path[done : start+len(k)+1])
+		b.WriteString(Redacted)
+		done, i = seg, seg
+	}
+	if done == 0 {
+		return path // nothing secret: nothing built
+	}
+	b.WriteString(path[done:])
+	return b.String()
+}
+
+// isSecretPathKey reports whether the path parameter key k looks secret,
+// unescaped first: in a path, a '+' is a '+'.
+func (rd Redaction) isSecretPathKey(k string) bool {
+	if strings.IndexByte(k, '%') >= 0 {
+		if key, err := url.PathUnescape(k); err == nil {
+			k = key
+		}
+	}
+	return rd.IsSecret(k)
+}
+
 // Query returns rawQuery with the values of secret-looking keys replaced
-// by "REDACTED", keeping order and encoding of the rest.
+// by "REDACTED", keeping order and encoding of the rest. So are values that
+// hold a secret of their own, as a URL passed on does ("next=/cb?token=x",
+// "redirect=https%3A%2F%2Fh%2Fcb%3Ftoken%3Dx"): one in which, as it is
+// or percent-decoded once or more, a piece between '?', '&', ';' and '#'
+// is a pair with a secret-looking key, or a "//" is followed by userinfo
+// (an '@' before the next '/', '?' or '#'). A value that, decoded
+// maxDecodes times, one more decoding would still change is replaced too.
 func (rd Redaction) Query(rawQuery string) string {
 	if i := rd.firstSecret(rawQuery); i >= 0 {
 		return rd.redactQuery(rawQuery, i)
@@ -395,8 +479,9 @@ func (rd Redaction) Query(rawQuery string) string {
 }
 
 // firstSecret returns the offset in rawQuery of the first part whose key
-// has a value and looks secret, or -1 if there is none. It scans in
-// place, unescaping only keys that hold '%' or '+'.
+// has a value and looks secret, or whose value holds a secret, or -1 if
+// there is none. It scans in place, unescaping only keys that hold '%'
+// or '+', and only values whose escapes may hide a '=', '@' or '%'.
 //
 // Parts end at '&' or ';': net/url rejects ';', but servers that predate
 // Go 1.17, and many outside Go, split on it, so "a=1;token=x" carries a
@@ -425,8 +510,19 @@ func (rd Redaction) firstSecret(rawQuery string) int {
 			if rd.isSecretKey(q[i:j], escaped) {
 				return i
 			}
-			for j < len(q) && q[j] != '&' && q[j] != ';' {
-				j++
+			// The value runs to the next '&' or ';'. Only one with a
+			// '=', '@' or '%' can hold a secret of its own.
+			v, marks := j+1, uint8(0)
+			for j++; j < len(q); j++ {
+				if c := valueClass[q[j]]; c != 0 {
+					if c == valueEnd {
+						break
+					}
+					marks |= c
+				}
+			}
+			if marks != 0 && rd.nestedSecret(q[v:j]) {
+				return i
 			}
 		}
 		if j < len(q) && q[j] == '&' {
@@ -437,10 +533,178 @@ func (rd Redaction) firstSecret(rawQuery string) int {
 	return -1
 }
 
+const (
+	valueMark = 1 // the byte may make a value hold a secret: '=', '@', '%'
+	valueEnd  = 2 // the byte ends a value: '&', ';'
+)
+
+// valueClass classifies the bytes of a query value for firstSecret.
+var valueClass = func() (t [256]uint8) {
+	t['='], t['@'], t['%'] = valueMark, valueMark, valueMark
+	t['&'], t[';'] = valueEnd, valueEnd
+	return t
+}()
+
+// maxDecodes bounds the percent-decodings of a value that nestedSecret
+// looks into: a value that one more would still change is taken for a
+// secret, rather than decoded without end ("%2525...").
+const maxDecodes = 4
+
+// nestedSecret reports whether v, a query value or path parameter value,
+// holds a secret of its own, as Query describes.
+func (rd Redaction) nestedSecret(v string) bool {
+	return !inertEscapes(v) && rd.liveSecret(v)
+}
+
+// liveSecret is nestedSecret for a v that inertEscapes rejects.
+func (rd Redaction) liveSecret(v string) bool {
+	for n := 0; ; n++ {
+		if rd.secretPair(v) || hasUserinfo(v) {
+			return true
+		}
+		d := percentDecode(v)
+		if d == v {
+			return false
+		}
+		if n == maxDecodes {
+			return true
+		}
+		v = d
+		if n+1 < maxDecodes && inertEscapes(v) {
+			// Without '=' or '@', v holds no secret; decoded, it would
+			// show nothing new: spare the copy.
+			return false
+		}
+	}
+}
+
+// secretPair reports whether a piece of s between '?', '&', ';' and '#'
+// holds a '=' after a secret-looking key.
+func (rd Redaction) secretPair(s string) bool {
+	if strings.IndexByte(s, '=') < 0 {
+		return false // the common case
+	}
+	start, key := 0, true // the piece's start; whether no '=' came yet
+	for i := 0; i < len(s); i++ {
+		switch pairClass[s[i]] {
+		case 0:
+		case pairEnd:
+			start, key = i+1, true
+		default:
+			if key && rd.isSecretKey(s[start:i], true) {
+				return true
+			}
+			key = false
+		}
+	}
+	return false
+}
+
+const (
+	pairEnd   = 1 // '?', '&', ';', '#'
+	pairEqual = 2 // '='
+)
+
+// pairClass classifies bytes for secretPair.
+var pairClass = func() (t [256]uint8) {
+	t['?'], t['&'], t[';'], t['#'] = pairEnd, pairEnd, pairEnd, pairEnd
+	t['='] = pairEqual
+	return t
+}()
+
+// hasUserinfo reports whether a "//" in s is followed by userinfo: an '@'
+// before the next '/', '?' or '#'.
+func hasUserinfo(s string) bool {
+	if strings.IndexByte(s, '@') < 0 {
+		return false // the common case
+	}
+	for i := strings.Index(s, "//"); i >= 0; {
+		auth := s[i+2:]
+		if e := strings.IndexAny(auth, "/?#"); e >= 0 {
+			auth = auth[:e]
+		}
+		if strings.IndexByte(auth, '@') >= 0 {
+			return true
+		}
+		j := strings.Index(s[i+1:], "//")
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	return false
+}
+
+// inertEscapes reports whether decoding s could show no '=', '@' or '%',
+// the bytes that let secretPair, hasUserinfo or a further decoding find
+// more: s has none of the first two, and each '%' in it begins a valid
+// escape of another byte ("%20", not "%3D", "%40", "%25" or "%zz").
+func inertEscapes(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := valueClass[s[i]]; c == valueMark && (s[i] != '%' || !inertEscape(s, i)) {
+			return false
+		}
+	}
+	return true
+}
+
+// inertEscape reports whether s[i], a '%', begins a valid escape of a
+// byte other than '=', '@' and '%'.
+func inertEscape(s string, i int) bool {
+	if i+2 >= len(s) {
+		return false
+	}
+	hi, lo := hexValue[s[i+1]], hexValue[s[i+2]]
+	c := hi<<4 | lo
+	return hi|lo < 16 && c != '=' && c != '@' && c != '%'
+}
+
+// hexValue holds the value of each hex digit, and 0xff for other bytes.
+var hexValue = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for i, c := range []byte("0123456789abcdef") {
+		t[c] = byte(i)
+	}
+	for i, c := range []byte("ABCDEF") {
+		t[c] = byte(10 + i)
+	}
+	return t
+}()
+
+// percentDecode returns s with each valid escape ("%3D") decoded, and
+// the rest as it is: a '+' or a '%' that begins none ("100%") too.
+func percentDecode(s string) string {
+	var b strings.Builder
+	done := 0 // s[:done] is in b
+	for i := strings.IndexByte(s, '%'); i >= 0; {
+		if i+2 < len(s) && hexValue[s[i+1]]|hexValue[s[i+2]] < 16 {
+			if done == 0 {
+				b.Grow(len(s) - 2)
+			}
+			b.WriteString(s[done:i])
+			b.WriteByte(hexValue[s[i+1]]<<4 | hexValue[s[i+2]])
+			done = i + 3
+			i += 2
+		}
+		j := strings.IndexByte(s[i+1:], '%')
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	if done == 0 {
+		return s // nothing to decode: nothing copied
+	}
+	b.WriteString(s[done:])
+	return b.String()
+}
+
 // isSecretKey reports whether the query key k looks secret, unescaped
 // first if escaped.
 func (rd Redaction) isSecretKey(k string, escaped bool) bool {
-	if escaped && strings.ContainsAny(k, "%+") {
+	if escaped && (strings.IndexByte(k, '%') >= 0 || strings.IndexByte(k, '+') >= 0) {
 		if key, err := url.QueryUnescape(k); err == nil {
 			k = key
 		}
@@ -455,8 +719,17 @@ func (rd Redaction) isSecretKey(k string, escaped bool) bool {
 func (rd Redaction) redactQuery(rawQuery string, from int) string {
 	var b strings.Builder
 	b.Grow(len(rawQuery) + len(Redacted))
-	b.WriteString(rawQuery[:from])
-	for rest := rawQuery[from:]; ; {
+	// firstSecret found the part at from secret: its key runs to its
+	// first '=', past any ';'.
+	eq := from + strings.IndexByte(rawQuery[from:], '=')
+	b.WriteString(rawQuery[:eq+1])
+	b.WriteString(Redacted)
+	amp := strings.IndexByte(rawQuery[eq:], '&')
+	if amp < 0 {
+		return b.String()
+	}
+	b.WriteByte('&')
+	for rest := rawQuery[eq+amp+1:]; ; {
 		part, next, more := strings.Cut(rest, "&")
 		rd.redactPart(&b, part)
 		if !more {
@@ -469,7 +742,7 @@ func (rd Redaction) redactQuery(rawQuery string, from int) string {
 
 // redactPart writes part, one '&'-separated piece of a query, to b, with
 // all after the '=' of its first secret key replaced: its own key, to its
-// first '=', or a ';'-separated one.
+// first '=', or a ';'-separated one, whose value may make it secret.
 func (rd Redaction) redactPart(b *strings.Builder, part string) {
 	if k, _, hasValue := strings.Cut(part, "="); hasValue && strings.IndexByte(k, ';') >= 0 && rd.isSecretKey(k, true) {
 		b.WriteString(k)
@@ -478,7 +751,7 @@ func (rd Redaction) redactPart(b *strings.Builder, part string) {
 	}
 	for off := 0; off < len(part); {
 		sub, _, _ := strings.Cut(part[off:], ";")
-		if k, _, hasValue := strings.Cut(sub, "="); hasValue && rd.isSecretKey(k, true) {
+		if k, v, hasValue := strings.Cut(sub, "="); hasValue && (rd.isSecretKey(k, true) || rd.nestedSecret(v)) {
 			b.WriteString(part[:off+len(k)])
 			b.WriteString("=" + Redacted)
 			return
@@ -490,14 +763,15 @@ func (rd Redaction) redactPart(b *strings.Builder, part string) {
 
 // Text returns s, the text of an error, with what Target hides hidden in
 // the URLs and request targets it quotes: the userinfo after "scheme://",
-// fragments, and the values of secret-looking query keys (the whole query
-// with OmitQuery). Error texts quote them: a RoundTripper's that names
+// fragments, the values of secret-looking query keys (the whole query
+// with OmitQuery) and path parameters, and values that hold a secret of
+// their own. Error texts quote them: a RoundTripper's that names
 // its request, a response line that echoes the request's ("malformed
 // HTTP status code"), net/http's "invalid request :path", net/url's parse
 // errors. Sinks write every event's error through it (see
 // Event.ErrorText); the error itself, which the program gets, is not
 // changed. s is returned as is, without allocating, when it holds no
-// '@', '?' or '#' and no port net/url found invalid.
+// '@', '?', '#' or ';' and no port net/url found invalid.
 //
 // A URL in a text has no clear end: it is taken to run to the next space,
 // quote or angle bracket. Userinfo ends at the last '@' before the host's
@@ -505,9 +779,10 @@ func (rd Redaction) redactPart(b *strings.Builder, part string) {
 // (a "port" that is not a number: a raw '/', '?' or '#' in the password),
 // at the first '@' after it, or, with none, the whole host is hidden.
 // Without a scheme, "user:password@" before a host is hidden too: a URL
-// Host set by hand, as a dial's error quotes it.
+// Host set by hand, as a dial's error quotes it. Path parameters are
+// looked for in all of a URL before its query, scheme and host included.
 func (rd Redaction) Text(s string) string {
-	if strings.IndexByte(s, '@') < 0 && strings.IndexByte(s, '?') < 0 && strings.IndexByte(s, '#') < 0 {
+	if strings.IndexByte(s, '@') < 0 && strings.IndexByte(s, '?') < 0 && strings.IndexByte(s, '#') < 0 && strings.IndexByte(s, ';') < 0 {
 		if !strings.Contains(s, invalidPort) {
 			return s
 		}
@@ -618,6 +893,17 @@ func (rd Redaction) textToken(tok string) (string, bool) {
 	if frag >= 0 {
 		if h := strings.IndexByte(tok[frag:], '#'); h >= 0 {
 			tok = tok[:frag+h]
+			hidden = true
+		}
+	}
+	path := tok // before the query
+	if q >= 0 && q < len(tok) {
+		path = tok[:q]
+	}
+	if strings.IndexByte(path, ';') >= 0 {
+		if p := rd.redactPath(path); p != path {
+			tok = p + tok[len(path):]
+			q = strings.IndexByte(tok, '?') // the path held none, nor does p
 			hidden = true
 		}
 	}

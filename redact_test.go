@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -63,6 +65,34 @@ func TestRedactionTarget(t *testing.T) {
 		{"custom SecretKeys replace the defaults", Redaction{SecretKeys: []string{"tenant"}}, "GET", "http://h/?tenant=s3cr3t&token=visible", "GET http://h:80/?tenant=REDACTED&token=visible"},
 		{"empty SecretKeys redacts no query key", Redaction{SecretKeys: []string{}}, "GET", "http://h/?token=visible", "GET http://h:80/?token=visible"},
 		{"no scheme", Redaction{}, "CONNECT", "//proxy.example:3128", "CONNECT proxy.example:3128"},
+		// Path parameters: a secret value runs to the end of its segment.
+		{"path parameter jsessionid", Redaction{}, "GET", "https://h/app;jsessionid=s3cr3t/x", "GET https://h:443/app;jsessionid=REDACTED/x"},
+		{"path parameter at the end", Redaction{}, "GET", "https://h/api;token=s3cr3t", "GET https://h:443/api;token=REDACTED"},
+		{"path parameters, the second secret", Redaction{}, "GET", "https://h/a;v=1;sig=s3cr3t;x=s3cr3t/b;c=2", "GET https://h:443/a;v=1;sig=REDACTED/b;c=2"},
+		{"path parameters in two segments", Redaction{}, "GET", "https://h/a;key=s3cr3t/b;token=s3cr3t?page=2", "GET https://h:443/a;key=REDACTED/b;token=REDACTED?page=2"},
+		{"escaped path parameter key", Redaction{}, "GET", "https://h/a;api%5Fkey=s3cr3t", "GET https://h:443/a;api%5Fkey=REDACTED"},
+		{"path parameter, escaped path", Redaction{}, "GET", "https://h/a%20b;token=s3cr3t/c", "GET https://h:443/a%20b;token=REDACTED/c"},
+		{"path parameter with a nested secret", Redaction{}, "GET", "https://h/a;next=%2Fcb%3Fcode%3Ds3cr3t/b", "GET https://h:443/a;next=REDACTED/b"},
+		{"path parameters kept", Redaction{}, "GET", "https://h/cars;color=red;year=2012/x;v", "GET https://h:443/cars;color=red;year=2012/x;v"},
+		{"segment name is no parameter", Redaction{}, "GET", "https://h/token=visible;a=1", "GET https://h:443/token=visible;a=1"},
+		{"path parameter without value kept", Redaction{}, "GET", "https://h/a;token/b;token=", "GET https://h:443/a;token/b;token=REDACTED"},
+		{"path parameter, custom SecretKeys", Redaction{SecretKeys: []string{"tenant"}}, "GET", "https://h/a;tenant=s3cr3t;token=visible", "GET https://h:443/a;tenant=REDACTED"},
+		{"path parameter with OmitQuery", Redaction{OmitQuery: true}, "GET", "https://h/a;token=s3cr3t?b=1", "GET https://h:443/a;token=REDACTED"},
+		// Secrets nested in another key's value hide that value.
+		{"nested query", Redaction{}, "GET", "https://h/login?next=/cb?token=s3cr3t&page=2", "GET https://h:443/login?next=REDACTED&page=2"},
+		{"nested encoded URL", Redaction{}, "GET", "https://h/?redirect=https%3A%2F%2Fx%2Fcb%3Ftoken%3Ds3cr3t&a=1", "GET https://h:443/?redirect=REDACTED&a=1"},
+		{"nested twice encoded", Redaction{}, "GET", "https://h/?next=%2Flogin%3Fnext%3D%252Fcb%253Fcode%253Ds3cr3t", "GET https://h:443/?next=REDACTED"},
+		{"nested path parameter", Redaction{}, "GET", "https://h/?state=a&return_to=/p;jsessionid=s3cr3t", "GET https://h:443/?state=a&return_to=/p;jsessionid=REDACTED"},
+		{"nested encoded path parameter", Redaction{}, "GET", "https://h/?return_to=%2Fp%3Bjsessionid%3Ds3cr3t&b=2", "GET https://h:443/?return_to=REDACTED&b=2"},
+		{"nested fragment", Redaction{}, "GET", "https://h/?next=%2Fcb%23access_token%3Ds3cr3t", "GET https://h:443/?next=REDACTED"},
+		{"nested userinfo", Redaction{}, "GET", "https://h/?proxy=http%3A%2F%2Falice%3As3cr3t%40p%3A3128", "GET https://h:443/?proxy=REDACTED"},
+		{"nested userinfo, not encoded", Redaction{}, "GET", "https://h/?u=//alice:s3cr3t@p/x", "GET https://h:443/?u=REDACTED"},
+		{"nested pair at the value's start", Redaction{}, "GET", "https://h/?q=token%3Ds3cr3t", "GET https://h:443/?q=REDACTED"},
+		{"nested after a semicolon part", Redaction{}, "GET", "https://h/?a=1;next=/cb?sig=s3cr3t&b=2", "GET https://h:443/?a=1;next=REDACTED&b=2"},
+		{"value still encoded after maxDecodes", Redaction{}, "GET", "https://h/?x=%2525252525252541", "GET https://h:443/?x=REDACTED"},
+		{"nested, nothing secret", Redaction{}, "GET", "https://h/?next=https%3A%2F%2Fx%2Fcb%3Fpage%3D2&email=bob@example.com&q=a%20b&c=100%&d=YQ%3D%3D",
+			"GET https://h:443/?next=https%3A%2F%2Fx%2Fcb%3Fpage%3D2&email=bob@example.com&q=a%20b&c=100%&d=YQ%3D%3D"},
+		{"nested URL without userinfo kept", Redaction{}, "GET", "https://h/?next=https://x/u?email=bob@example.com", "GET https://h:443/?next=https://x/u?email=bob@example.com"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			u, err := url.Parse(tc.url)
@@ -163,6 +193,12 @@ func TestRedactionAllocs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A path parameter and escapes that hide nothing: looked at, not copied.
+	plainParams, err := url.Parse("https://api.example.com/v1/items;v=2?q=connection%20tracing&since=2024-01-01T00%3A00%3A00Z&sort=a=b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	goaway := `http2: server sent GOAWAY and closed the connection; LastStreamID=1, ErrCode=NO_ERROR, debug=""`
 	for _, tc := range []struct {
 		name string
 		f    func()
@@ -173,6 +209,8 @@ func TestRedactionAllocs(t *testing.T) {
 		{"Query without secrets", func() { rd.Query(u.RawQuery) }, 0},
 		{"Target", func() { rd.Target("GET", u) }, 1},
 		{"Target with a secret", func() { rd.Target("GET", secret) }, 2}, // and the redacted query
+		{"Target with a path parameter and escapes, no secret", func() { rd.Target("GET", plainParams) }, 1},
+		{"Text with a ';', no URL", func() { rd.Text(goaway) }, 0},
 	} {
 		if got := testing.AllocsPerRun(100, tc.f); got != tc.want {
 			t.Errorf("%s: %v allocs, want %v", tc.name, got, tc.want)
@@ -221,12 +259,16 @@ func TestRedactionTargetLong(t *testing.T) {
 	}
 }
 
-// pathSafe must hold exactly the bytes url.URL.EscapedPath leaves alone.
+// pathClass must mark exactly the bytes url.URL.EscapedPath escapes, and
+// ';' as one that may start a path parameter.
 func TestRedactionPathSafe(t *testing.T) {
 	for c := 0; c < 256; c++ {
 		u := &url.URL{Path: "/a" + string([]byte{byte(c)}) + "b"}
-		if got, want := pathSafe[c], u.EscapedPath() == u.Path; got != want {
-			t.Errorf("pathSafe[%#x] = %v; EscapedPath(%q) = %q", c, got, u.Path, u.EscapedPath())
+		if got, want := pathClass[c]&pathEscape == 0, u.EscapedPath() == u.Path; got != want {
+			t.Errorf("pathClass[%#x] = %v; EscapedPath(%q) = %q", c, pathClass[c], u.Path, u.EscapedPath())
+		}
+		if got, want := pathClass[c]&pathSemicolon != 0, c == ';'; got != want {
+			t.Errorf("pathClass[%#x] = %v: pathSemicolon %v, want %v", c, pathClass[c], got, want)
 		}
 	}
 }
@@ -276,6 +318,16 @@ var targetTestURLs = []string{
 	"http://h/?a=1;token=2&b=3", "http://h/?token;v=1", "http://h/?x;to%6Ben;v=1;y=2&z=3", "http://h/?token=1;x=2&token;=3", "http://h/?;;token=1;",
 	"http://h/?a;b=1;sig=2", "http://h/?a=1;b;c;token", "http://h/?k%;ey=1", "http://h/?a%3Btoken=1", "http://h/?a=1%3Btoken=2",
 	"http://h/?" + strings.Repeat("q", 300) + "=1&token=2",
+	// Path parameters.
+	"http://h/app;jsessionid=1/x", "http://h/a;token=1", "http://h/a;b=1;sig=2;c=3/d;e=4", "http://h/a;to%6Ben=1", "http://h/a;token",
+	"http://h/;token=1", "http://h/a;;key=1", "http://h/token=1;x", "http://h/a;=1;key=", "http://h/a%3Btoken=1", "http://h/a;api+key=1",
+	"http://h/a;next=%2Fcb%3Ftoken%3D1/b", "http:x;token=1/y", "http://h/a;%zz=1;key=2", "http://h/a;k%=1",
+	// Secrets nested in values.
+	"http://h/?next=/cb?token=1", "http://h/?next=/cb?page=1", "http://h/?r=https%3A%2F%2Fx%2Fcb%3Ftoken%3D1", "http://h/?r=%2Fp%3Bjsessionid%3D1",
+	"http://h/?r=%252Fcb%253Ftoken%253D1", "http://h/?r=%2525252525252541", "http://h/?r=%25252525252541", "http://h/?r=%%33D", "http://h/?r=%%34%30",
+	"http://h/?u=//a:b@c", "http://h/?u=http%3A%2F%2Fa%40c", "http://h/?u=///x@y", "http://h/?e=bob@x&u=https://h/?e=bob@x", "http://h/?q=a%20b&c=100%",
+	"http://h/?d=YQ%3D%3D", "http://h/?q=key=1", "http://h/?q=x#token=1", "http://h/?n=%2Fcb%23code%3D1", "http://h/?a=1;n=/cb?sig=1&b=2",
+	"http://h/?n=/cb?cookie=1", "http://h/?n=x%3Fcookie=1", "http://h/?n=a+b%3D1", "http://h/?n=%3Dtoken",
 	"https://" + strings.Repeat("h", 100) + ".example/" + strings.Repeat("p", 100) + "?" + strings.Repeat("a=1&", 20),
 }
 
@@ -329,6 +381,15 @@ func FuzzTargetMatchesReference(f *testing.F) {
 		}
 		if u, err := url.Parse(rawURL); err == nil {
 			check(u)
+			// Text and Target apply the same rules: a target redacted
+			// by one is left as it is by the other. (Only for URLs with
+			// a host: Text takes "a:b@c" without one for userinfo.)
+			tg := rd.Target("GET", u)
+			if u.Host != "" && u.Opaque == "" && !strings.ContainsFunc(tg, func(r rune) bool { return r <= ' ' || strings.ContainsRune("\"'<>`\x7f", r) }) {
+				if got := rd.Text(tg); got != tg {
+					t.Errorf("%+v.Text(%q) = %q, want it unchanged", rd, tg, got)
+				}
+			}
 		}
 		u := &url.URL{Scheme: scheme, Host: host, Path: path, RawPath: rawPath, RawQuery: rawQuery, User: url.User("s3cr3t"), Fragment: "f"}
 		if flags&4 != 0 {
@@ -352,6 +413,8 @@ func FuzzTargetMatchesReference(f *testing.F) {
 // targetReference is Redaction.Target as it was before it was made faster,
 // with the functions below it: the specification FuzzTargetMatchesReference
 // holds the faster code to. (containsFold, unchanged, is the package's.)
+// Path parameters and nested secrets came later: pathReference and
+// nestedReference specify them.
 func targetReference(rd Redaction, method string, u *url.URL) string {
 	if method == "" {
 		method = "GET"
@@ -407,9 +470,9 @@ func targetReference(rd Redaction, method string, u *url.URL) string {
 				op = op[i+1:]
 			}
 		}
-		b.WriteString(op)
+		b.WriteString(pathReference(rd, op))
 	} else {
-		b.WriteString(u.EscapedPath())
+		b.WriteString(pathReference(rd, u.EscapedPath()))
 	}
 	if q, _, _ := strings.Cut(u.RawQuery, "#"); q != "" && !rd.OmitQuery { // a '#' set by hand starts a fragment
 		b.WriteByte('?')
@@ -420,7 +483,8 @@ func targetReference(rd Redaction, method string, u *url.URL) string {
 
 // queryReference hides, in each '&'-separated part, all after the '=' of
 // the first secret key: the part's own, to its first '=', or one after a
-// ';' (servers that split on it).
+// ';' (servers that split on it), or one whose value, to the next ';',
+// holds a secret (nestedReference).
 func queryReference(rd Redaction, rawQuery string) string {
 	secret := func(k string) bool {
 		if key, err := url.QueryUnescape(k); err == nil {
@@ -441,7 +505,7 @@ func queryReference(rd Redaction, rawQuery string) string {
 		}
 		off, hidden := 0, false
 		for _, sub := range strings.Split(part, ";") {
-			if k, _, hasValue := strings.Cut(sub, "="); hasValue && secret(k) {
+			if k, v, hasValue := strings.Cut(sub, "="); hasValue && (secret(k) || nestedReference(rd, v)) {
 				b.WriteString(part[:off+len(k)] + "=" + Redacted)
 				found, hidden = true, true
 				break
@@ -456,6 +520,70 @@ func queryReference(rd Redaction, rawQuery string) string {
 		return rawQuery
 	}
 	return b.String()
+}
+
+// pathReference hides, in each '/'-separated segment of an escaped path,
+// all after the '=' of its first ';'-separated parameter whose key,
+// path-unescaped, is secret or whose value holds a secret.
+func pathReference(rd Redaction, path string) string {
+	segs := strings.Split(path, "/")
+	for i, seg := range segs {
+		params := strings.Split(seg, ";")
+		for j := 1; j < len(params); j++ {
+			k, v, hasValue := strings.Cut(params[j], "=")
+			if !hasValue {
+				continue
+			}
+			key := k
+			if unescaped, err := url.PathUnescape(k); err == nil {
+				key = unescaped
+			}
+			if isSecretReference(rd, key) || nestedReference(rd, v) {
+				segs[i] = strings.Join(params[:j], ";") + ";" + k + "=" + Redacted
+				break
+			}
+		}
+	}
+	return strings.Join(segs, "/")
+}
+
+var (
+	pieceSepReference = regexp.MustCompile(`[?&;#]`)
+	userinfoReference = regexp.MustCompile(`//[^/?#]*@`)
+	escapeReference   = regexp.MustCompile(`%[0-9A-Fa-f]{2}`)
+)
+
+// nestedReference reports whether v, as it is or decoded up to maxDecodes
+// times, holds a piece (between '?', '&', ';', '#') that is a pair with a
+// secret key, or userinfo after a "//"; or whether one more decoding
+// would still change it.
+func nestedReference(rd Redaction, v string) bool {
+	for n := 0; ; n++ {
+		for _, piece := range pieceSepReference.Split(v, -1) {
+			if k, _, hasValue := strings.Cut(piece, "="); hasValue {
+				if key, err := url.QueryUnescape(k); err == nil {
+					k = key
+				}
+				if isSecretReference(rd, k) {
+					return true
+				}
+			}
+		}
+		if userinfoReference.MatchString(v) {
+			return true
+		}
+		d := escapeReference.ReplaceAllStringFunc(v, func(e string) string {
+			c, _ := strconv.ParseUint(e[1:], 16, 8)
+			return string([]byte{byte(c)})
+		})
+		if d == v {
+			return false
+		}
+		if n == maxDecodes {
+			return true
+		}
+		v = d
+	}
 }
 
 var keysByFirstReference = func() (t [utf8.RuneSelf][]string) {
@@ -599,6 +727,16 @@ func TestRedactionText(t *testing.T) {
 		{"userinfo in brackets", Redaction{}, "dial [alice:s3cr3t@::1]:80", "dial [::1]:80"},
 		{"an @ after a path kept", Redaction{}, `code "/a:b/c@d?x=1"`, `code "/a:b/c@d?x=1"`},
 		{"userinfo without a scheme, @ in the query", Redaction{}, "alice:s3cr3t@h/x?e=bob@example.com", "h/x?e=bob@example.com"},
+		{"path parameter", Redaction{}, `Get "https://h/app;jsessionid=s3cr3t/x": EOF`, `Get "https://h/app;jsessionid=REDACTED/x": EOF`},
+		{"path parameter in an echoed target", Redaction{}, `malformed HTTP status code "/api;token=s3cr3t"`, `malformed HTTP status code "/api;token=REDACTED"`},
+		{"path parameter before a query", Redaction{}, "http://alice:s3cr3t@h/a;sig=s3cr3t;b=s3cr3t/c?key=s3cr3t#s3cr3t", "http://h/a;sig=REDACTED/c?key=REDACTED"},
+		{"path parameter with OmitQuery", Redaction{OmitQuery: true}, "http://h/a;sig=s3cr3t?b=1", "http://h/a;sig=REDACTED"},
+		{"path parameter, fragment before the query", Redaction{}, "http://h/a;sig=s3cr3t#x?y", "http://h/a;sig=REDACTED"},
+		{"nested query", Redaction{}, `Get "https://h/login?next=/cb?token=s3cr3t&page=2": EOF`, `Get "https://h/login?next=REDACTED&page=2": EOF`},
+		{"nested encoded URL", Redaction{}, `Get "https://h/?redirect=https%3A%2F%2Fx%2Fcb%3Ftoken%3Ds3cr3t": EOF`, `Get "https://h/?redirect=REDACTED": EOF`},
+		{"nested userinfo", Redaction{}, "http://h/?next=https://alice:s3cr3t@x/", "http://h/?next=REDACTED"},
+		{"semicolons in prose kept", Redaction{}, "http2: server sent GOAWAY and closed the connection; LastStreamID=1; a;b=c",
+			"http2: server sent GOAWAY and closed the connection; LastStreamID=1; a;b=c"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := tc.rd.Text(tc.in); got != tc.want {
