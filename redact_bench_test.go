@@ -17,6 +17,9 @@ func BenchmarkTarget(b *testing.B) {
 		{"secret", "https://api.example.com/v1/items?page=2&access_token=s3cr3t&sort=name"},
 		{"noquery", "https://api.example.com/v1/items/42"},
 		{"long", "https://api.example.com/v1/search?q=connection+tracing&lang=en&region=eu-west-1&fields=id,name,created_at,updated_at&sort=-updated_at&limit=100&offset=200&include=owner,labels"},
+		{"escaped", "https://api.example.com/v1/search?q=connection%20tracing&since=2024-01-01T00%3A00%3A00Z&next=https%3A%2F%2Fapi.example.com%2Fv1%3Fpage%3D2"},
+		{"pathparam", "https://api.example.com/app;jsessionid=s3cr3t/items?page=2"},
+		{"nested", "https://api.example.com/login?next=https%3A%2F%2Fapp.example.com%2Fcb%3Fcode%3Ds3cr3t&page=2"},
 	} {
 		u, err := url.Parse(bc.url)
 		if err != nil {
