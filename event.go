@@ -107,7 +107,8 @@ type Event struct {
 }
 
 // ErrorText returns the text of e.Err as sinks write it: with the URL
-// userinfo, fragments and secret query values it may quote hidden, by
+// userinfo, fragments, secret query values and path parameters, and
+// values that hold a secret of their own, that it may quote hidden, by
 // the Redaction of the Spy that emitted e (see Redaction.Text). It is ""
 // when e has no error. A Sink or hook of the program's that writes
 // errors out should write this, not e.Err.Error().
