@@ -49,17 +49,7 @@ func TestResponseBodyClosedDuringRead(t *testing.T) {
 				if _, err := io.ReadFull(resp.Body, make([]byte, 100)); err != nil {
 					t.Fatal(err)
 				}
-				reading := make(chan struct{})
-				read := make(chan error, 1)
-				go func() {
-					close(reading)
-					_, err := resp.Body.Read(make([]byte, 10))
-					read <- err
-				}()
-				<-reading
-				time.Sleep(5 * time.Millisecond) // most often, the Read is under way by then
-				resp.Body.Close()
-				if err := within(t, read); err == nil {
+				if err := closeDuringRead(t, resp.Body); err == nil {
 					t.Fatalf("request %d: the Read of a body closed under it succeeded", i)
 				}
 			}
@@ -266,18 +256,8 @@ func TestDifferentialResponseBodies(t *testing.T) {
 				do("GET", "/data", all)
 				do("GET", "/hang", func(resp *http.Response) string {
 					io.ReadFull(resp.Body, make([]byte, 100))
-					reading := make(chan struct{})
-					read := make(chan error, 1)
-					go func() {
-						close(reading)
-						_, err := resp.Body.Read(make([]byte, 10))
-						read <- err
-					}()
-					<-reading
-					time.Sleep(5 * time.Millisecond)
-					resp.Body.Close()
 					// Its text depends on whether the Read was under way.
-					return fmt.Sprint("read under Close failed: ", within(t, read) != nil)
+					return fmt.Sprint("read under Close failed: ", closeDuringRead(t, resp.Body) != nil)
 				})
 				do("GET", "/data", all)
 				v.settle(t, env)
@@ -414,4 +394,20 @@ func TestDifferentialForeignResponseBody(t *testing.T) {
 		show("http", env.client, env.url)
 		return strings.Join(out, "\n")
 	})
+}
+
+// closeDuringRead closes body while another goroutine reads it, and
+// returns what that Read returned.
+func closeDuringRead(t *testing.T, body io.ReadCloser) error {
+	reading := make(chan struct{})
+	read := make(chan error, 1)
+	go func() {
+		close(reading)
+		_, err := body.Read(make([]byte, 10))
+		read <- err
+	}()
+	<-reading
+	time.Sleep(5 * time.Millisecond) // most often, the Read is under way by then
+	body.Close()
+	return within(t, read)
 }
