@@ -94,6 +94,35 @@ func (r *Record) ReleaseEvents() {
 	}
 }
 
+// EmitAfterHeld emits e, through the connection's Spy, after the
+// connection's own events that a hold keeps waiting (see HoldEvents): it
+// joins their queue, and goes out when the last hold is released. With
+// none waiting it goes out at once. A layer above reports with it what
+// those events caused while another hold was on: over HTTP/2, the error
+// of a request that failed with its connection while other requests on it
+// held the connection's "Socket Error" (cause before effect).
+func (r *Record) EmitAfterHeld(e Event) {
+	if r.holds.word.Load()&heldBit == 0 || !r.queueBehind(&e) {
+		r.spy.Emit(e)
+	}
+}
+
+// queueBehind queues e behind the held events, if any wait or are being
+// emitted, and reports whether it did.
+func (r *Record) queueBehind(e *Event) bool {
+	h := &r.holds
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.word.Load()&heldBit == 0 && !h.draining {
+		return false
+	}
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	h.evs = append(h.evs, ownEvent{e: *e})
+	return true
+}
+
 // emitOwn emits e, one of the connection's own events, or holds it (see
 // HoldEvents). closing says it is "Socket Close".
 func (r *Record) emitOwn(e Event, closing bool) {

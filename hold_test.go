@@ -295,3 +295,64 @@ func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
 }
+
+// TestEmitAfterHeld: an event a layer above emits with EmitAfterHeld
+// goes out after the connection's own events that a hold keeps waiting,
+// when the last hold is released; with a hold on but nothing waiting, or
+// no hold, it goes out at once.
+func TestEmitAfterHeld(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		holds     int
+		peerEnds  bool // the peer closes while held: a "Socket End" waits
+		wantFirst bool // the layer's event goes out at once
+	}{
+		{"no hold", 0, true, true},
+		{"hold, nothing waiting", 1, false, true},
+		{"hold, Socket End waiting", 1, true, false},
+		{"two holds, Socket End waiting", 2, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sink := newCaptureSink()
+			spy := &Spy{Sink: sink}
+			c, s := wrappedPair(t, spy, "tcp")
+			defer c.Close()
+			r := RecordOf(c)
+			for range tc.holds {
+				r.HoldEvents()
+			}
+			if tc.peerEnds {
+				s.Close()
+				c.SetReadDeadline(time.Now().Add(testTimeout))
+				if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+					t.Fatalf("read after the peer closed: %v, want io.EOF", err)
+				}
+			} else {
+				defer s.Close()
+			}
+			r.EmitAfterHeld(Event{Message: "Layer Event", Conn: r})
+			mine := func() []string {
+				var out []string
+				for _, e := range sink.all() {
+					if e.Conn == r && e.Message != MsgConnect {
+						out = append(out, e.Message)
+					}
+				}
+				return out
+			}
+			if got := slices.Contains(mine(), "Layer Event"); got != tc.wantFirst {
+				t.Fatalf("events before the release: %v; the layer's event out: %v, want %v", mine(), got, tc.wantFirst)
+			}
+			for range tc.holds {
+				r.ReleaseEvents()
+			}
+			want := []string{"Layer Event"}
+			if tc.peerEnds {
+				want = []string{MsgEnd, "Layer Event"} // held, or in the order they came
+			}
+			if got := mine(); !slices.Equal(got, want) {
+				t.Fatalf("events: %v, want %v", got, want)
+			}
+		})
+	}
+}

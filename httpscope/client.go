@@ -993,8 +993,8 @@ func (b *respBody) end(err error) {
 	rt := b.rt
 	failed := err != nil && err != io.EOF
 	if failed {
-		emitReq(rt.spy, b.rec, b.seq, connscope.Event{Message: connscope.MsgRequestError, Conn: b.rec, Target: rt.target, Request: b.seq,
-			Status: int(b.status), Protocol: b.proto, Headers: rt.headers, Duration: time.Duration(sinceEpoch() - rt.start), Op: "body", Err: err}, false)
+		emitAfterConn(rt.spy, b.rec, b.seq, connscope.Event{Message: connscope.MsgRequestError, Conn: b.rec, Target: rt.target, Request: b.seq,
+			Status: int(b.status), Protocol: b.proto, Headers: rt.headers, Duration: time.Duration(sinceEpoch() - rt.start), Op: "body", Err: err})
 	}
 	if !b.h2end {
 		return

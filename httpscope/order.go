@@ -133,7 +133,21 @@ func emitReqError(spy *connscope.Spy, r *connscope.Record, seq uint64, e connsco
 	if release {
 		r.ReleaseEvents()
 	}
-	emitReq(spy, r, seq, e, false)
+	emitAfterConn(spy, r, seq, e)
+}
+
+// emitAfterConn emits e, an event of request seq on r that r's own events
+// caused, after those that another request's hold keeps waiting (over
+// HTTP/2: the other streams in flight), or holds it behind an earlier
+// request as emitReq does.
+func emitAfterConn(spy *connscope.Spy, r *connscope.Record, seq uint64, e connscope.Event) {
+	if r == nil {
+		spy.Emit(e)
+		return
+	}
+	if !holdReq(r, seq, &e, false) {
+		r.EmitAfterHeld(e)
+	}
 }
 
 // holdReq holds e behind an earlier request on r that has not ended, if
