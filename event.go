@@ -137,12 +137,14 @@ func (e *Event) ErrorText() string {
 // request canceled" is not context.Canceled, and stays an error.)
 func levelFor(msg string, err error) slog.Level {
 	switch msg {
-	case MsgRequestError:
+	case MsgRequestError, MsgError:
+		// A dial cancelled is the program's choice too: net/http cancels
+		// the dials no request waits for any more (CloseIdleConnections).
 		if kind, _ := Classify(err); kind == KindCanceled {
 			return slog.LevelInfo
 		}
 		return slog.LevelError
-	case MsgError, MsgHookPanic:
+	case MsgHookPanic:
 		return slog.LevelError
 	case MsgTimeout, MsgDropped, MsgNotSpied:
 		return slog.LevelWarn

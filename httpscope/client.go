@@ -268,17 +268,20 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			r, seq, holding, reuseIdle = nil, 0, false, 0
 		}
 		var id connscope.ID
+		op := "request"
 		if r == nil {
 			id = failedDial
 			if id.IsZero() {
 				id = rt.closedDial()
 			}
-			if id.IsZero() {
-				id = pendingDial // zero if the request never dialed (it waited for a pooled connection)
+			if id.IsZero() && !pendingDial.IsZero() {
+				// It gave up while connecting: say so, the dial's own
+				// event may come much later.
+				id, op = pendingDial, "dial"
 			}
 		}
 		emitReqError(spy, r, seq, connscope.Event{Time: now, Message: connscope.MsgRequestError, Conn: r, ID: id, Target: rt.target, Request: seq, Idle: reuseIdle,
-			Headers: rt.headers, Duration: took, Op: "request", Err: err}, holding)
+			Headers: rt.headers, Duration: took, Op: op, Err: err}, holding)
 		idle := rt.markReturned()
 		switch {
 		case r == nil:

@@ -41,6 +41,9 @@ func TestRequestGivesUpDuringDialNamesTheDial(t *testing.T) {
 		}
 		for _, e := range sink.events(0) {
 			if e.Msg == connscope.MsgTimeout && e.Op == "dial" {
+				if reqErr.Op != "dial" {
+					t.Errorf("HTTP(S) Error op %q, want dial: the request gave up while connecting", reqErr.Op)
+				}
 				if reqErr.ID.IsZero() || e.ID != reqErr.ID {
 					t.Fatalf("HTTP(S) Error id %v, want the dial's %v", reqErr.ID, e.ID)
 				}
