@@ -262,7 +262,8 @@ type DialFunc = func(ctx context.Context, network, address string) (net.Conn, er
 // name lookup ("DNS Lookup"), the connection ("Socket Connect", with DNS
 // and connect durations and the target of the request that caused the
 // dial, see ContextWithTarget) and a failed dial ("Socket Error", op
-// "dial"). Errors are returned unchanged. A dial wrapped twice (a wrapped
+// "dial"; "Socket Timeout" for one whose deadline passed; info level for
+// one its context cancelled). Errors are returned unchanged. A dial wrapped twice (a wrapped
 // dialer given to WrapDial again) is reported once, by the outer wrapper.
 func (s *Spy) WrapDial(dial DialFunc) DialFunc {
 	if dial == nil {
