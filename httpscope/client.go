@@ -254,7 +254,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	r, seq := rt.rec, rt.seq
 	failedDial, pendingDial, reuseIdle := rt.failedDial, rt.pendingDial, rt.reuseIdle
 	holding := rt.holding != nil // on r: see gotConn
-	retried := r != nil && rt.connless
+	connless := rt.connless
+	retried := r != nil && connless
 	rt.holding, rt.over = nil, true
 	rt.mu.Unlock()
 	ttfb := time.Duration(rt.ttfb.Load())
@@ -269,7 +270,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		var id connscope.ID
 		op := "request"
-		if r == nil {
+		if r == nil && connless {
+			// Not after a GotConn with a connection the spy does not
+			// see (one pooled before the transport was instrumented):
+			// the request failed on it, not on a dial of its own, which
+			// may still run.
 			id = failedDial
 			if id.IsZero() {
 				id = rt.closedDial()
