@@ -909,12 +909,12 @@ func (rd Redaction) textToken(tok string) (string, bool) {
 	}
 	if q >= 0 && q < len(tok) {
 		switch query := tok[q+1:]; {
-		case rd.OmitQuery:
-			if query != "" && queryStart[query[0]] { // a query, not "?!"
-				tok = tok[:q]
-				hidden = true
-			}
+		case rd.OmitQuery && query != "" && queryStart[query[0]]: // a query, not "?!"
+			tok = tok[:q]
+			hidden = true
 		case rd.firstSecret(query) >= 0:
+			// Also with OmitQuery, for what may be prose ("?!token=x"):
+			// its secrets are hidden as without it.
 			tok = tok[:q+1] + rd.Query(query)
 			hidden = true
 		}

@@ -721,6 +721,10 @@ func TestRedactionText(t *testing.T) {
 			`parse "http://REDACTED": invalid port "REDACTED" after host`},
 		{"OmitQuery", Redaction{OmitQuery: true}, `status code "/x?a=1&b=2" and http://h/p?c=3 and /d?s3cr3t; why? really?!`,
 			`status code "/x" and http://h/p and /d why? really?!`},
+		// A query OmitQuery does not drop, as it may be prose, still
+		// loses its secrets.
+		{"OmitQuery, a query after ?!", Redaction{OmitQuery: true}, "http://h/?!token=s3cr3t and GET /p?/x&sig=s3cr3t",
+			"http://h/?!token=REDACTED and GET /p?/x&sig=REDACTED"},
 		{"custom SecretKeys", Redaction{SecretKeys: []string{"tenant"}}, "http://h/?tenant=s3cr3t&token=visible", "http://h/?tenant=REDACTED&token=visible"},
 		// A Host set by hand with userinfo, as a dial's error quotes it.
 		{"userinfo without a scheme", Redaction{}, "dial tcp: lookup alice:s3cr3t@h: no such host", "dial tcp: lookup h: no such host"},
