@@ -816,24 +816,37 @@ func (rd Redaction) Text(s string) string {
 // for a port may be the start of a password with a '#', '/' or '?' in it.
 const invalidPort = `invalid port "`
 
-// hideInvalidPort hides the ports that net/url's errors in s quote.
+// hideInvalidPort hides the ports that net/url's errors in s quote. It
+// builds the result once: a text may quote many (a peer's, echoed).
 func hideInvalidPort(s string) string {
+	var b strings.Builder
+	done := 0 // s[:done] is in b
 	for off := 0; ; {
 		i := strings.Index(s[off:], invalidPort)
 		if i < 0 {
-			return s
+			break
 		}
 		start := off + i + len(invalidPort)
 		end := strings.Index(s[start:], `" after host`)
 		if end < 0 {
-			return s
+			break
 		}
 		end += start
 		if s[start:end] != Redacted {
-			s = s[:start] + Redacted + s[end:]
+			if done == 0 {
+				b.Grow(len(s) + len(Redacted))
+			}
+			b.WriteString(s[done:start])
+			b.WriteString(Redacted)
+			done = end
 		}
-		off = start + len(Redacted)
+		off = end
 	}
+	if done == 0 {
+		return s
+	}
+	b.WriteString(s[done:])
+	return b.String()
 }
 
 // textDelim reports whether s[i] ends a URL in a text: a space, a control

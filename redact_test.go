@@ -754,6 +754,22 @@ func TestRedactionText(t *testing.T) {
 	}
 }
 
+// TestRedactionTextManyPorts: a text that quotes many invalid ports (a
+// peer's, echoed) is redacted in one pass, not copied for each: its cost
+// stays linear in its length.
+func TestRedactionTextManyPorts(t *testing.T) {
+	const n = 1000
+	s := strings.Repeat(`invalid port ":s3cr3t" after host; `, n)
+	var got string
+	allocs := testing.AllocsPerRun(5, func() { got = (Redaction{}).Text(s) })
+	if want := strings.Repeat(`invalid port "REDACTED" after host; `, n); got != want {
+		t.Fatalf("Text = %.80q..., want %.80q...", got, want)
+	}
+	if allocs > 30 {
+		t.Errorf("Text of %d invalid ports: %v allocations, want a few", n, allocs)
+	}
+}
+
 // TestEventErrorTextRedacted: every format writes an event's error
 // through its Spy's Redaction (Hook Panic's too), while the event keeps
 // the error itself.
