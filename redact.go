@@ -468,8 +468,9 @@ func (rd Redaction) isSecretPathKey(k string) bool {
 // hold a secret of their own, as a URL passed on does ("next=/cb?token=x",
 // "redirect=https%3A%2F%2Fh%2Fcb%3Ftoken%3Dx"): one in which, as it is
 // or percent-decoded once or more, a piece between '?', '&', ';' and '#'
-// is a pair with a secret-looking key, or a "//" is followed by userinfo
-// (an '@' before the next '/', '?' or '#'). A value that, decoded
+// is a pair with a secret-looking key, or an authority holds userinfo (an
+// '@' before the next '/', '?' or '#' after a "//", or after "https:" and
+// the like without it: see hasUserinfo). A value that, decoded
 // maxDecodes times, one more decoding would still change is replaced too.
 func (rd Redaction) Query(rawQuery string) string {
 	if i := rd.firstSecret(rawQuery); i >= 0 {
@@ -612,27 +613,61 @@ var pairClass = func() (t [256]uint8) {
 	return t
 }()
 
-// hasUserinfo reports whether a "//" in s is followed by userinfo: an '@'
-// before the next '/', '?' or '#'.
+// hasUserinfo reports whether s holds an authority with userinfo: an '@'
+// before the next '/', '?' or '#' after a "//" (or two backslashes, or
+// one of each, which browsers read as "//"), or after "http:", "https:",
+// "ws:", "wss:" or "ftp:" and any slashes: browsers read userinfo there
+// even without the "//" ("https:alice:pw@h"), as Target does for an
+// opaque URL.
 func hasUserinfo(s string) bool {
 	if strings.IndexByte(s, '@') < 0 {
 		return false // the common case
 	}
-	for i := strings.Index(s, "//"); i >= 0; {
-		auth := s[i+2:]
-		if e := strings.IndexAny(auth, "/?#"); e >= 0 {
-			auth = auth[:e]
+	for i := 0; i < len(s); i++ {
+		start := -1 // of an authority, before its slashes
+		switch s[i] {
+		case '/', '\\':
+			if i+1 < len(s) && (s[i+1] == '/' || s[i+1] == '\\') {
+				start = i + 2
+			}
+		case ':':
+			if specialScheme(s[:i]) {
+				start = i + 1
+			}
 		}
-		if strings.IndexByte(auth, '@') >= 0 {
-			return true
+		if start < 0 {
+			continue
 		}
-		j := strings.Index(s[i+1:], "//")
-		if j < 0 {
-			break
+		for start < len(s) && (s[start] == '/' || s[start] == '\\') {
+			start++
 		}
-		i += 1 + j
+		end := start
+		for ; end < len(s) && s[end] != '/' && s[end] != '?' && s[end] != '#'; end++ {
+			if s[end] == '@' {
+				return true
+			}
+		}
+		// An authority that starts inside this one ends where it does,
+		// without an '@' either: go on from its end.
+		i = end - 1
 	}
 	return false
+}
+
+// specialScheme reports whether s ends in a scheme whose URLs browsers
+// read an authority in without "//", as a word of its own.
+func specialScheme(s string) bool {
+	for _, scheme := range [...]string{"http", "https", "ws", "wss", "ftp"} {
+		if n := len(s) - len(scheme); n >= 0 && strings.EqualFold(s[n:], scheme) && (n == 0 || !schemeByte(s[n-1])) {
+			return true
+		}
+	}
+	return false
+}
+
+// schemeByte reports whether c may be part of a URL scheme.
+func schemeByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '+' || c == '-' || c == '.'
 }
 
 // inertEscapes reports whether decoding s could show no '=', '@' or '%',

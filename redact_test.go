@@ -93,6 +93,16 @@ func TestRedactionTarget(t *testing.T) {
 		{"nested, nothing secret", Redaction{}, "GET", "https://h/?next=https%3A%2F%2Fx%2Fcb%3Fpage%3D2&email=bob@example.com&q=a%20b&c=100%&d=YQ%3D%3D",
 			"GET https://h:443/?next=https%3A%2F%2Fx%2Fcb%3Fpage%3D2&email=bob@example.com&q=a%20b&c=100%&d=YQ%3D%3D"},
 		{"nested URL without userinfo kept", Redaction{}, "GET", "https://h/?next=https://x/u?email=bob@example.com", "GET https://h:443/?next=https://x/u?email=bob@example.com"},
+		// Userinfo as browsers read it: without "//" after a special
+		// scheme (as Target reads an opaque URL), or after backslashes.
+		{"nested userinfo without //", Redaction{}, "GET", "https://h/?next=https:alice:s3cr3t@x/&a=1", "GET https://h:443/?next=REDACTED&a=1"},
+		{"nested userinfo after one /", Redaction{}, "GET", "https://h/?next=HTTP:/alice:s3cr3t@x/", "GET https://h:443/?next=REDACTED"},
+		{"nested userinfo, encoded, without //", Redaction{}, "GET", "https://h/?next=https%3Aalice%3As3cr3t%40x%2F", "GET https://h:443/?next=REDACTED"},
+		{"nested userinfo after backslashes", Redaction{}, "GET", "https://h/?next=https:%5C%5Calice:s3cr3t@x/", "GET https://h:443/?next=REDACTED"},
+		{"nested userinfo after a slash and a backslash", Redaction{}, "GET", "https://h/?next=%2F%5Calice:s3cr3t@x/", "GET https://h:443/?next=REDACTED"},
+		{"nested path parameter userinfo without //", Redaction{}, "GET", "https://h/a;next=wss:alice:s3cr3t@x", "GET https://h:443/a;next=REDACTED"},
+		{"mailto, scheme-like words kept", Redaction{}, "GET", "https://h/?to=mailto:bob@example.com&n=xhttp:bob@x&m=https:x/bob@y",
+			"GET https://h:443/?to=mailto:bob@example.com&n=xhttp:bob@x&m=https:x/bob@y"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			u, err := url.Parse(tc.url)
@@ -326,6 +336,8 @@ var targetTestURLs = []string{
 	"http://h/?next=/cb?token=1", "http://h/?next=/cb?page=1", "http://h/?r=https%3A%2F%2Fx%2Fcb%3Ftoken%3D1", "http://h/?r=%2Fp%3Bjsessionid%3D1",
 	"http://h/?r=%252Fcb%253Ftoken%253D1", "http://h/?r=%2525252525252541", "http://h/?r=%25252525252541", "http://h/?r=%%33D", "http://h/?r=%%34%30",
 	"http://h/?u=//a:b@c", "http://h/?u=http%3A%2F%2Fa%40c", "http://h/?u=///x@y", "http://h/?e=bob@x&u=https://h/?e=bob@x", "http://h/?q=a%20b&c=100%",
+	"http://h/?u=https:a:b@c", "http://h/?u=Https:/a@c", "http://h/?u=ftp:\\\\a@c", "http://h/?u=%5C%5Ca@c", "http://h/?u=x//y/\\a@c", "http://h/?u=xws:a@c",
+	"http://h/?u=mailto:a@c", "http://h/?u=https:x/a@c", "http://h/?u=a:https:b@c", "http://h/a;u=wss:a@c",
 	"http://h/?d=YQ%3D%3D", "http://h/?q=key=1", "http://h/?q=x#token=1", "http://h/?n=%2Fcb%23code%3D1", "http://h/?a=1;n=/cb?sig=1&b=2",
 	"http://h/?n=/cb?cookie=1", "http://h/?n=x%3Fcookie=1", "http://h/?n=a+b%3D1", "http://h/?n=%3Dtoken",
 	"https://" + strings.Repeat("h", 100) + ".example/" + strings.Repeat("p", 100) + "?" + strings.Repeat("a=1&", 20),
@@ -549,14 +561,15 @@ func pathReference(rd Redaction, path string) string {
 
 var (
 	pieceSepReference = regexp.MustCompile(`[?&;#]`)
-	userinfoReference = regexp.MustCompile(`//[^/?#]*@`)
+	userinfoReference = regexp.MustCompile(`(?i)(?:[/\\]{2}|(?:^|[^a-z0-9+.\-])(?:https?|wss?|ftp):)[/\\]*[^/?#]*@`)
 	escapeReference   = regexp.MustCompile(`%[0-9A-Fa-f]{2}`)
 )
 
 // nestedReference reports whether v, as it is or decoded up to maxDecodes
 // times, holds a piece (between '?', '&', ';', '#') that is a pair with a
-// secret key, or userinfo after a "//"; or whether one more decoding
-// would still change it.
+// secret key, or userinfo after a "//" (or backslashes), or after a
+// special scheme's colon; or whether one more decoding would still change
+// it.
 func nestedReference(rd Redaction, v string) bool {
 	for n := 0; ; n++ {
 		for _, piece := range pieceSepReference.Split(v, -1) {
@@ -739,6 +752,7 @@ func TestRedactionText(t *testing.T) {
 		{"nested query", Redaction{}, `Get "https://h/login?next=/cb?token=s3cr3t&page=2": EOF`, `Get "https://h/login?next=REDACTED&page=2": EOF`},
 		{"nested encoded URL", Redaction{}, `Get "https://h/?redirect=https%3A%2F%2Fx%2Fcb%3Ftoken%3Ds3cr3t": EOF`, `Get "https://h/?redirect=REDACTED": EOF`},
 		{"nested userinfo", Redaction{}, "http://h/?next=https://alice:s3cr3t@x/", "http://h/?next=REDACTED"},
+		{"nested userinfo without //", Redaction{}, `Get "http://h/?next=https:alice:s3cr3t@x/&a=1": EOF`, `Get "http://h/?next=REDACTED&a=1": EOF`},
 		{"semicolons in prose kept", Redaction{}, "http2: server sent GOAWAY and closed the connection; LastStreamID=1; a;b=c",
 			"http2: server sent GOAWAY and closed the connection; LastStreamID=1; a;b=c"},
 	} {
