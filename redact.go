@@ -318,12 +318,12 @@ func hostWithoutUserinfo(host string) string {
 
 // escapedPath returns what u.EscapedPath returns, or u.Opaque if set
 // (without userinfo): u.Path itself, unless something in it needs
-// escaping. It reports too whether the result holds a ';', which may
-// start a path parameter.
+// escaping. It reports too whether the result holds a ';', or an escaped
+// one, which may start a path parameter.
 func escapedPath(u *url.URL) (path string, semi bool) {
 	if u.Opaque != "" {
 		path = opaqueWithoutUserinfo(u.Opaque)
-		return path, strings.IndexByte(path, ';') >= 0
+		return path, hasParamSep(path)
 	}
 	if u.RawPath == "" {
 		// One pass over the path answers both questions.
@@ -335,7 +335,7 @@ func escapedPath(u *url.URL) (path string, semi bool) {
 		}
 	}
 	path = u.EscapedPath()
-	return path, strings.IndexByte(path, ';') >= 0
+	return path, hasParamSep(path)
 }
 
 // opaqueWithoutUserinfo drops what comes up to the last '@' of an opaque
@@ -413,23 +413,25 @@ var pathClass = func() (t [256]uint8) {
 
 // redactPath returns path, an escaped path, with the values of its
 // secret path parameters replaced by "REDACTED": a parameter is what
-// follows a ';' in a segment ("/app;jsessionid=ABC/x"), up to the next
-// ';' or '/'; its key, to its '=', is checked as a query key is, and its
-// value for a secret of its own as a query value is (see Query). A secret
-// value runs to the end of its segment, past any ';': a server that does
-// not split parameters there reads it as part of the value. What comes
-// before a segment's first ';' is its name, not a parameter.
+// follows a ';' in a segment ("/app;jsessionid=ABC/x"), or an escaped
+// one ("%3B", which a server that unescapes the path before it splits off
+// parameters reads as a ';'), up to the next one or '/'; its key, to its
+// '=', is checked as a query key is, and its value for a secret of its
+// own as a query value is (see Query). A secret value runs to the end of
+// its segment, past any ';': a server that does not split parameters
+// there reads it as part of the value. What comes before a segment's
+// first ';' is its name, not a parameter.
 func (rd Redaction) redactPath(path string) string {
 	var b strings.Builder
 	done := 0 // path[:done] is in b
 	for i := 0; i < len(path); {
-		semi := strings.IndexByte(path[i:], ';')
-		if semi < 0 {
+		sep, n := nextParamSep(path, i)
+		if sep < 0 {
 			break
 		}
-		start := i + semi + 1 // of the parameter
-		end := start          // of the parameter, at a ';' or '/'
-		for end < len(path) && path[end] != ';' && path[end] != '/' {
+		start := sep + n // of the parameter
+		end := start     // of the parameter, at a separator or '/'
+		for end < len(path) && path[end] != '/' && paramSep(path, end) == 0 {
 			end++
 		}
 		k, v, hasValue := strings.Cut(path[start:end], "=")
@@ -450,6 +452,37 @@ func (rd Redaction) redactPath(path string) string {
 	}
 	b.WriteString(path[done:])
 	return b.String()
+}
+
+// paramSep returns the length of the path parameter separator at
+// path[i], a ';' or a "%3B" (either case), or 0 if there is none.
+func paramSep(path string, i int) int {
+	switch {
+	case path[i] == ';':
+		return 1
+	case path[i] == '%' && i+2 < len(path) && path[i+1] == '3' && path[i+2]|0x20 == 'b':
+		return 3
+	}
+	return 0
+}
+
+// nextParamSep returns the offset and length of the first path parameter
+// separator (see paramSep) in path at or after i, or -1 if there is none.
+func nextParamSep(path string, i int) (int, int) {
+	for ; i < len(path); i++ {
+		if c := path[i]; c == ';' || c == '%' {
+			if n := paramSep(path, i); n > 0 {
+				return i, n
+			}
+		}
+	}
+	return -1, 0
+}
+
+// hasParamSep reports whether path holds a path parameter separator.
+func hasParamSep(path string) bool {
+	i, _ := nextParamSep(path, 0)
+	return i >= 0
 }
 
 // isSecretPathKey reports whether the path parameter key k looks secret,
@@ -806,7 +839,7 @@ func (rd Redaction) redactPart(b *strings.Builder, part string) {
 // errors. Sinks write every event's error through it (see
 // Event.ErrorText); the error itself, which the program gets, is not
 // changed. s is returned as is, without allocating, when it holds no
-// '@', '?', '#' or ';' and no port net/url found invalid.
+// '@', '?', '#', ';' or "%3B" and no port net/url found invalid.
 //
 // A URL in a text has no clear end: it is taken to run to the next space,
 // quote or angle bracket. Userinfo ends at the last '@' before the host's
@@ -817,7 +850,7 @@ func (rd Redaction) redactPart(b *strings.Builder, part string) {
 // Host set by hand, as a dial's error quotes it. Path parameters are
 // looked for in all of a URL before its query, scheme and host included.
 func (rd Redaction) Text(s string) string {
-	if strings.IndexByte(s, '@') < 0 && strings.IndexByte(s, '?') < 0 && strings.IndexByte(s, '#') < 0 && strings.IndexByte(s, ';') < 0 {
+	if strings.IndexByte(s, '@') < 0 && strings.IndexByte(s, '?') < 0 && strings.IndexByte(s, '#') < 0 && !hasParamSep(s) {
 		if !strings.Contains(s, invalidPort) {
 			return s
 		}
@@ -948,7 +981,7 @@ func (rd Redaction) textToken(tok string) (string, bool) {
 	if q >= 0 && q < len(tok) {
 		path = tok[:q]
 	}
-	if strings.IndexByte(path, ';') >= 0 {
+	if hasParamSep(path) {
 		if p := rd.redactPath(path); p != path {
 			tok = p + tok[len(path):]
 			q = strings.IndexByte(tok, '?') // the path held none, nor does p

@@ -74,6 +74,13 @@ func TestRedactionTarget(t *testing.T) {
 		{"path parameter, escaped path", Redaction{}, "GET", "https://h/a%20b;token=s3cr3t/c", "GET https://h:443/a%20b;token=REDACTED/c"},
 		{"path parameter with a nested secret", Redaction{}, "GET", "https://h/a;next=%2Fcb%3Fcode%3Ds3cr3t/b", "GET https://h:443/a;next=REDACTED/b"},
 		{"path parameters kept", Redaction{}, "GET", "https://h/cars;color=red;year=2012/x;v", "GET https://h:443/cars;color=red;year=2012/x;v"},
+		// An escaped ';' starts a parameter too, for a server that
+		// unescapes the path before it splits parameters off
+		// (url.PathEscape writes a segment's ';' so).
+		{"escaped semicolon", Redaction{}, "GET", "https://h/app%3Bjsessionid=s3cr3t/x", "GET https://h:443/app%3Bjsessionid=REDACTED/x"},
+		{"escaped semicolon, lower case, at the end", Redaction{}, "GET", "https://h/a%3bv=1%3Btoken=s3cr3t", "GET https://h:443/a%3bv=1%3Btoken=REDACTED"},
+		{"escaped semicolons kept", Redaction{}, "GET", "https://h/a%3Bb=1%3bc/d%3B", "GET https://h:443/a%3Bb=1%3bc/d%3B"},
+		{"escaped percent is no semicolon", Redaction{}, "GET", "https://h/a%253Btoken=visible", "GET https://h:443/a%253Btoken=visible"},
 		{"segment name is no parameter", Redaction{}, "GET", "https://h/token=visible;a=1", "GET https://h:443/token=visible;a=1"},
 		{"path parameter without value kept", Redaction{}, "GET", "https://h/a;token/b;token=", "GET https://h:443/a;token/b;token=REDACTED"},
 		{"path parameter, custom SecretKeys", Redaction{SecretKeys: []string{"tenant"}}, "GET", "https://h/a;tenant=s3cr3t;token=visible", "GET https://h:443/a;tenant=REDACTED"},
@@ -332,6 +339,8 @@ var targetTestURLs = []string{
 	"http://h/app;jsessionid=1/x", "http://h/a;token=1", "http://h/a;b=1;sig=2;c=3/d;e=4", "http://h/a;to%6Ben=1", "http://h/a;token",
 	"http://h/;token=1", "http://h/a;;key=1", "http://h/token=1;x", "http://h/a;=1;key=", "http://h/a%3Btoken=1", "http://h/a;api+key=1",
 	"http://h/a;next=%2Fcb%3Ftoken%3D1/b", "http:x;token=1/y", "http://h/a;%zz=1;key=2", "http://h/a;k%=1",
+	"http://h/a%3btoken=1", "http://h/a%3Bv=1%3bsig=2;x=3/b%3B", "http://h/a%3B%3Btoken=1", "http://h/a%3", "http://h/a%3;token=1", "http://h/a%253Bkey=1",
+	"http:x%3Btoken=1/y", "http://h/a;b=%3Btoken=1",
 	// Secrets nested in values.
 	"http://h/?next=/cb?token=1", "http://h/?next=/cb?page=1", "http://h/?r=https%3A%2F%2Fx%2Fcb%3Ftoken%3D1", "http://h/?r=%2Fp%3Bjsessionid%3D1",
 	"http://h/?r=%252Fcb%253Ftoken%253D1", "http://h/?r=%2525252525252541", "http://h/?r=%25252525252541", "http://h/?r=%%33D", "http://h/?r=%%34%30",
@@ -535,14 +544,19 @@ func queryReference(rd Redaction, rawQuery string) string {
 }
 
 // pathReference hides, in each '/'-separated segment of an escaped path,
-// all after the '=' of its first ';'-separated parameter whose key,
-// path-unescaped, is secret or whose value holds a secret.
+// all after the '=' of its first parameter (after a ';' or "%3B", to the
+// next) whose key, path-unescaped, is secret or whose value holds a
+// secret.
 func pathReference(rd Redaction, path string) string {
 	segs := strings.Split(path, "/")
 	for i, seg := range segs {
-		params := strings.Split(seg, ";")
-		for j := 1; j < len(params); j++ {
-			k, v, hasValue := strings.Cut(params[j], "=")
+		seps := paramSepReference.FindAllStringIndex(seg, -1)
+		for j, sep := range seps {
+			end := len(seg)
+			if j+1 < len(seps) {
+				end = seps[j+1][0]
+			}
+			k, v, hasValue := strings.Cut(seg[sep[1]:end], "=")
 			if !hasValue {
 				continue
 			}
@@ -551,7 +565,7 @@ func pathReference(rd Redaction, path string) string {
 				key = unescaped
 			}
 			if isSecretReference(rd, key) || nestedReference(rd, v) {
-				segs[i] = strings.Join(params[:j], ";") + ";" + k + "=" + Redacted
+				segs[i] = seg[:sep[1]] + k + "=" + Redacted
 				break
 			}
 		}
@@ -560,6 +574,7 @@ func pathReference(rd Redaction, path string) string {
 }
 
 var (
+	paramSepReference = regexp.MustCompile(`;|%3[bB]`)
 	pieceSepReference = regexp.MustCompile(`[?&;#]`)
 	userinfoReference = regexp.MustCompile(`(?i)(?:[/\\]{2}|(?:^|[^a-z0-9+.\-])(?:https?|wss?|ftp):)[/\\]*[^/?#]*@`)
 	escapeReference   = regexp.MustCompile(`%[0-9A-Fa-f]{2}`)
@@ -746,6 +761,7 @@ func TestRedactionText(t *testing.T) {
 		{"userinfo without a scheme, @ in the query", Redaction{}, "alice:s3cr3t@h/x?e=bob@example.com", "h/x?e=bob@example.com"},
 		{"path parameter", Redaction{}, `Get "https://h/app;jsessionid=s3cr3t/x": EOF`, `Get "https://h/app;jsessionid=REDACTED/x": EOF`},
 		{"path parameter in an echoed target", Redaction{}, `malformed HTTP status code "/api;token=s3cr3t"`, `malformed HTTP status code "/api;token=REDACTED"`},
+		{"escaped semicolon path parameter", Redaction{}, `Get "https://h/app%3Bjsessionid=s3cr3t": EOF`, `Get "https://h/app%3Bjsessionid=REDACTED": EOF`},
 		{"path parameter before a query", Redaction{}, "http://alice:s3cr3t@h/a;sig=s3cr3t;b=s3cr3t/c?key=s3cr3t#s3cr3t", "http://h/a;sig=REDACTED/c?key=REDACTED"},
 		{"path parameter with OmitQuery", Redaction{OmitQuery: true}, "http://h/a;sig=s3cr3t?b=1", "http://h/a;sig=REDACTED"},
 		{"path parameter, fragment before the query", Redaction{}, "http://h/a;sig=s3cr3t#x?y", "http://h/a;sig=REDACTED"},
